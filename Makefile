@@ -1,0 +1,30 @@
+# The two commands: `make demo` (the main job) and `make test` (the suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU installs pin torch (and the rest) through constraints-cpu.txt; on a GPU machine the
+# constraints are skipped so that pip keeps the CUDA torch you installed.
+CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export RAY_USAGE_STATS_ENABLED ?= 0
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install test demo clean
+
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install $(CONSTRAINTS) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/unlearn demo
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

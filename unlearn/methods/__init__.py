@@ -1,0 +1,14 @@
+"""Method registry: ``names()``, ``get(name)``, ``make(name, params)``.
+
+A method is one small file: a frozen config dataclass (validated on construction) whose
+``forget_loss`` calls the pure losses of :mod:`unlearn.losses`. The total loss is composed in
+:mod:`unlearn.step`: ``forget_weight * forget_term + retain_weight * retain_term``, the retain
+term chosen by name (``none``, ``nll``, ``kl``).
+"""
+
+from __future__ import annotations
+
+from unlearn.methods.base import RETAIN_TERMS, MethodConfig, get, make, names, register
+from unlearn.methods import ga, gd, npo, undial, unilogit  # noqa: F401  (registration)
+
+__all__ = ["RETAIN_TERMS", "MethodConfig", "get", "make", "names", "register"]

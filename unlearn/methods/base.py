@@ -1,0 +1,95 @@
+"""The registry and the fields every method shares (weights and the retain term)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor
+
+RETAIN_TERMS = ("none", "nll", "kl")
+_REGISTRY: dict[str, type["MethodConfig"]] = {}
+
+
+def register(name: str):
+    """Class decorator: register a method config under a lowercase name (duplicates are an error)."""
+    if name != name.lower():
+        raise ValueError(f"method names are lowercase; got {name!r}")
+
+    def wrap(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type["MethodConfig"]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(names())}") from None
+
+
+def make(name: str, params: dict | None = None) -> "MethodConfig":
+    """Build a validated config; an unknown parameter is an error naming the allowed ones."""
+    cls = get(name)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(params or {}) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r} for method {name!r}; "
+                         f"allowed: {', '.join(allowed)}")
+    return cls(**(params or {}))
+
+
+def check(condition: bool, field: str, allowed: str, value) -> None:
+    """One-line validation error naming the field and what is allowed."""
+    if not condition:
+        raise ValueError(f"{field} must be {allowed}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Shared fields. ``retain``: which retain term (none | nll | kl)."""
+
+    forget_weight: float = 1.0
+    retain_weight: float = 1.0
+    retain: str = "none"
+
+    name: ClassVar[str] = ""
+    needs_ref_nll: ClassVar[bool] = False  # NPO: per-sequence reference NLLs, precomputed once
+
+    def __post_init__(self):
+        check(isinstance(self.forget_weight, (int, float)) and self.forget_weight >= 0,
+              "forget_weight", "a number >= 0", self.forget_weight)
+        check(isinstance(self.retain_weight, (int, float)) and self.retain_weight >= 0,
+              "retain_weight", "a number >= 0", self.retain_weight)
+        check(self.retain in RETAIN_TERMS, "retain", f"one of {', '.join(RETAIN_TERMS)}", self.retain)
+
+    @property
+    def needs_ref_forget_logits(self) -> bool:
+        """Whether the forget term needs the frozen initial model's logits."""
+        return False
+
+    @property
+    def uses_retain(self) -> bool:
+        return self.retain != "none" and self.retain_weight > 0
+
+    @property
+    def needs_ref_model(self) -> bool:
+        return self.needs_ref_forget_logits or (self.uses_retain and self.retain == "kl")
+
+    def forget_loss(self, logits: Tensor, labels: Tensor, *, ref_logits: Tensor | None = None,
+                    ref_sequence_nll: Tensor | None = None, num_tokens=None,
+                    num_sequences=None) -> Tensor:
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        return dataclasses.asdict(self)

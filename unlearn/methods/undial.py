@@ -1,0 +1,25 @@
+"""UnDIAL (Dong et al. 2024): ``L = mean_tokens KL(softmax(z_θ0 − γ·onehot(y)) ‖ p_θ)``."""
+
+from dataclasses import dataclass
+
+from unlearn import losses
+from unlearn.methods.base import MethodConfig, check, register
+
+
+@register("undial")
+@dataclass(frozen=True)
+class UnDIAL(MethodConfig):
+    gamma: float = 10.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(isinstance(self.gamma, (int, float)) and self.gamma >= 0, "gamma", "a number >= 0", self.gamma)
+
+    @property
+    def needs_ref_forget_logits(self) -> bool:
+        return True
+
+    def forget_loss(self, logits, labels, *, ref_logits=None, num_tokens=None, **_):
+        if ref_logits is None:
+            raise ValueError("undial needs ref_logits from the frozen initial model")
+        return losses.undial(logits, ref_logits, labels, self.gamma, num_tokens=num_tokens)
