@@ -93,10 +93,11 @@ def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], co
         engine.train(True)
         for examples in batches(forget, size, shuffle=config.shuffle, seed=config.seed, epoch=epoch):
             paired = next(retain_stream) if retain_stream else None
+            lr = engine.lr()  # the rate this update uses
             state.metrics = update(engine, method, examples, paired, collate, ref_model=ref_model,
                                    ref_nll=ref_nll, device=device)
             state.step += 1
-            state.metrics.update(step=state.step, epoch=epoch + 1, lr=engine.lr())
+            state.metrics.update(step=state.step, epoch=epoch + 1, lr=lr)
             if report:
                 report(dict(state.metrics))
             if config.max_steps and state.step >= config.max_steps:

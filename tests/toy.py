@@ -1,0 +1,39 @@
+"""A tiny Llama over raw token ids and an id-level collate, for fast exact tests of the loop."""
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+VOCAB = 40
+
+
+def toy_model(seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(config).to(dtype)
+
+
+def toy_examples(n, seed=0, prompt=2):
+    """Sequences of unequal length; the first ``prompt`` tokens are not trained on."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        length = 4 + int(torch.randint(0, 7, (1,), generator=g))
+        out.append({"ids": torch.randint(1, VOCAB, (length,), generator=g).tolist(), "prompt": prompt})
+    return out
+
+
+def toy_collate(examples):
+    width = max(len(e["ids"]) for e in examples)
+    ids = torch.zeros(len(examples), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for row, e in enumerate(examples):
+        n = len(e["ids"])
+        ids[row, :n] = torch.tensor(e["ids"])
+        mask[row, :n] = 1
+        labels[row, e["prompt"]:n] = ids[row, e["prompt"]:n]
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if all("index" in e for e in examples):
+        batch["index"] = torch.tensor([e["index"] for e in examples])
+    return batch
