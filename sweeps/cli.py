@@ -25,6 +25,89 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _params(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values parsed as YAML scalars (``people=12``, ``prompt=chat``)."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"unlearn: error: --param expects key=value; got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _benchmark(args):
+    import benchmarks
+
+    try:
+        return benchmarks.get(args.benchmark, **_params(args.param))
+    except ValueError as error:
+        raise SystemExit(f"unlearn: error: {error}") from None
+
+
+def cmd_prepare(args) -> int:
+    import dataclasses
+
+    from benchmarks.prepare import Recipe, prepare
+
+    bench = _benchmark(args)
+    overrides = {k: v for k, v in (("lr", args.lr), ("max_epochs", args.max_epochs), ("autocast", args.bf16))
+                 if v is not None}
+    try:
+        recipe = dataclasses.replace(Recipe(), **overrides)
+    except ValueError as error:
+        raise SystemExit(f"unlearn: error: {error}") from None
+    _check_model(args.base_model)
+    prepared = prepare(args.base_model, bench, recipe, cache=args.cache)
+    print(f"target  {prepared.target}  forget-QA recall {prepared.meta['target']['forget_qa']:.3f}")
+    print(f"oracle  {prepared.oracle}  forget-QA recall {prepared.meta['oracle']['forget_qa']:.3f}")
+    return 0
+
+
+def _check_model(name: str | None) -> None:
+    from pathlib import Path
+
+    if name and name != "tiny" and (name.startswith((".", "/", "~")) or name.endswith(".gguf")) \
+            and not Path(name).expanduser().exists():
+        raise SystemExit(f"unlearn: error: model path {name!r} does not exist")
+
+
+def cmd_eval(args) -> int:
+    import json
+    from pathlib import Path
+
+    from benchmarks import evaluate as ev
+    from benchmarks.prepare import default_cache
+    from unlearn import data, models
+
+    bench = _benchmark(args)
+    for name in (args.model, args.oracle):
+        _check_model(name)
+    dataset = bench.materialize((Path(args.cache) if args.cache else default_cache()) / "benchmarks")
+    model, tokenizer = models.load_model(args.model)
+    collate = data.Collator(tokenizer, max_length=256, chat_template=dataset.chat)
+    config = ev.EvalConfig(batch_size=args.batch_size, max_probes=args.max_probes, autocast=args.bf16 or False)
+    refs = None
+    if args.oracle:
+        oracle, _ = models.load_model(args.oracle)
+        refs = ev.references(model, oracle, tokenizer, collate, dataset, config, gammas=bench.undial_gammas)
+        del oracle
+        values = refs.baseline
+    else:
+        values = ev.evaluate(model, tokenizer, collate, dataset, None, config)
+    directions = {m.name: m.direction for m in bench.metrics}
+    print(f"{'metric':<48} {'value':>9} {'± stderr':>9}  best")
+    for name in sorted(k for k in values if not k.endswith("_stderr")):
+        print(f"{name:<48} {values[name]:>9.4f} {values.get(name + '_stderr', float('nan')):>9.4f}  "
+              f"{directions.get(name, '')}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"values": values, "directions": directions}, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="unlearn", description="Sweeps and benchmarks for LLM unlearning.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -33,7 +116,32 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--retain", choices=["none", "nll", "kl"], default="nll",
                       help="retain term of every method that takes one (gd always uses nll)")
     demo.set_defaults(run=cmd_demo)
+
+    prep = sub.add_parser("prepare", help="fine-tune a benchmark's target and retrained oracle (cached)")
+    prep.add_argument("benchmark", help="benchmark name (synthetic)")
+    prep.add_argument("--base-model", required=True, help="'tiny', a model directory, a .gguf file or a hub id")
+    _common(prep)
+    prep.add_argument("--lr", type=float)
+    prep.add_argument("--max-epochs", type=int)
+    prep.set_defaults(run=cmd_prepare)
+
+    ev = sub.add_parser("eval", help="evaluate a model on a benchmark (against an oracle when given)")
+    ev.add_argument("--model", required=True, help="model directory or .gguf file")
+    ev.add_argument("--benchmark", default="synthetic")
+    ev.add_argument("--oracle", help="retrained model directory: adds KL-to-oracle and PrivLeak")
+    ev.add_argument("--out", help="write the metrics as JSON here")
+    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--max-probes", type=int, help="at most this many probes per group")
+    _common(ev)
+    ev.set_defaults(run=cmd_eval)
     return top
+
+
+def _common(command) -> None:
+    command.add_argument("--param", action="append", metavar="KEY=VALUE",
+                         help="benchmark parameter, repeatable (e.g. people=12)")
+    command.add_argument("--cache", help="cache directory (default $UNLEARN_CACHE or ~/.cache/unlearn-sweeps)")
+    command.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast on CPU")
 
 
 def main(argv: list[str] | None = None) -> int:

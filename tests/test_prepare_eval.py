@@ -1,0 +1,117 @@
+"""Preparation of target and oracle on the tiny preset, their evaluation, and the cache."""
+
+import json
+
+import pytest
+import torch
+
+import benchmarks
+from benchmarks import evaluate as ev
+from benchmarks import prepare as prep
+from unlearn import data, models
+
+PARAMS = dict(seed=1, people=20, forget_fraction=0.2, facts=4, bios=3)
+RECIPE = prep.Recipe(lr=3e-3, max_epochs=40, micro_batch=8, stop_recall=0.95)
+CONFIG = ev.EvalConfig(batch_size=16, max_new_tokens=12, verbatim_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    bench = benchmarks.get("synthetic", **PARAMS)
+    result = prep.prepare("tiny", bench, RECIPE, cache=cache, progress=lambda m: None)
+    target, tokenizer = models.load_model(str(result.target))
+    oracle, _ = models.load_model(str(result.oracle))
+    collate = data.Collator(tokenizer, max_length=256)
+    refs = ev.references(target, oracle, tokenizer, collate, result.data, CONFIG, gammas=(3.0, 10.0))
+    return dict(cache=cache, bench=bench, result=result, target=target, oracle=oracle, tokenizer=tokenizer,
+                collate=collate, refs=refs)
+
+
+def test_target_knows_the_forget_people_and_the_oracle_does_not(prepared):
+    meta = prepared["result"].meta
+    assert meta["target"]["forget_qa"] >= 0.8 and meta["oracle"]["forget_qa"] <= 0.3
+    base = prepared["refs"].baseline
+    assert base["forget_qa_rouge_l_recall"] >= 0.8
+
+
+def test_retain_and_neighbour_knowledge_is_in_both_models(prepared):
+    oracle = ev.evaluate(prepared["oracle"], prepared["tokenizer"], prepared["collate"], prepared["result"].data,
+                         prepared["refs"], CONFIG, parts=("generation",))
+    for scores in (prepared["refs"].baseline, oracle):
+        assert scores["retain_qa_rouge_l_recall"] >= 0.7
+        assert scores["neighbor_qa_rouge_l_recall"] >= 0.7
+    assert oracle["forget_qa_rouge_l_recall"] <= 0.3
+
+
+def test_oracle_kl_to_itself_is_zero_and_the_target_is_far(prepared):
+    own = ev.evaluate(prepared["oracle"], prepared["tokenizer"], prepared["collate"], prepared["result"].data,
+                      prepared["refs"], CONFIG, parts=("kl", "mia"))
+    assert abs(own["kl_oracle_model_forget"]) < 1e-6 and abs(own["kl_model_oracle_retain"]) < 1e-6
+    assert abs(own["privleak"]) < 1e-9
+    base = prepared["refs"].baseline
+    assert base["kl_oracle_model_forget"] > 0.1
+    assert base["kl_oracle_model_forget_facts"] > base["kl_oracle_model_forget"]  # the facts are what differ
+
+
+def test_memorised_forget_set_gives_privleak_near_minus_100(prepared):
+    base = prepared["refs"].baseline
+    assert base["mia_min_k_auc"] <= 0.1 and base["privleak"] <= -80
+
+
+def test_every_declared_metric_is_computed_with_a_stderr(prepared):
+    base = prepared["refs"].baseline
+    declared = {m.name for m in prepared["bench"].metrics if "undial_g30" not in m.name}
+    assert declared <= set(base)
+    assert all(f"{name}_stderr" in base for name in declared)
+    assert all(isinstance(v, float) for v in base.values())
+
+
+def test_second_prepare_reuses_the_cache(prepared):
+    said = []
+    again = prep.prepare("tiny", prepared["bench"], RECIPE, cache=prepared["cache"], progress=said.append)
+    assert said and said[0].startswith("reusing") and again.meta == prepared["result"].meta
+
+
+def test_damaged_cache_is_rebuilt_never_loaded(prepared, tmp_path, monkeypatch):
+    import shutil
+
+    cache = tmp_path / "cache"
+    root = cache / "prepared" / prep.cache_key("tiny", prepared["bench"], RECIPE)
+    shutil.copytree(prepared["result"].target.parent, root)
+    assert prep.verify(root) is None
+    weights = root / "oracle" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"corrupt!")
+    assert prep.verify(root) == "oracle/model.safetensors does not match its recorded SHA-256"
+    built = []
+
+    def fake_build(base, bench, recipe, data_, out, progress):
+        built.append(out)
+        (out / "target").mkdir(parents=True)
+        (out / "oracle").mkdir()
+        return {"target": {"forget_qa": 1.0}, "oracle": {"forget_qa": 0.0}}
+
+    monkeypatch.setattr(prep, "_build", fake_build)
+    said = []
+    prep.prepare("tiny", prepared["bench"], RECIPE, cache=cache, progress=said.append)
+    assert built and "damaged" in said[0] and prep.verify(root) is None
+    assert not weights.exists()  # the corrupted file is gone, not reused
+
+
+def test_cli_eval_writes_json(prepared, tmp_path, capsys):
+    from sweeps import cli
+
+    out = tmp_path / "m.json"
+    args = ["eval", "--model", str(prepared["result"].target), "--cache", str(prepared["cache"]),
+            "--max-probes", "4", "--out", str(out)] + [f"--param={k}={v}" for k, v in PARAMS.items()]
+    assert cli.main(args) == 0
+    saved = json.loads(out.read_text())
+    assert "forget_qa_rouge_l_recall" in saved["values"] and saved["directions"]["privleak"] == 0.0
+    assert "forget_qa_rouge_l_recall" in capsys.readouterr().out
+
+
+def test_references_are_reusable_values(prepared, tmp_path):
+    path = tmp_path / "refs.pt"
+    torch.save(prepared["refs"], path)
+    loaded = torch.load(path, weights_only=False)
+    assert torch.equal(loaded.oracle_forget, prepared["refs"].oracle_forget)
