@@ -108,6 +108,23 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from sweeps import spec as specs
+
+    try:
+        spec = specs.load(args.spec)
+    except specs.SpecError as error:
+        raise SystemExit(f"unlearn: error: {error}") from None
+    from sweeps.run import run_sweep
+
+    try:
+        where = run_sweep(spec, storage=args.storage, address=args.address)
+    except specs.SpecError as error:
+        raise SystemExit(f"unlearn: error: {error}") from None
+    print(f"results: {where}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="unlearn", description="Sweeps and benchmarks for LLM unlearning.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -134,6 +151,12 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-probes", type=int, help="at most this many probes per group")
     _common(ev)
     ev.set_defaults(run=cmd_eval)
+
+    sweep = sub.add_parser("sweep", help="run a sweep spec (YAML) with Ray Tune / Train / DeepSpeed")
+    sweep.add_argument("spec", help="the sweep spec (YAML)")
+    sweep.add_argument("--storage", help="results directory (overrides the spec's storage)")
+    sweep.add_argument("--address", help="Ray cluster address (default: a local cluster on 127.0.0.1)")
+    sweep.set_defaults(run=cmd_sweep)
     return top
 
 

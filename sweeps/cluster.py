@@ -1,0 +1,85 @@
+"""Connecting to Ray: a local cluster on loopback only (token auth as Ray sets it up), or an
+existing cluster; and the resource arithmetic that keeps a trial from waiting forever."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from sweeps.spec import SpecError, SweepSpec
+
+
+def loopback_environment() -> None:
+    """Before ``import ray``: keep a local cluster on 127.0.0.1, no usage reporting."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("DS_ACCELERATOR", "cpu" if not _has_gpu() else os.environ.get("DS_ACCELERATOR", "cuda"))
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, temp_dir: str | None = None) -> dict:
+    """``ray.init`` on ``address``, or a new local cluster bound to 127.0.0.1. Returns the cluster's
+    resources."""
+    loopback_environment()
+    import ray
+
+    if ray.is_initialized():
+        return ray.cluster_resources()
+    env = {"env_vars": {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "DS_ACCELERATOR",
+                                                   "RAY_USAGE_STATS_ENABLED", "UNLEARN_CACHE", "PYTHONPATH")
+                        if k in os.environ}}
+    if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
+                 runtime_env=env, log_to_driver=False, _temp_dir=temp_dir)
+    return ray.cluster_resources()
+
+
+def largest_node(kind: str) -> float:
+    import ray
+
+    return max((n.get("Resources", {}).get(kind, 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+
+
+def plan(spec: SweepSpec, total: dict, node_cpus: float, node_gpus: float) -> dict:
+    """The scaling section with ``cpus_per_worker`` resolved, after checking that one trial fits.
+
+    Defaults on 2 CPUs (a 1-CPU trial actor and 1-CPU workers) never start and never say why; so
+    the trial actor takes ``trial_cpus`` and the workers share the rest of a node."""
+    import dataclasses
+
+    scaling = spec.scaling
+    workers = max([scaling.workers] + [_max_option(spec.space(m).get("workers")) for m in spec.methods])
+    cpus = scaling.cpus_per_worker
+    if cpus is None:
+        share = (node_cpus - scaling.trial_cpus) / workers if not scaling.use_gpu else 1.0
+        cpus = math.floor(share * 100) / 100
+        if cpus <= 0:
+            raise SpecError(f"scaling.workers={workers} cannot share a node with {node_cpus:g} CPUs; "
+                            f"lower scaling.workers")
+    need_cpu = scaling.trial_cpus + workers * cpus
+    if need_cpu > total.get("CPU", 0) + 1e-9 or cpus > node_cpus:
+        raise SpecError(f"a trial needs {need_cpu:g} CPUs ({scaling.trial_cpus:g} for the trial + {workers} workers × "
+                        f"{cpus:g}) but the cluster has {total.get('CPU', 0):g} (largest node {node_cpus:g}); "
+                        f"lower scaling.workers or scaling.cpus_per_worker")
+    if scaling.use_gpu:
+        need_gpu = workers * scaling.gpus_per_worker
+        if need_gpu > total.get("GPU", 0) or scaling.gpus_per_worker > node_gpus:
+            raise SpecError(f"a trial needs {need_gpu:g} GPUs ({workers} workers × {scaling.gpus_per_worker:g}) but "
+                            f"the cluster has {total.get('GPU', 0):g}; lower scaling.workers or set use_gpu: false")
+    return dict(dataclasses.asdict(scaling), cpus_per_worker=cpus)
+
+
+def _max_option(value) -> int:
+    if isinstance(value, dict):
+        return max(v for v in next(iter(value.values())) if isinstance(v, int))
+    return value if isinstance(value, int) else 0

@@ -1,0 +1,167 @@
+"""The sweep driver: validate, prepare, compute the references once, then one Ray Tune run per
+method, each trial a Ray Train + DeepSpeed worker group.
+
+Storage layout (``<storage>/<name>/``): ``spec.yaml`` (resolved), ``environment.json``,
+``references.pt`` and ``reference_rows.json`` (target before unlearning, oracle), ``<method>/``
+(Tune: one directory per trial with ``result.json`` / ``progress.csv`` / ``params.json``) and
+``train/train-<trial>/checkpoint_*`` (only the latest; the last one is the unlearned model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from sweeps.spec import SpecError, SweepSpec, to_dict
+
+
+def _say(message: str) -> None:
+    print(f"[sweep] {message}", file=sys.stderr, flush=True)
+
+
+def environment(spec: SweepSpec, scaling: dict) -> dict:
+    import deepspeed
+    import ray
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "deepspeed": deepspeed.__version__, "ray": ray.__version__,
+            "cuda": torch.cuda.is_available(), "scaling": scaling, "training": dataclasses.asdict(spec.training),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def models_for(spec: SweepSpec, progress):
+    """(target dir, oracle dir, benchmark, data) — preparing the base model when the spec asks."""
+    import benchmarks
+    from benchmarks.prepare import Recipe, default_cache, prepare
+
+    bench = benchmarks.get(spec.benchmark.name, **spec.benchmark.params)
+    if spec.model.base:
+        prepared = prepare(spec.model.base, bench, Recipe(**spec.model.prepare), progress=progress)
+        return prepared.target, prepared.oracle, bench, prepared.data
+    for role in ("target", "oracle"):
+        if not Path(getattr(spec.model, role)).expanduser().is_dir():
+            raise SpecError(f"model.{role} {getattr(spec.model, role)!r} is not a model directory")
+    return Path(spec.model.target), Path(spec.model.oracle), bench, bench.materialize(default_cache() / "benchmarks")
+
+
+def compute_references(sweep_dir: Path, target: Path, oracle: Path, bench, data, spec: SweepSpec, progress) -> Path:
+    """Oracle distributions, UnDIAL soft-label KLs, NPO's reference NLLs and the two reference rows,
+    once per sweep (reused when present)."""
+    import torch
+
+    from benchmarks import evaluate as ev
+    from unlearn import data as collation
+    from unlearn import loop, models, step
+
+    path = sweep_dir / "references.pt"
+    if path.is_file() and (sweep_dir / "reference_rows.json").is_file():
+        return path
+    began = time.time()
+    target_model, tokenizer = models.load_model(str(target))
+    oracle_model, _ = models.load_model(str(oracle))
+    collate = collation.Collator(tokenizer, max_length=spec.training.max_length, chat_template=data.chat)
+    config = ev.EvalConfig(**{k: v for k, v in dataclasses.asdict(spec.eval).items()
+                              if k not in ("every_epoch", "final")})
+    refs = ev.references(target_model.eval(), oracle_model.eval(), tokenizer, collate, data, config,
+                         gammas=bench.undial_gammas)
+    refs.npo_ref_nll = step.reference_sequence_nll(target_model, loop.with_index(data.forget_examples()), collate,
+                                                   batch_size=spec.training.micro_batch)
+    oracle_row = ev.evaluate(oracle_model, tokenizer, collate, data, refs, config)
+    rows = [{"role": "target", **refs.baseline}, {"role": "oracle", **oracle_row}]
+    directions = {m.name: m.direction for m in bench.metrics}
+    tmp = path.with_suffix(".tmp")
+    torch.save(refs, tmp)
+    (sweep_dir / "reference_rows.json").write_text(json.dumps({"rows": rows, "directions": directions}, indent=2))
+    tmp.replace(path)
+    progress(f"references computed once in {time.time() - began:.0f}s (target and oracle evaluated)")
+    return path
+
+
+def estimate_disk(target: Path, trials: int, concurrent: int) -> int:
+    """Bytes the sweep may write: each finished trial keeps its model; each running trial also holds
+    one DeepSpeed checkpoint (weights and two AdamW moments in fp32)."""
+    weights = sum(p.stat().st_size for p in Path(target).glob("*.safetensors"))
+    return trials * weights + concurrent * weights * 3
+
+
+def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | None = None,
+              progress: Callable[[str], None] = _say) -> Path:
+    import yaml
+
+    from sweeps import cluster, space
+
+    sweep_dir = Path(storage or spec.storage).expanduser().resolve() / spec.name
+    resources = cluster.connect(address)
+    scaling = cluster.plan(spec, resources, cluster.largest_node("CPU"), cluster.largest_node("GPU"))
+    target, oracle, bench, data = models_for(spec, progress)
+    trials = sum(space.grid_size(spec, m) for m in spec.methods)
+    sweep_dir.parent.mkdir(parents=True, exist_ok=True)
+    need, free = estimate_disk(target, trials, spec.max_concurrent_trials), shutil.disk_usage(sweep_dir.parent).free
+    if need > free:
+        raise SpecError(f"the sweep may write {need / 2**30:.1f} GiB ({trials} trials) but {sweep_dir.parent} has "
+                        f"{free / 2**30:.1f} GiB free; free space or shrink the search")
+    sweep_dir.mkdir(exist_ok=True)
+    (sweep_dir / "spec.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(spec), default=str)),
+                                                        sort_keys=False))
+    (sweep_dir / "environment.json").write_text(json.dumps(environment(spec, scaling), indent=2))
+    refs = compute_references(sweep_dir, target, oracle, bench, data, spec, progress)
+    context = {
+        "model_dir": str(target), "data_root": str(data.root), "chat": data.chat, "refs": str(refs),
+        "training": dataclasses.asdict(spec.training), "eval": dataclasses.asdict(spec.eval), "scaling": scaling,
+        "objective": dataclasses.asdict(spec.search.objective) if spec.search.objective else None,
+        "train_storage": str(sweep_dir / "train"),
+    }
+    progress(f"{trials} trials over {', '.join(spec.methods)}; results in {sweep_dir}")
+    for method in spec.methods:
+        _tune_method(spec, method, context, sweep_dir, scaling, progress)
+    progress(f"done: results in {sweep_dir}")
+    return sweep_dir
+
+
+def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, scaling: dict, progress) -> None:
+    from ray import tune
+
+    from sweeps import space
+    from sweeps.trial import run_trial
+    from unlearn import methods
+
+    fields = [f.name for f in dataclasses.fields(methods.get(method))]
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, context=dict(context, method=method, method_fields=fields)),
+        {"CPU": scaling["trial_cpus"]})
+    objective = spec.search.objective
+    tune_config = tune.TuneConfig(num_samples=spec.search.samples, max_concurrent_trials=spec.max_concurrent_trials,
+                                  search_alg=_search(spec), scheduler=_scheduler(spec),
+                                  metric="objective" if objective else None, mode=objective.mode if objective else None)
+    began = time.time()
+    progress(f"{method}: {space.grid_size(spec, method)} trial(s)")
+    results = tune.Tuner(trainable, param_space=space.param_space(spec, method), tune_config=tune_config,
+                         run_config=tune.RunConfig(name=method, storage_path=str(sweep_dir), verbose=1)).fit()
+    failed = [r for r in results if r.error]
+    progress(f"{method}: {len(results) - len(failed)} finished, {len(failed)} failed in {time.time() - began:.0f}s")
+
+
+def _search(spec: SweepSpec):
+    if spec.search.algorithm != "optuna":
+        return None
+    try:
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError:
+        raise SpecError("search.algorithm 'optuna' needs the optuna package (pip install optuna)") from None
+    return OptunaSearch()
+
+
+def _scheduler(spec: SweepSpec):
+    if not spec.search.asha:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="epoch", max_t=spec.training.epochs, **spec.search.asha)

@@ -1,0 +1,362 @@
+"""The sweep spec: frozen dataclasses validated on construction; YAML only at the edge, loaded
+strictly (an unknown key is an error naming the key and the allowed ones).
+
+A method's search space maps hyper-parameters (the method's own fields and the trial keys below)
+to a fixed value or a YAML search primitive (``{grid: [...]}``, ``{choice: [...]}``,
+``{loguniform: [a, b]}``, ``{uniform: [a, b]}``, ``{randint: [a, b]}``); the Python API also accepts
+Ray Tune domain objects directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PRIMITIVES = ("grid", "choice", "uniform", "loguniform", "randint")
+# Hyper-parameters of a trial besides the method's own fields.
+TRIAL_KEYS = ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay")
+SCHEDULES = ("constant", "linear", "cosine")
+ALGORITHMS = ("grid", "random", "optuna")
+EVAL_PARTS = ("generation", "verbmem", "mia", "kl")
+
+
+class SpecError(ValueError):
+    """A malformed spec: the message names the field and what is allowed."""
+
+
+def fail(field_name: str, allowed: str, value: Any) -> None:
+    raise SpecError(f"{field_name} must be {allowed}; got {value!r}")
+
+
+def _int(name: str, value, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        fail(name, f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}", value)
+
+
+def _number(name: str, value, low: float = 0.0, strict: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (strict and value == low):
+        fail(name, f"a number {'>' if strict else '>='} {low}", value)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Either ``base`` (prepared into a target and an oracle with ``prepare``) or ``target`` and
+    ``oracle`` directories prepared elsewhere."""
+
+    base: str | None = None
+    prepare: dict = field(default_factory=dict)
+    target: str | None = None
+    oracle: str | None = None
+
+    def __post_init__(self):
+        if bool(self.base) == bool(self.target):
+            fail("model", "either {base: ...} or {target: ..., oracle: ...}", dataclasses.asdict(self))
+        if self.target and not self.oracle:
+            fail("model.oracle", "a model directory when model.target is given", self.oracle)
+        if self.prepare and not self.base:
+            fail("model.prepare", "given only with model.base", self.prepare)
+        from benchmarks.prepare import Recipe
+
+        allowed = [f.name for f in dataclasses.fields(Recipe)]
+        for key in self.prepare:
+            if key not in allowed:
+                fail(f"model.prepare.{key}", f"one of {', '.join(allowed)} (unknown key)", key)
+        try:
+            Recipe(**self.prepare)
+        except ValueError as error:
+            raise SpecError(f"model.prepare: {error}") from None
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str = "synthetic"
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        import benchmarks
+
+        try:
+            benchmarks.get(self.name, **self.params)
+        except ValueError as error:
+            raise SpecError(f"benchmark: {error}") from None
+
+
+@dataclass(frozen=True)
+class Training:
+    epochs: int = 2
+    micro_batch: int = 4
+    grad_accum: int = 1
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    seeds: tuple = (0,)
+    max_length: int = 256
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+
+    def __post_init__(self):
+        _int("training.epochs", self.epochs, 1)
+        _int("training.micro_batch", self.micro_batch, 1)
+        _int("training.grad_accum", self.grad_accum, 1)
+        _int("training.warmup_steps", self.warmup_steps, 0)
+        _int("training.max_length", self.max_length, 8)
+        _number("training.weight_decay", self.weight_decay)
+        _number("training.grad_clip", self.grad_clip)
+        if self.schedule not in SCHEDULES:
+            fail("training.schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
+        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
+            fail("training.seeds", "a non-empty list of integers", self.seeds)
+        for seed in self.seeds:
+            _int("training.seeds[]", seed, 0)
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    every_epoch: tuple = ("generation", "kl")
+    final: tuple = ("generation", "verbmem", "mia", "kl")
+    max_probes: int | None = None
+    batch_size: int = 16
+    max_new_tokens: int = 24
+    verbatim_tokens: int = 48
+    kl_max_tokens: int = 2048
+
+    def __post_init__(self):
+        for name in ("every_epoch", "final"):
+            parts = getattr(self, name)
+            if not isinstance(parts, (list, tuple)):
+                fail(f"eval.{name}", f"a list of {', '.join(EVAL_PARTS)}", parts)
+            for part in parts:
+                if part not in EVAL_PARTS:
+                    fail(f"eval.{name}[]", f"one of {', '.join(EVAL_PARTS)}", part)
+            object.__setattr__(self, name, tuple(parts))
+        if self.max_probes is not None:
+            _int("eval.max_probes", self.max_probes, 1)
+        for name in ("batch_size", "max_new_tokens", "verbatim_tokens", "kl_max_tokens"):
+            _int(f"eval.{name}", getattr(self, name), 1)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float | None = None  # None: share the node's CPUs between the workers
+    gpus_per_worker: float = 1.0
+    zero_stage: int = 2
+    bf16: bool = False
+    offload: bool = False
+    trial_cpus: float = 0.1  # the function trial that drives the worker group
+
+    def __post_init__(self):
+        _int("scaling.workers", self.workers, 1)
+        _int("scaling.zero_stage", self.zero_stage, 0, 3)
+        if self.cpus_per_worker is not None:
+            _number("scaling.cpus_per_worker", self.cpus_per_worker, 0.0, strict=True)
+        _number("scaling.gpus_per_worker", self.gpus_per_worker, 0.0, strict=True)
+        _number("scaling.trial_cpus", self.trial_cpus, 0.0, strict=True)
+        for name in ("use_gpu", "bf16", "offload"):
+            if not isinstance(getattr(self, name), bool):
+                fail(f"scaling.{name}", "true or false", getattr(self, name))
+        if self.offload and self.zero_stage < 2:
+            fail("scaling.offload", "used with zero_stage 2 or 3", self.offload)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Scalar a non-grid search optimises: ``metric`` toward ``mode``, counted only when every
+    ``subject_to`` bound holds (``{metric: {max: x}}`` or ``{metric: {min: x}}``)."""
+
+    metric: str
+    mode: str = "max"
+    subject_to: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            fail("search.objective.mode", "max or min", self.mode)
+        for name, bound in self.subject_to.items():
+            if not isinstance(bound, dict) or len(bound) != 1 or next(iter(bound)) not in ("max", "min"):
+                fail(f"search.objective.subject_to.{name}", "{max: number} or {min: number}", bound)
+
+
+@dataclass(frozen=True)
+class Search:
+    algorithm: str = "grid"
+    samples: int = 1
+    asha: dict | None = None  # {grace_period: 1, reduction_factor: 2}
+    objective: Objective | None = None
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            fail("search.algorithm", f"one of {', '.join(ALGORITHMS)}", self.algorithm)
+        _int("search.samples", self.samples, 1)
+        if (self.algorithm != "grid" or self.asha) and self.objective is None:
+            fail("search.objective", "given when the search is not a plain grid (say which scalar is optimised)",
+                 None)
+        if self.asha is not None:
+            allowed = ("grace_period", "reduction_factor")
+            if not isinstance(self.asha, dict) or set(self.asha) - set(allowed):
+                fail("search.asha", f"a mapping with keys among {', '.join(allowed)}", self.asha)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    model: ModelSpec
+    methods: dict  # method name -> {hyper-parameter: value or search primitive}
+    benchmark: BenchmarkSpec = BenchmarkSpec()
+    training: Training = Training()
+    eval: EvalSpec = EvalSpec()
+    scaling: Scaling = Scaling()
+    search: Search = Search()
+    max_concurrent_trials: int = 1
+    storage: str = "runs"
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            fail("name", "a non-empty name of letters, digits, '-', '_' or '.'", self.name)
+        _int("max_concurrent_trials", self.max_concurrent_trials, 1)
+        if not isinstance(self.methods, dict) or not self.methods:
+            fail("methods", "a non-empty mapping of method name to search space", self.methods)
+        for name, space in self.methods.items():
+            check_space(name, space or {})
+        if not isinstance(self.storage, str) or not self.storage:
+            fail("storage", "a directory path or URI", self.storage)
+
+    def space(self, method: str) -> dict:
+        return dict(self.methods[method] or {})
+
+
+def check_space(method: str, space: dict) -> None:
+    """Unknown methods, unknown keys and impossible fixed values fail here, before Ray starts."""
+    from unlearn import methods
+
+    try:
+        cls = methods.get(method)
+    except ValueError as error:
+        raise SpecError(f"methods: {error}") from None
+    if not isinstance(space, dict):
+        fail(f"methods.{method}", "a mapping of hyper-parameter to value or search primitive", space)
+    own = [f.name for f in dataclasses.fields(cls)]
+    allowed = own + list(TRIAL_KEYS)
+    if "lr" not in space:
+        fail(f"methods.{method}.lr", "given (each method has its own learning-rate range)", None)
+    for key, value in space.items():
+        if key not in allowed:
+            fail(f"methods.{method}.{key}", f"one of {', '.join(allowed)} (unknown key)", key)
+        for option in candidates(f"methods.{method}.{key}", value):
+            check_trial_value(method, key, option, own)
+
+
+def candidates(name: str, value) -> list:
+    """The fixed values a YAML primitive can take (ranges: their two ends)."""
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in PRIMITIVES:
+            fail(name, f"a value or one of {{{', '.join(k + ': [...]' for k in PRIMITIVES)}}}", value)
+        kind, args = next(iter(value.items()))
+        if not isinstance(args, (list, tuple)) or not args:
+            fail(f"{name}.{kind}", "a non-empty list", args)
+        if kind in ("uniform", "loguniform", "randint"):
+            if len(args) != 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args) \
+                    or args[0] >= args[1]:
+                fail(f"{name}.{kind}", "[low, high] numbers with low < high", args)
+            if kind == "loguniform" and args[0] <= 0:
+                fail(f"{name}.{kind}", "[low, high] with low > 0", args)
+        return list(args)
+    if type(value).__module__.startswith("ray.tune"):
+        return []  # a Tune domain object from the Python API
+    return [value]
+
+
+def check_trial_value(method: str, key: str, value, own: list) -> None:
+    name = f"methods.{method}.{key}"
+    if key == "lr":
+        _number(name, value, 0.0, strict=True)
+    elif key in ("epochs", "micro_batch", "grad_accum", "workers"):
+        _int(name, value, 1)
+    elif key == "zero_stage":
+        _int(name, value, 0, 3)
+    elif key == "weight_decay":
+        _number(name, value)
+    elif key in own:
+        from unlearn import methods
+
+        try:
+            methods.make(method, {key: value})
+        except ValueError as error:
+            raise SpecError(f"methods.{method}: {error}") from None
+
+
+# ------------------------------------------------------------------------------------ YAML edge
+
+SECTIONS = {"model": ModelSpec, "benchmark": BenchmarkSpec, "training": Training, "eval": EvalSpec,
+            "scaling": Scaling, "search": Search}
+
+
+def _build(cls, raw, where: str):
+    if isinstance(raw, cls):
+        return raw
+    if not isinstance(raw, dict):
+        fail(where, "a mapping", raw)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in allowed:
+            fail(f"{where}.{key}", f"one of {', '.join(allowed)} (unknown key)", key)
+    raw = dict(raw)
+    if cls is Search and isinstance(raw.get("objective"), dict):
+        raw["objective"] = _build(Objective, raw["objective"], "search.objective")
+    try:
+        return cls(**raw)
+    except TypeError as error:
+        raise SpecError(f"{where}: {error}") from None
+
+
+def from_dict(raw: dict) -> SweepSpec:
+    if not isinstance(raw, dict):
+        fail("spec", "a mapping at the top level", type(raw).__name__)
+    allowed = [f.name for f in dataclasses.fields(SweepSpec)]
+    for key in raw:
+        if key not in allowed:
+            fail(key, f"one of {', '.join(allowed)} (unknown key)", key)
+    for key in ("name", "model", "methods"):
+        if key not in raw:
+            fail(key, "given", None)
+    values = {k: (_build(SECTIONS[k], v, k) if k in SECTIONS else v) for k, v in raw.items()}
+    return SweepSpec(**values)
+
+
+def load(path: str | Path) -> SweepSpec:
+    """Read and validate a YAML spec (duplicate keys are an error, as any unknown key)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file {str(path)!r} does not exist")
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node):
+        keys = [loader.construct_object(k, deep=True) for k, _ in node.value]
+        duplicate = next((k for k in keys if keys.count(k) > 1), None)
+        if duplicate is not None:
+            raise SpecError(f"{path}: key {duplicate!r} appears twice")
+        return loader.construct_mapping(node, deep=True)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    # YAML 1.1 reads `1e-3` as a string; a learning rate written that way is a number.
+    Strict.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+    try:
+        raw = yaml.load(path.read_text(), Loader=Strict)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}") from None
+    return from_dict(raw)
+
+
+def to_dict(spec: SweepSpec) -> dict:
+    """The resolved spec as plain data (saved beside the results)."""
+    return dataclasses.asdict(spec)

@@ -1,0 +1,161 @@
+"""What every Ray Train worker of a trial runs: load the target, wrap it in DeepSpeed, run the
+``unlearn`` loop, and after every epoch checkpoint, evaluate and report.
+
+Evaluation is correct under every ZeRO stage: the weights are gathered (``GatheredParameters`` at
+stage 3) into a plain copy on rank 0, which evaluates while the other ranks wait at the report
+barrier; every worker calls ``ray.train.report`` once per epoch and rank 0's metrics reach Tune.
+The last epoch's checkpoint is the unlearned model as a Hugging Face directory, without optimizer
+state; earlier ones are DeepSpeed checkpoints (Ray keeps only the latest).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import os
+import tempfile
+import time
+
+TRIAL_KEYS = ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay", "seed")
+
+
+def settings(cfg: dict) -> dict:
+    """A trial's effective settings: the sampled hyper-parameters over the spec's defaults."""
+    training, scaling, hp = cfg["training"], cfg["scaling"], cfg["hp"]
+    return {
+        "epochs": hp.get("epochs", training["epochs"]),
+        "micro_batch": hp.get("micro_batch", training["micro_batch"]),
+        "grad_accum": hp.get("grad_accum", training["grad_accum"]),
+        "workers": hp.get("workers", scaling["workers"]),
+        "zero_stage": hp.get("zero_stage", scaling["zero_stage"]),
+        "weight_decay": hp.get("weight_decay", training["weight_decay"]),
+        "lr": hp["lr"],
+        "seed": hp.get("seed", training["seeds"][0]),
+    }
+
+
+def method_params(cfg: dict) -> dict:
+    return {k: v for k, v in cfg["hp"].items() if k in cfg["method_fields"]}
+
+
+def objective_value(metrics: dict, objective: dict | None) -> float | None:
+    """The scalar a non-grid search optimises: the metric when every bound holds, else a value
+    worse than any admissible one (bounded metrics in this service lie within [-1e3, 1e3])."""
+    if not objective:
+        return None
+    value = metrics.get(objective["metric"], float("nan"))
+    feasible = all(
+        (bound.get("max") is None or metrics.get(name, math.inf) <= bound["max"])
+        and (bound.get("min") is None or metrics.get(name, -math.inf) >= bound["min"])
+        for name, bound in objective["subject_to"].items())
+    if feasible and not math.isnan(value):
+        return float(value)
+    return -1e6 if objective["mode"] == "max" else 1e6
+
+
+def train_loop(cfg: dict) -> None:
+    import deepspeed
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from benchmarks import evaluate as ev
+    from benchmarks.synthetic import read
+    from sweeps.deepspeed_config import deepspeed_config
+    from sweeps.engine import DeepSpeedEngine
+    from unlearn import data as collation
+    from unlearn import loop, methods, models, schedule
+
+    started = time.time()
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    run = settings(cfg)
+    scaling = cfg["scaling"]
+    torch.set_num_threads(max(1, int(scaling.get("cpus_per_worker") or 1)))
+    device = torch.device(f"cuda:{ctx.get_local_rank()}") if scaling["use_gpu"] else torch.device("cpu")
+    loop.set_seed(run["seed"])
+
+    method = methods.make(cfg["method"], method_params(cfg))
+    model, tokenizer = models.load_model(cfg["model_dir"])
+    evaluator = copy.deepcopy(model).eval() if rank == 0 else None
+    ref_model = copy.deepcopy(model).eval().to(device) if method.needs_ref_model else None
+    dataset = read(cfg["data_root"], cfg["chat"])
+    refs = torch.load(cfg["refs"], weights_only=False)
+    collate = collation.Collator(tokenizer, max_length=cfg["training"]["max_length"], chat_template=dataset.chat)
+    forget = loop.with_index(dataset.forget_examples())
+    retain = dataset.retain_examples()
+
+    config = loop.LoopConfig(epochs=run["epochs"], micro_batch=run["micro_batch"], seed=run["seed"])
+    effective = run["micro_batch"] * run["grad_accum"] * world
+    total = loop.total_steps(len(forget), config, effective)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run["lr"], weight_decay=run["weight_decay"])
+    lr_schedule = schedule.scheduler(optimizer, cfg["training"]["schedule"], total,
+                                     min(cfg["training"]["warmup_steps"], total))
+    ds_config = deepspeed_config(micro_batch=run["micro_batch"], grad_accum=run["grad_accum"], world_size=world,
+                                 zero_stage=run["zero_stage"], bf16=scaling["bf16"], offload=scaling["offload"],
+                                 grad_clip=cfg["training"]["grad_clip"])
+    ds_engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=lr_schedule,
+                                         config=ds_config, dist_init_required=False)
+    engine = DeepSpeedEngine(ds_engine)
+    topology = {"world_size": world, "zero_stage": run["zero_stage"], "micro_batch": run["micro_batch"],
+                "grad_accum": run["grad_accum"], "effective_batch": effective, "device": str(device),
+                "bf16": scaling["bf16"]}
+    eval_config = ev.EvalConfig(**{k: v for k, v in cfg["eval"].items() if k not in ("every_epoch", "final")},
+                                autocast=scaling["bf16"] and not scaling["use_gpu"])
+    clock = {"train_s": 0.0, "eval_s": 0.0, "epoch_start": time.time()}
+
+    def on_epoch_end(epoch: int, state) -> None:
+        clock["train_s"] += time.time() - clock["epoch_start"]
+        last = epoch == run["epochs"]
+        _gather_into(ds_engine, evaluator, run["zero_stage"])
+        began = time.time()
+        metrics: dict = {"epoch": epoch}
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if last and rank == 0:
+                models.save_model(evaluator, tokenizer, os.path.join(tmp, "model"))
+            elif not last:
+                ds_engine.save_checkpoint(tmp, tag=f"epoch{epoch}")
+            if rank == 0:
+                parts = cfg["eval"]["final"] if last else cfg["eval"]["every_epoch"]
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=eval_config.autocast):
+                    metrics.update(ev.evaluate(evaluator, tokenizer, collate, dataset, refs, eval_config, parts=parts))
+                clock["eval_s"] += time.time() - began
+                metrics.update({k: v for k, v in state.metrics.items() if k != "epoch"})
+                metrics.update(topology, status="ok", final=last, method=cfg["method"],
+                               wall_s=time.time() - started, **{k: round(v, 3) for k, v in clock.items()
+                                                                 if k != "epoch_start"})
+                objective = objective_value(metrics, cfg.get("objective"))
+                if objective is not None:
+                    metrics["objective"] = objective
+            if rank == 0 or not last:
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+        clock["epoch_start"] = time.time()
+
+    loop.run(engine, method, forget, retain, collate, config, ref_model=ref_model,
+             ref_nll=refs.npo_ref_nll if method.needs_ref_nll else None, device=device, on_epoch_end=on_epoch_end)
+    _teardown(ds_engine, dist)
+
+
+def _gather_into(ds_engine, evaluator, zero_stage: int) -> None:
+    """Copy the full weights into rank 0's plain evaluation copy (all ranks take part at ZeRO-3)."""
+    import deepspeed
+    import torch
+
+    params = list(ds_engine.module.parameters())
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=zero_stage == 3):
+        if evaluator is not None:
+            with torch.no_grad():
+                for target, source in zip(evaluator.parameters(), params):
+                    target.copy_(source.detach().to(target.dtype).view_as(target))
+
+
+def _teardown(ds_engine, dist) -> None:
+    """Without this an async gloo all-gather can outlive the interpreter and abort it."""
+    ds_engine.destroy()
+    del ds_engine
+    gc.collect()
+    if dist.is_initialized():
+        dist.barrier()
