@@ -59,6 +59,7 @@ class References:
     oracle_auc: float
     softlabel: dict = field(default_factory=dict)  # UnDIAL soft-label KLs (initial model, per γ)
     baseline: dict = field(default_factory=dict)  # the target's own scores before unlearning
+    npo_ref_nll: torch.Tensor | None = None  # NPO's NLL_ref per forget example, for every NPO trial
 
 
 def _subset(probes: list[Probe], limit: int | None) -> list[Probe]:

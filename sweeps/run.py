@@ -111,19 +111,25 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     sweep_dir.mkdir(exist_ok=True)
     (sweep_dir / "spec.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(spec), default=str)),
                                                         sort_keys=False))
-    (sweep_dir / "environment.json").write_text(json.dumps(environment(spec, scaling), indent=2))
+    record = dict(environment(spec, scaling), target=str(target), oracle=str(oracle), data=str(data.root))
+    (sweep_dir / "environment.json").write_text(json.dumps(record, indent=2))
     refs = compute_references(sweep_dir, target, oracle, bench, data, spec, progress)
-    context = {
-        "model_dir": str(target), "data_root": str(data.root), "chat": data.chat, "refs": str(refs),
-        "training": dataclasses.asdict(spec.training), "eval": dataclasses.asdict(spec.eval), "scaling": scaling,
-        "objective": dataclasses.asdict(spec.search.objective) if spec.search.objective else None,
-        "train_storage": str(sweep_dir / "train"),
-    }
+    context = trial_context(spec, sweep_dir, target, data, refs, scaling)
     progress(f"{trials} trials over {', '.join(spec.methods)}; results in {sweep_dir}")
     for method in spec.methods:
         _tune_method(spec, method, context, sweep_dir, scaling, progress)
     progress(f"done: results in {sweep_dir}")
     return sweep_dir
+
+
+def trial_context(spec: SweepSpec, sweep_dir: Path, target: Path, data, refs: Path, scaling: dict) -> dict:
+    """Everything a trial's workers need besides the sampled hyper-parameters (plain data)."""
+    return {
+        "model_dir": str(target), "data_root": str(data.root), "chat": data.chat, "refs": str(refs),
+        "training": dataclasses.asdict(spec.training), "eval": dataclasses.asdict(spec.eval), "scaling": scaling,
+        "objective": dataclasses.asdict(spec.search.objective) if spec.search.objective else None,
+        "train_storage": str(sweep_dir / "train"),
+    }
 
 
 def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, scaling: dict, progress) -> None:

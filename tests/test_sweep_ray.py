@@ -1,0 +1,157 @@
+"""The tiny sweep end to end: Ray Tune → Ray Train worker groups → DeepSpeed ZeRO (gloo), on a local
+cluster bound to loopback. One cluster for the module; the Ray tests run one after another."""
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sweeps import cluster, spec as specs
+
+TINY = Path(__file__).resolve().parents[1] / "sweeps" / "specs" / "tiny.yaml"
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+def ray_listening():
+    """(address, process name) of every listening socket owned by a Ray process of this machine."""
+    out = []
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status != psutil.CONN_LISTEN or not conn.pid:
+            continue
+        try:
+            process = psutil.Process(conn.pid)
+            text = process.name() + " " + " ".join(process.cmdline())
+        except psutil.Error:
+            continue
+        if "ray" in text:
+            out.append((conn.laddr.ip, process.name()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    import ray
+
+    from sweeps.run import run_sweep
+
+    os.environ["UNLEARN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    storage = tmp_path_factory.mktemp("runs")
+    cluster.connect(num_cpus=2, temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    sockets = ray_listening()
+    said = []
+    sweep_dir = run_sweep(specs.load(TINY), storage=str(storage), progress=said.append)
+    yield {"dir": sweep_dir, "sockets": sockets + ray_listening(), "said": said}
+    ray.shutdown()
+
+
+def trial_results(sweep_dir: Path, method: str) -> dict:
+    out = {}
+    for trial in sorted((sweep_dir / method).glob("run_trial_*")):
+        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines() if line.strip()]
+        out[trial.name] = rows
+    return out
+
+
+def test_local_cluster_listens_on_loopback_only(sweep):
+    assert sweep["sockets"], "no Ray listening sockets found"
+    assert {ip for ip, _ in sweep["sockets"]} <= set(LOOPBACK), sweep["sockets"]
+
+
+def test_every_trial_reports_every_epoch(sweep):
+    for method in ("unilogit", "undial"):
+        trials = trial_results(sweep["dir"], method)
+        assert len(trials) == 2
+        for rows in trials.values():
+            assert [r["epoch"] for r in rows] == [1, 2]
+            assert all(r["status"] == "ok" and r["method"] == method for r in rows)
+            assert all(math.isfinite(r["forget_qa_rouge_l_recall"]) and math.isfinite(r["kl_oracle_model_forget"])
+                       for r in rows)
+            assert "privleak" in rows[-1] and "privleak" not in rows[0]  # MIA only at the end, as the spec says
+            assert rows[-1]["final"] is True
+
+
+def test_topology_is_recorded_and_one_method_runs_zero3(sweep):
+    environment = json.loads((sweep["dir"] / "environment.json").read_text())
+    assert environment["scaling"]["workers"] == 2 and environment["ray"].startswith("2.60")
+    stages = {}
+    for method in ("unilogit", "undial"):
+        for rows in trial_results(sweep["dir"], method).values():
+            assert rows[-1]["world_size"] == 2 and rows[-1]["effective_batch"] == 8
+            stages[method] = rows[-1]["zero_stage"]
+    assert stages == {"unilogit": 3, "undial": 2}
+
+
+def test_reference_rows_and_resolved_spec_are_stored_once(sweep):
+    rows = json.loads((sweep["dir"] / "reference_rows.json").read_text())
+    roles = {r["role"]: r for r in rows["rows"]}
+    assert set(roles) == {"target", "oracle"}
+    assert roles["target"]["forget_qa_rouge_l_recall"] > roles["oracle"]["forget_qa_rouge_l_recall"]
+    assert rows["directions"]["privleak"] == 0.0
+    assert (sweep["dir"] / "spec.yaml").is_file()
+    assert sum("references computed once" in s for s in sweep["said"]) == 1
+
+
+def test_only_the_last_checkpoint_is_kept_and_it_is_the_model(sweep):
+    from unlearn import models
+
+    train_dirs = sorted((sweep["dir"] / "train").glob("train-*"))
+    assert len(train_dirs) == 4
+    for train_dir in train_dirs:
+        checkpoints = [p for p in train_dir.glob("checkpoint_*") if p.is_dir()]
+        assert len(checkpoints) == 1
+        assert (checkpoints[0] / "model" / "model.safetensors").is_file()
+        assert not list(checkpoints[0].rglob("*optim_states*"))  # no optimizer state once a trial ends
+    model, _ = models.load_model(str(checkpoints[0] / "model"))
+    assert model.config.vocab_size > 100
+
+
+def test_unlearning_happened(sweep):
+    target = {r["role"]: r for r in json.loads((sweep["dir"] / "reference_rows.json").read_text())["rows"]}["target"]
+    for method in ("unilogit", "undial"):
+        best = min(rows[-1]["forget_qa_rouge_l_recall"] for rows in trial_results(sweep["dir"], method).values())
+        assert best < target["forget_qa_rouge_l_recall"]
+
+
+def test_batch_split_does_not_change_the_result(sweep):
+    """micro-batch × accumulation × workers = 8 in three ways: same metrics after one epoch."""
+    import dataclasses
+
+    from sweeps.run import trial_context
+    from sweeps.trial import build_trainer
+
+    from unlearn import methods
+
+    spec = specs.load(TINY)
+    environment = json.loads((sweep["dir"] / "environment.json").read_text())
+    data = type("Data", (), {"root": environment["data"], "chat": False})
+    context = trial_context(spec, sweep["dir"], Path(environment["target"]), data, sweep["dir"] / "references.pt",
+                            environment["scaling"])
+    context = dict(context, eval=dict(context["eval"], every_epoch=["kl"], final=["kl"]), method="unilogit",
+                   method_fields=[f.name for f in dataclasses.fields(methods.get("unilogit"))])
+    results = []
+    for micro, accum, workers in ((4, 1, 2), (2, 2, 2), (8, 1, 1)):
+        hp = {"lr": 3e-3, "epochs": 1, "micro_batch": micro, "grad_accum": accum, "workers": workers,
+              "zero_stage": 2, "retain": "nll", "seed": 0}
+        result = build_trainer(dict(context, hp=hp), f"split-{micro}-{accum}-{workers}").fit()
+        results.append(result.metrics)
+    for other in results[1:]:
+        assert other["effective_batch"] == results[0]["effective_batch"] == 8
+        for key in ("loss", "forget_loss", "retain_loss", "kl_oracle_model_forget", "kl_oracle_model_retain"):
+            assert math.isclose(other[key], results[0][key], rel_tol=1e-4, abs_tol=1e-5), key
+
+
+def test_a_trial_that_cannot_fit_fails_in_seconds(sweep):
+    from sweeps.run import run_sweep
+
+    raw = specs.to_dict(specs.load(TINY))
+    spec = specs.from_dict({**raw, "scaling": dict(raw["scaling"], workers=3, cpus_per_worker=1.0)})
+    began = time.time()
+    with pytest.raises(specs.SpecError, match="a trial needs 3.1 CPUs"):
+        run_sweep(spec, storage=str(sweep["dir"].parent / "never"))
+    assert time.time() - began < 10
+    assert not (sweep["dir"].parent / "never").exists()
