@@ -115,3 +115,19 @@ def test_references_are_reusable_values(prepared, tmp_path):
     torch.save(prepared["refs"], path)
     loaded = torch.load(path, weights_only=False)
     assert torch.equal(loaded.oracle_forget, prepared["refs"].oracle_forget)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "--model", "./no-such-model"], "model path './no-such-model' does not exist"),
+    (["eval", "--model", "x", "--benchmark", "muse-newz"], "unknown benchmark 'muse-newz'; known: synthetic"),
+    (["prepare", "synthetic", "--base-model", "tiny", "--param", "people=2"], "synthetic.people must be"),
+    (["prepare", "synthetic", "--base-model", "tiny", "--lr", "-1"], "recipe.lr must be a number > 0"),
+    (["prepare", "synthetic", "--base-model", "tiny", "--param", "people"], "--param expects key=value"),
+])
+def test_cli_bad_input_is_one_line_before_any_compute(argv, message, tmp_path):
+    from sweeps import cli
+
+    with pytest.raises(SystemExit) as error:
+        cli.main(argv + ["--cache", str(tmp_path)])
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert not any(tmp_path.iterdir())  # nothing written

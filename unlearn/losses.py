@@ -104,9 +104,15 @@ def undial_targets(ref_logits: Tensor, labels: Tensor, gamma: float) -> Tensor:
     """UnDIAL soft labels as log-probabilities ``(B, T-1, V)``, detached:
     ``log softmax(z_θ0 − γ · onehot(y))`` (the target logit lowered by γ at valid positions)."""
     z, y, mask = shift(ref_logits.detach(), labels)
-    z = _upcast(z).clone()  # (B, T-1, V)
-    drop = (gamma * mask).to(z.dtype).unsqueeze(-1)  # (B, T-1, 1)
-    z.scatter_add_(-1, y.unsqueeze(-1), -drop)
+    return lowered_target_logprobs(z, y, gamma, mask)
+
+
+@torch.no_grad()
+def lowered_target_logprobs(z: Tensor, y: Tensor, gamma: float, mask: Tensor | None = None) -> Tensor:
+    """UnDIAL's soft label on *aligned* logits ``z (B, T', V)`` and targets ``y (B, T')``."""
+    z = _upcast(z).clone()  # (B, T', V)
+    drop = torch.full_like(y, gamma, dtype=z.dtype) if mask is None else (gamma * mask).to(z.dtype)
+    z.scatter_add_(-1, y.unsqueeze(-1), -drop.unsqueeze(-1))
     return torch.log_softmax(z, dim=-1)
 
 
@@ -226,9 +232,15 @@ def unilogit_targets(logits: Tensor, labels: Tensor) -> Tensor:
     ``z̃_v = z_v (v ≠ y)``, ``z̃_y = log Σ_{v≠y} exp(z_v) − log(V − 1)``, so that ``q_y = 1/V``
     exactly and the other tokens keep their ratios. Values at ignored positions are unused."""
     z, y, _ = shift(logits.detach(), labels)
+    return uniform_target_logprobs(z, y)
+
+
+@torch.no_grad()
+def uniform_target_logprobs(z: Tensor, y: Tensor) -> Tensor:
+    """Unilogit's soft label on *aligned* logits ``z (B, T', V)`` and targets ``y (B, T')``."""
     vocab = z.shape[-1]
-    a, b, lse = _target_stats(z, y)
-    z_t = _upcast(z).clone()  # (B, T-1, V)
+    _, b, lse = _target_stats(z, y)
+    z_t = _upcast(z).clone()  # (B, T', V)
     z_t.scatter_(-1, y.unsqueeze(-1), (lse + b - math.log(vocab - 1)).unsqueeze(-1))
     return torch.log_softmax(z_t, dim=-1)
 
