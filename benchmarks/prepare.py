@@ -173,6 +173,8 @@ def _train(model, tokenizer, data: SyntheticData, recipe: Recipe, *, with_forget
     from benchmarks.evaluate import EvalConfig, qa_recall
     from unlearn import data as collation, engine, finetune, loop, schedule
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
     collate = collation.Collator(tokenizer, max_length=recipe.max_length, chat_template=data.chat)
     examples = data.train_examples(with_forget=with_forget, utility=utility)
     check = (data.probes["forget_qa"] if with_forget else []) + data.probes["retain_qa"]
@@ -188,7 +190,8 @@ def _train(model, tokenizer, data: SyntheticData, recipe: Recipe, *, with_forget
         began, losses_seen = time.time(), []
         run_config = dataclasses.replace(config, seed=recipe.seed + epoch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.autocast):
-            finetune.finetune(plain, examples, collate, run_config, report=lambda m: losses_seen.append(m["loss"]))
+            finetune.finetune(plain, examples, collate, run_config, device=device,
+                              report=lambda m: losses_seen.append(m["loss"]))
         recall = sum(qa_recall(model, tokenizer, collate, check, data.chat, eval_config)) / max(1, len(check))
         progress(f"epoch {epoch}/{recipe.max_epochs}: loss {losses_seen[-1]:.3f}, trained-QA recall {recall:.2f} "
                  f"({time.time() - began:.0f}s)")

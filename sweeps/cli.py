@@ -118,7 +118,7 @@ def cmd_sweep(args) -> int:
     from sweeps.run import run_sweep
 
     try:
-        where = run_sweep(spec, storage=args.storage, address=args.address)
+        where = run_sweep(spec, storage=args.storage, address=args.address, resume=args.resume)
     except specs.SpecError as error:
         raise SystemExit(f"unlearn: error: {error}") from None
     print(f"results: {where}")
@@ -156,7 +156,12 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("spec", help="the sweep spec (YAML)")
     sweep.add_argument("--storage", help="results directory (overrides the spec's storage)")
     sweep.add_argument("--address", help="Ray cluster address (default: a local cluster on 127.0.0.1)")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep (finished trials are kept)")
     sweep.set_defaults(run=cmd_sweep)
+
+    from reports.cli import add_command  # light: heavy imports happen inside the command
+
+    add_command(sub)
     return top
 
 

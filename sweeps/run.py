@@ -92,13 +92,23 @@ def estimate_disk(target: Path, trials: int, concurrent: int) -> int:
     return trials * weights + concurrent * weights * 3
 
 
-def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | None = None,
+def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | None = None, resume: bool = False,
               progress: Callable[[str], None] = _say) -> Path:
+    """Run (or with ``resume``, continue) a sweep; finished trials are never run again."""
     import yaml
 
     from sweeps import cluster, space
 
     sweep_dir = Path(storage or spec.storage).expanduser().resolve() / spec.name
+    if (sweep_dir / "spec.yaml").is_file() and not resume:
+        raise SpecError(f"results of sweep {spec.name!r} already exist in {sweep_dir}; pass --resume to continue "
+                        f"it, or choose another name or --storage")
+    if resume and not (sweep_dir / "spec.yaml").is_file():
+        raise SpecError(f"--resume: no sweep {spec.name!r} in {sweep_dir.parent} to resume")
+    if resume:
+        saved = yaml.safe_load((sweep_dir / "spec.yaml").read_text())
+        if saved != _plain(to_dict(spec)):
+            raise SpecError(f"--resume: the spec differs from the one the sweep started with ({sweep_dir / 'spec.yaml'})")
     resources = cluster.connect(address)
     scaling = cluster.plan(spec, resources, cluster.largest_node("CPU"), cluster.largest_node("GPU"))
     target, oracle, bench, data = models_for(spec, progress)
@@ -109,15 +119,14 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
         raise SpecError(f"the sweep may write {need / 2**30:.1f} GiB ({trials} trials) but {sweep_dir.parent} has "
                         f"{free / 2**30:.1f} GiB free; free space or shrink the search")
     sweep_dir.mkdir(exist_ok=True)
-    (sweep_dir / "spec.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(spec), default=str)),
-                                                        sort_keys=False))
+    (sweep_dir / "spec.yaml").write_text(yaml.safe_dump(_plain(to_dict(spec)), sort_keys=False))
     record = dict(environment(spec, scaling), target=str(target), oracle=str(oracle), data=str(data.root))
     (sweep_dir / "environment.json").write_text(json.dumps(record, indent=2))
     refs = compute_references(sweep_dir, target, oracle, bench, data, spec, progress)
     context = trial_context(spec, sweep_dir, target, data, refs, scaling)
     progress(f"{trials} trials over {', '.join(spec.methods)}; results in {sweep_dir}")
     for method in spec.methods:
-        _tune_method(spec, method, context, sweep_dir, scaling, progress)
+        _tune_method(spec, method, context, sweep_dir, scaling, progress, resume)
     progress(f"done: results in {sweep_dir}")
     return sweep_dir
 
@@ -128,11 +137,17 @@ def trial_context(spec: SweepSpec, sweep_dir: Path, target: Path, data, refs: Pa
         "model_dir": str(target), "data_root": str(data.root), "chat": data.chat, "refs": str(refs),
         "training": dataclasses.asdict(spec.training), "eval": dataclasses.asdict(spec.eval), "scaling": scaling,
         "objective": dataclasses.asdict(spec.search.objective) if spec.search.objective else None,
-        "train_storage": str(sweep_dir / "train"),
+        "train_storage": str(sweep_dir / "train"), "max_retries": spec.failure.max_retries,
     }
 
 
-def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, scaling: dict, progress) -> None:
+def _plain(data):
+    """Spec data as YAML stores it (tuples become lists, Tune objects their text)."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, scaling: dict, progress,
+                 resume: bool = False) -> None:
     from ray import tune
 
     from sweeps import space
@@ -149,10 +164,26 @@ def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, s
                                   metric="objective" if objective else None, mode=objective.mode if objective else None)
     began = time.time()
     progress(f"{method}: {space.grid_size(spec, method)} trial(s)")
-    results = tune.Tuner(trainable, param_space=space.param_space(spec, method), tune_config=tune_config,
-                         run_config=tune.RunConfig(name=method, storage_path=str(sweep_dir), verbose=1)).fit()
+    if resume and tune.Tuner.can_restore(str(sweep_dir / method)):
+        # Finished trials stay finished; interrupted ones continue from their last checkpoint.
+        tuner = tune.Tuner.restore(str(sweep_dir / method), trainable, resume_unfinished=True,
+                                   param_space=space.param_space(spec, method))
+    else:
+        tuner = tune.Tuner(trainable, param_space=space.param_space(spec, method), tune_config=tune_config,
+                           run_config=tune.RunConfig(name=method, storage_path=str(sweep_dir), verbose=1))
+    results = tuner.fit()
     failed = [r for r in results if r.error]
+    for result in failed:  # Tune keeps errors outside the storage; the report needs them beside the trial
+        if result.path and Path(result.path).is_dir():
+            (Path(result.path) / "error.txt").write_text(_error_text(result.error))
     progress(f"{method}: {len(results) - len(failed)} finished, {len(failed)} failed in {time.time() - began:.0f}s")
+
+
+def _error_text(error: BaseException) -> str:
+    """The innermost message of a trial's error (Ray wraps it in a few layers)."""
+    text = str(error).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__) + "\n\n" + text + "\n"
 
 
 def _search(spec: SweepSpec):

@@ -201,6 +201,17 @@ class Search:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A worker group that fails is restarted from the trial's last checkpoint up to ``max_retries``
+    times; a trial whose loss turns NaN or infinite ends ``diverged`` and the sweep goes on."""
+
+    max_retries: int = 1
+
+    def __post_init__(self):
+        _int("failure.max_retries", self.max_retries, 0)
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     name: str
     model: ModelSpec
@@ -210,6 +221,7 @@ class SweepSpec:
     eval: EvalSpec = EvalSpec()
     scaling: Scaling = Scaling()
     search: Search = Search()
+    failure: Failure = Failure()
     max_concurrent_trials: int = 1
     storage: str = "runs"
 
@@ -291,7 +303,7 @@ def check_trial_value(method: str, key: str, value, own: list) -> None:
 # ------------------------------------------------------------------------------------ YAML edge
 
 SECTIONS = {"model": ModelSpec, "benchmark": BenchmarkSpec, "training": Training, "eval": EvalSpec,
-            "scaling": Scaling, "search": Search}
+            "scaling": Scaling, "search": Search, "failure": Failure}
 
 
 def _build(cls, raw, where: str):

@@ -11,11 +11,13 @@ state; earlier ones are DeepSpeed checkpoints (Ray keeps only the latest).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import math
 import os
 import tempfile
 import time
+from pathlib import Path
 
 TRIAL_KEYS = ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay", "seed")
 
@@ -98,9 +100,10 @@ def train_loop(cfg: dict) -> None:
     ds_engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=lr_schedule,
                                          config=ds_config, dist_init_required=False)
     engine = DeepSpeedEngine(ds_engine)
+    start_epoch = _resume(ds_engine, ray.train.get_checkpoint())
     topology = {"world_size": world, "zero_stage": run["zero_stage"], "micro_batch": run["micro_batch"],
                 "grad_accum": run["grad_accum"], "effective_batch": effective, "device": str(device),
-                "bf16": scaling["bf16"]}
+                "bf16": scaling["bf16"], "start_epoch": start_epoch}
     eval_config = ev.EvalConfig(**{k: v for k, v in cfg["eval"].items() if k not in ("every_epoch", "final")},
                                 autocast=scaling["bf16"] and not scaling["use_gpu"])
     clock = {"train_s": 0.0, "eval_s": 0.0, "epoch_start": time.time()}
@@ -134,9 +137,31 @@ def train_loop(cfg: dict) -> None:
             ray.train.report(metrics, checkpoint=checkpoint)
         clock["epoch_start"] = time.time()
 
-    loop.run(engine, method, forget, retain, collate, config, ref_model=ref_model,
-             ref_nll=refs.npo_ref_nll if method.needs_ref_nll else None, device=device, on_epoch_end=on_epoch_end)
+    config = dataclasses.replace(config, start_epoch=start_epoch)
+    try:
+        loop.run(engine, method, forget, retain, collate, config, ref_model=ref_model,
+                 ref_nll=refs.npo_ref_nll if method.needs_ref_nll else None, device=device, on_epoch_end=on_epoch_end)
+    except loop.Diverged as error:
+        # Every rank sees the same all-reduced loss, so every rank stops here and reports once more.
+        ray.train.report({"status": "diverged", "error": str(error), "method": cfg["method"], "final": True,
+                          "epoch": max(1, math.ceil(engine.global_steps / math.ceil(len(forget) / effective))),
+                          "step": engine.global_steps,
+                          "wall_s": time.time() - started, **topology})
     _teardown(ds_engine, dist)
+
+
+def _resume(ds_engine, checkpoint) -> int:
+    """Epochs already done: restore the DeepSpeed state (weights, optimizer, schedule, step) from
+    the trial's latest checkpoint when Ray hands one back (a retried worker group or a resumed
+    sweep)."""
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        tags = sorted((p.name for p in Path(folder).glob("epoch*") if p.is_dir()), key=lambda t: int(t[5:]))
+        if not tags:
+            return 0
+        ds_engine.load_checkpoint(folder, tag=tags[-1])
+        return int(tags[-1][5:])
 
 
 def _gather_into(ds_engine, evaluator, zero_stage: int) -> None:

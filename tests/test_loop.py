@@ -164,3 +164,27 @@ def test_bad_loop_arguments_are_named():
         loop.run(engine, methods.make("undial"), toy_examples(2), [], toy_collate, loop.LoopConfig())
     with pytest.raises(ValueError, match="needs a non-empty retain set"):
         loop.run(engine, methods.make("gd"), toy_examples(2), [], toy_collate, loop.LoopConfig())
+
+
+def test_resuming_at_an_epoch_boundary_continues_exactly():
+    """Two epochs in one run equal one epoch, then a resumed run from that state (same data order,
+    same retain batches, same step count)."""
+    forget, retain = toy_examples(10, seed=1), toy_examples(7, seed=2)
+    method = methods.make("gd")
+
+    def engine_for(model):
+        return engines.PlainEngine(model, torch.optim.SGD(model.parameters(), lr=0.1), accumulation_steps=2)
+
+    whole = toy_model(0)
+    reports = []
+    loop.run(engine_for(whole), method, forget, retain, toy_collate, loop.LoopConfig(epochs=2, micro_batch=2),
+             report=reports.append)
+    half = toy_model(0)
+    loop.run(engine_for(half), method, forget, retain, toy_collate, loop.LoopConfig(epochs=1, micro_batch=2))
+    resumed = []
+    state = loop.run(engine_for(half), method, forget, retain, toy_collate,
+                     loop.LoopConfig(epochs=2, micro_batch=2, start_epoch=1), report=resumed.append)
+    for a, b in zip(whole.parameters(), half.parameters()):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert [r["step"] for r in resumed] == [r["step"] for r in reports[len(reports) - len(resumed):]]
+    assert state.epoch == 2

@@ -132,3 +132,13 @@ def test_objective_respects_bounds():
     assert objective_value({"retain": 0.8, "forget": 0.1}, objective) == 0.8
     assert objective_value({"retain": 0.9, "forget": 0.5}, objective) == -1e6
     assert objective_value({"retain": 0.9}, None) is None
+
+
+def test_gpu_spec_loads_and_plans_on_a_4_gpu_node():
+    spec = specs.load(TINY.parent / "gpu-8b.yaml")
+    assert spec.scaling.zero_stage == 3 and spec.scaling.workers == 4 and spec.scaling.use_gpu
+    assert set(spec.methods) == {"ga", "gd", "npo", "undial", "unilogit"}
+    plan = cluster.plan(spec, {"CPU": 64.0, "GPU": 8.0}, 32.0, 4.0)
+    assert plan["cpus_per_worker"] == 8
+    config = deepspeed_config(micro_batch=4, grad_accum=4, world_size=4, zero_stage=3, bf16=True)
+    assert config["train_batch_size"] == 64

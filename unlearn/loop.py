@@ -32,6 +32,7 @@ class LoopConfig:
     max_steps: int | None = None
     seed: int = 0
     shuffle: bool = True
+    start_epoch: int = 0  # epochs already done (resuming from a checkpoint taken at an epoch's end)
 
     def __post_init__(self):
         check(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
@@ -39,6 +40,8 @@ class LoopConfig:
               "an integer >= 1", self.micro_batch)
         check(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps >= 1),
               "max_steps", "an integer >= 1 or null", self.max_steps)
+        check(isinstance(self.start_epoch, int) and 0 <= self.start_epoch < self.epochs, "start_epoch",
+              f"an integer in [0, epochs={self.epochs})", self.start_epoch)
 
 
 @dataclass
@@ -88,8 +91,11 @@ def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], co
                                                device=device)
     size = effective_batch(config, engine)
     retain_stream = _cycle(retain, size, config) if method.uses_retain else None
-    state = LoopState()
-    for epoch in range(config.epochs):
+    per_epoch = math.ceil(len(forget) / size)
+    state = LoopState(step=config.start_epoch * per_epoch, epoch=config.start_epoch)
+    for _ in range(state.step if retain_stream else 0):  # the retain batches the done epochs used
+        next(retain_stream)
+    for epoch in range(config.start_epoch, config.epochs):
         engine.train(True)
         for examples in batches(forget, size, shuffle=config.shuffle, seed=config.seed, epoch=epoch):
             paired = next(retain_stream) if retain_stream else None
