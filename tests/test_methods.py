@@ -102,7 +102,8 @@ def test_gradient_reaches_logits_never_the_reference(name, params):
 def test_config_validation_names_the_field(name):
     cls = methods.get(name)
     assert cls.name == name
-    for field, bad in (("forget_weight", -1.0), ("retain_weight", -0.5), ("retain", "mse")):
+    for field, bad in (("forget_weight", -1.0), ("retain_weight", -0.5), ("retain", "mse"),
+                       ("forget_weight", float("inf")), ("retain_weight", True)):
         with pytest.raises(ValueError, match=field):
             cls(**{field: bad})
     with pytest.raises(ValueError, match="unknown parameter 'alpha'.*allowed: forget_weight"):

@@ -34,12 +34,11 @@ def ray_listening():
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def sweep(tmp_path_factory, unlearn_cache):
     import ray
 
     from sweeps.run import run_sweep
 
-    os.environ["UNLEARN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     storage = tmp_path_factory.mktemp("runs")
     cluster.connect(num_cpus=2, temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     sockets = ray_listening()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -67,10 +68,10 @@ class MethodConfig:
     needs_ref_nll: ClassVar[bool] = False  # NPO: per-sequence reference NLLs, precomputed once
 
     def __post_init__(self):
-        check(isinstance(self.forget_weight, (int, float)) and self.forget_weight >= 0,
-              "forget_weight", "a number >= 0", self.forget_weight)
-        check(isinstance(self.retain_weight, (int, float)) and self.retain_weight >= 0,
-              "retain_weight", "a number >= 0", self.retain_weight)
+        for name in ("forget_weight", "retain_weight"):
+            value = getattr(self, name)
+            check(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf,
+                  name, "a finite number >= 0", value)
         check(self.retain in RETAIN_TERMS, "retain", f"one of {', '.join(RETAIN_TERMS)}", self.retain)
 
     @property

@@ -1,0 +1,131 @@
+"""The HTML report in a real browser (headless Chromium): it opens, its images decode, its sorter
+runs, nothing from the data executes, and the page is not blank. Runs whenever ``CI`` is set (``make
+install`` installs Chromium as root); skipped only when Chromium is absent outside CI."""
+
+import base64
+import hashlib
+import html
+import io
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+from test_reports import DEFAULT_TRIALS, make_sweep
+
+import reports
+
+PWN = "document.body.setAttribute('data-pwned', '{}')"
+EVIL_METHOD = f"<script>{PWN.format(1)}</script><b>evil</b>"
+EVIL_ERROR = f"RuntimeError: <img src=x onerror=\"{PWN.format(2)}\"> went wrong"
+EVIL_PARAM = f"\"'><svg onload=\"{PWN.format(3)}\">"
+DROPPED = ("forget_verbmem_rouge_l_f1", "utility_qa_rouge_l_recall", "kl_oracle_model_forget", "privleak")
+TRIALS = (
+    *DEFAULT_TRIALS,
+    {"method": "evil", "method_name": EVIL_METHOD, "lr": 2e-3, "seed": 0, "tag": EVIL_PARAM, "drop": DROPPED},
+    {"method": "undial", "lr": 5e-2, "seed": 1, "gamma": 10, "fail": "error", "error": EVIL_ERROR},
+)
+# Test-only probe, appended to a copy of the report (its hash added to the policy): after load, record
+# whether every image decoded, and sort the trials table by lr.
+PROBE = """window.addEventListener("load", function () {
+  var ok = Array.prototype.map.call(document.images, function (i) { return i.complete && i.naturalWidth > 0 ? 1 : 0; });
+  document.body.setAttribute("data-images", ok.join(""));
+  var th = Array.prototype.find.call(document.querySelectorAll("table.sortable th"), function (h) {
+    return h.textContent === "lr"; });
+  th.click();
+  var cells = Array.prototype.map.call(th.closest("table").tBodies[0].rows, function (r) {
+    return r.cells[th.cellIndex].getAttribute("data-v") || ""; });
+  document.body.setAttribute("data-lr", cells.join(" "));
+});"""
+
+
+class _Links(HTMLParser):
+    """Every element that may load or run something: (tag, its src / href)."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("a", "img", "script", "link", "iframe", "object", "embed", "video", "audio", "source") or \
+                any(name.startswith("on") for name in attrs):
+            self.found.append((tag, attrs.get("src") or attrs.get("href") or ""))
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path:
+        return path
+    if _in_ci():
+        pytest.fail("CI is set but chromium is not installed (`make install` installs it when run as root)")
+    pytest.skip("chromium is not installed (this test always runs under CI=true)")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    df = reports.load(make_sweep(root, "evil-sweep", TRIALS))
+    path = root / "report.html"
+    reports.render(df, path)
+    return path
+
+
+def _run(chromium: str, tmp_path, *args) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_report_is_escaped_self_contained_and_its_images_decode(report):
+    text = report.read_text()
+    assert text.count("<script") == 1  # the sorter, nothing from the data
+    for payload in (EVIL_METHOD, EVIL_ERROR, EVIL_PARAM):
+        assert payload not in text and html.escape(payload, quote=True) in text
+    links = _Links()
+    links.feed(text)
+    assert [tag for tag, _ in links.found] == ["a", *["img"] * 7, "script"]  # the nav link, figures, the sorter
+    assert all(url.startswith("#") for tag, url in links.found if tag == "a")
+    for data in (url for tag, url in links.found if tag == "img"):
+        assert data.startswith("data:image/png;base64,")  # nothing fetched
+        image = Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1], validate=True)))
+        image.verify()
+        assert min(image.size) > 200
+
+
+def test_report_opens_in_headless_chromium(chromium, report, tmp_path):
+    digest = base64.b64encode(hashlib.sha256(PROBE.encode()).digest()).decode()
+    probed = tmp_path / "probed.html"
+    probed.write_text(report.read_text().replace("script-src ", f"script-src 'sha256-{digest}' ")
+                      .replace("</body>", f"<script>{PROBE}</script></body>"))
+    dom = _run(chromium, tmp_path, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+               "--dump-dom", probed.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    assert 'data-sortable="ready"' in body  # the report's own script ran under its policy
+    assert "data-pwned" not in body  # none from the data did
+    assert re.search(r'data-images="(1+)"', body).group(1) == "1" * 7
+    lrs = [float(v) for v in re.search(r'data-lr="([^"]*)"', body).group(1).split()]
+    assert lrs == sorted(lrs) and len(lrs) >= 10
+    assert html.escape(EVIL_METHOD, quote=False) in dom.stdout  # shown as text
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console
+
+    shot = tmp_path / "report.png"
+    run = _run(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1200,3000", report.as_uri())
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    image = Image.open(shot).convert("L")
+    assert image.size == (1200, 3000)
+    histogram = image.histogram()
+    assert sum(histogram[:250]) > 0.03 * image.size[0] * image.size[1]  # not a blank page
+    assert sum(1 for count in histogram if count) > 50
