@@ -18,7 +18,9 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	$(PY) -m pip install $(CONSTRAINTS) -e '.[test]'
 	touch $@
 
+# The report test opens the HTML report in headless Chromium; as root, install it (Debian's package).
 install: $(VENV)/.installed
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || true; }
 
 test: install
 	$(PY) -m pytest -q

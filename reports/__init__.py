@@ -1,1 +1,23 @@
-"""reports"""
+"""Sweep results → pandas, Pareto fronts, hypervolume, KL analysis figures and one HTML report.
+
+``load(paths)`` → tidy DataFrame; ``export(df, path)`` → CSV / Parquet; ``pareto_front(df,
+objectives)``; ``hypervolume(points, objectives, reference)``; ``render(df_or_paths, output)`` → HTML.
+The names are resolved on first use, so that ``import reports.cli`` (the ``unlearn`` command line)
+does not import pandas or matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_API = {"load": "reports.results", "export": "reports.results", "directions": "reports.results",
+        "pareto_front": "reports.pareto", "hypervolume": "reports.pareto", "reference_point": "reports.pareto",
+        "configurations": "reports.pareto", "render": "reports.html"}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'reports' has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(_API[name]), name)
+    return value

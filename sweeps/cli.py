@@ -125,6 +125,29 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    from sweeps import results
+    from sweeps.spec import SpecError
+
+    try:
+        print("\n".join(results.status_lines(results.sweep_dir(args.sweep_path))))
+    except SpecError as error:
+        raise SystemExit(f"unlearn: error: {error}") from None
+    return 0
+
+
+def cmd_export(args) -> int:
+    from sweeps import results
+    from sweeps.spec import SpecError
+
+    try:
+        out = results.export(results.sweep_dir(args.sweep_path), args.trial, args.out)
+    except SpecError as error:
+        raise SystemExit(f"unlearn: error: {error}") from None
+    print(f"wrote {out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="unlearn", description="Sweeps and benchmarks for LLM unlearning.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -158,6 +181,15 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="Ray cluster address (default: a local cluster on 127.0.0.1)")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep (finished trials are kept)")
     sweep.set_defaults(run=cmd_sweep)
+
+    status = sub.add_parser("status", help="progress of a running or finished sweep")
+    status.add_argument("sweep_path", metavar="RUN", help="the sweep directory (<storage>/<name>)")
+    status.set_defaults(run=cmd_status)
+    export = sub.add_parser("export", help="write a trial's unlearned model as a Hugging Face directory")
+    export.add_argument("sweep_path", metavar="RUN", help="the sweep directory (<storage>/<name>)")
+    export.add_argument("trial", help="trial id (as `unlearn status` lists it) or trial directory name")
+    export.add_argument("--out", required=True, help="new output directory")
+    export.set_defaults(run=cmd_export)
 
     from reports.cli import add_command  # light: heavy imports happen inside the command
 

@@ -1,0 +1,245 @@
+"""One self-contained HTML report: summary, figures (PNG data URIs), sortable tables, failed trials,
+and each sweep's spec and environment record. Nothing is fetched; every string that comes from a
+user or a file is HTML-escaped, and a Content-Security-Policy lets only the report's own script run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+import math
+import numbers
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports import figures, summary
+from reports.results import load, metrics
+
+_STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1250px; padding: 0 16px; color: #222; }
+h1 { font-size: 24px; } h2 { border-bottom: 2px solid #ccc; margin-top: 40px; } h3 { margin-top: 28px; }
+.scroll { overflow-x: auto; max-height: 640px; overflow-y: auto; border: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 12px; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; white-space: nowrap; }
+th { background: #f2f2f2; position: sticky; top: 0; white-space: normal; min-width: 40px; vertical-align: bottom; }
+table.sortable th { cursor: pointer; } th[aria-sort=ascending]::after { content: " ▲"; }
+th[aria-sort=descending]::after { content: " ▼"; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.error td, tr.diverged td { background: #fdecea; } tr.incomplete td { background: #fff6e0; }
+figure { margin: 18px 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+.fronts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 0 16px; }
+figcaption { color: #555; font-size: 13px; } .note { color: #555; }
+pre { background: #f7f7f7; padding: 8px; overflow-x: auto; font-size: 12px; }
+"""
+_SCRIPT = """
+(function () {
+  function key(row, i) {
+    var cell = row.cells[i];
+    var v = cell ? cell.getAttribute("data-v") : null;
+    return v !== null ? parseFloat(v) : (cell ? cell.textContent : "");
+  }
+  function compare(a, b) {
+    if (typeof a === "number" && typeof b === "number") { return a - b; }
+    if (typeof a === "number") { return -1; }
+    if (typeof b === "number") { return 1; }
+    return String(a).localeCompare(String(b));
+  }
+  document.querySelectorAll("table.sortable th").forEach(function (th) {
+    th.addEventListener("click", function () {
+      var table = th.closest("table"), body = table.tBodies[0], i = th.cellIndex;
+      var ascending = th.getAttribute("aria-sort") !== "ascending";
+      table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      Array.prototype.slice.call(body.rows)
+        .sort(function (a, b) { return compare(key(a, i), key(b, i)) * (ascending ? 1 : -1); })
+        .forEach(function (row) { body.appendChild(row); });
+    });
+  });
+  document.body.setAttribute("data-sortable", "ready");
+})();
+"""
+_SUMMARY_METRICS = ("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", "utility_qa_rouge_l_recall",
+                    "forget_verbmem_rouge_l_f1", "privleak")
+_CAPTIONS = {
+    "front": "Each point: one configuration × epoch, seeds averaged; error bars: std over seeds (the evaluation's "
+             "standard error for a single seed). Step lines: each method's Pareto front. ★ target before unlearning, "
+             "✚ oracle (retrained without the forget set). Failed trials are not plotted.",
+    "trajectory": "Seed means over epochs (epoch 0 = the target); bands: ±std over seeds; dashed: the oracle.",
+    "kl_a": "(a) KL between each distillation method's soft labels and the oracle's outputs on the forget set, both "
+            "directions. UnDIAL's labels are built from the target (fixed per γ); Unilogit's from the model being "
+            "unlearned, shown at the start and as mean ± std over its finished trials' epochs. Left: all forget "
+            "tokens; right: those the oracle does not predict (p_oracle(y) < 0.05).",
+    "kl_b": "(b) The same KL over epochs, per Unilogit configuration (seed means); UnDIAL's fixed labels as dashed "
+            "lines.",
+    "kl_c": "(c) KL between the unlearned model and the oracle over epochs, every configuration coloured by method; "
+            "dashed: the target before unlearning (baseline).",
+}
+
+
+def render(data, output: str | Path | None = None, *, include_examples: bool = False) -> str:
+    """The report of ``data`` (a DataFrame from ``reports.load`` or the paths to load) as HTML text;
+    written to ``output`` when given."""
+    df = data if isinstance(data, pd.DataFrame) else load(data)
+    names = sorted(df["sweep"].dropna().unique())
+    body = [f"<h1>Unlearning sweep report</h1><p class=note>Generated {_e(time.strftime('%Y-%m-%d %H:%M:%S'))} "
+            f"from {len(names)} sweep(s). Forget-set text and model generations are not shown.</p>"]
+    if include_examples:
+        body.append("<p class=note>Examples were requested (--include-examples), but the sweeps store no forget-set "
+                    "text or generations, so there are none to show.</p>")
+    body.append("<nav><ul>" + "".join(f"<li><a href='#sweep-{i}'>{_e(n)}</a></li>" for i, n in enumerate(names))
+                + "</ul></nav>")
+    body += [_sweep_section(i, df[df["sweep"] == name], df.attrs.get("sweeps", {}).get(name, {}))
+             for i, name in enumerate(names)]
+    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+    page = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            f"<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; img-src data:; "
+            f"style-src 'unsafe-inline'; script-src 'sha256-{digest}'\">"
+            f"<title>Unlearning report: {_e(', '.join(map(str, names)))}</title><style>{_STYLE}</style></head>"
+            f"<body>{''.join(body)}<script>{_SCRIPT}</script></body></html>\n")
+    if output is not None:
+        Path(output).write_text(page, encoding="utf-8")
+    return page
+
+
+def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
+    name = df["sweep"].iloc[0]
+    trials = _last_rows(df[df["role"] == "trial"])
+    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
+    parts = [f"<section id='sweep-{index}'><h2>Sweep {_e(name)}</h2>",
+             f"<p>{_e(record.get('path', ''))} — {len(trials)} trial(s): "
+             + (_e(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))) or "none") + "</p>",
+             "<h3>Summary</h3>", _summary(df), "<h3>Reference models</h3>",
+             _table(df[df["role"].isin(["target", "oracle"])], ["role", *metrics(df)], sortable=False),
+             "<h3>Figures</h3>", _figures(df), "<h3>All trials</h3>",
+             "<p class=note>One row per trial: its last evaluated epoch (the final one for finished trials). "
+             "Click a header to sort; hover a value for its standard error.</p>",
+             _table(trials, _trial_columns(df, trials), sortable=True),
+             "<h3>Failed trials</h3>", _failed(trials), "<h3>Spec and environment</h3>",
+             _details("spec.yaml", record.get("spec") or "(no spec.yaml recorded)"),
+             _details("environment.json", json.dumps(record["environment"], indent=2) if record.get("environment")
+                      else "(no environment.json recorded)"),
+             "</section>"]
+    return "".join(parts)
+
+
+def _summary(df: pd.DataFrame) -> str:
+    rows = []
+    for _, pick in summary.select(df).iterrows():
+        trials = _last_rows(df[(df["role"] == "trial") & (df["method"] == pick["method"])])
+        hps = [h for h in df.attrs.get("hyperparameters", []) if h != "seed" and h in pick and pd.notna(pick[h])]
+        config = pick["note"] or (", ".join(f"{h}={_fmt(pick[h])}" for h in hps)
+                                  + f" (epoch {_fmt(pick['epoch'])}; trials {pick['trials']})")
+        rows.append([pick["method"], f"{(trials['status'] == 'ok').sum()} / {len(trials)}", config,
+                     pick.get("n_seeds", math.nan), *[pick.get(m, math.nan) for m in _SUMMARY_METRICS]])
+    chosen = _grid(["method", "finished / all trials", "selected configuration", "seeds", *_SUMMARY_METRICS], rows)
+    volumes = summary.hypervolumes(df)
+    pairs = list(volumes.groupby(["x", "y"], sort=False)["reference"].first().items())
+    table = volumes.pivot_table(index="method", columns=["x", "y"], values="hypervolume", dropna=False, sort=False)
+    rows = [[method, *[table.loc[method].get(pair, math.nan) for pair, _ in pairs]] for method in table.index]
+    rows.append(["reference point (x, y)", *[f"({_fmt(ref[0])}, {_fmt(ref[1])})" for _, ref in pairs]])
+    hypervolume = _grid(["method", *[f"{y} vs {x}" for (x, y), _ in pairs]], rows)
+    return (f"<p>{_e(summary.RULE)}</p>{chosen}<p>Hypervolume of each method's front (every finished configuration "
+            "× epoch, seeds averaged) up to one reference point per figure shared by all methods: the worst value of "
+            "each metric over the sweep's finished trials, the target and the oracle. Higher is better.</p>"
+            + (hypervolume if pairs else "<p class=note>No pair of metrics to compute it on.</p>"))
+
+
+def _figures(df: pd.DataFrame) -> str:
+    present = lambda m: m in df and df[m].notna().any()  # noqa: E731
+    fronts = [figures.pareto_figure(df, x, y) for x, y in figures.FRONT_PAIRS if present(x) and present(y)]
+    made = []
+    if any(present(m) for m in figures.TRAJECTORY_METRICS):
+        made.append((figures.trajectory_figure(df), "trajectory"))
+    if figures.softlabels(df):
+        made += [(figures.softlabel_kl_figure(df), "kl_a"), (figures.softlabel_kl_progress_figure(df), "kl_b")]
+    if present("kl_oracle_model_forget"):
+        made.append((figures.model_kl_figure(df), "kl_c"))
+    if not fronts and not made:
+        return "<p class=note>No metric to plot.</p>"
+    return ("<div class=fronts>" + "".join(_figure(fig, "front") for fig in fronts) + "</div>"
+            + "".join(_figure(fig, kind) for fig, kind in made))
+
+
+def _figure(fig, kind: str) -> str:
+    return (f"<figure><img alt='{_e(kind)} figure' src='{_png(fig)}'>"
+            f"<figcaption>{_e(_CAPTIONS[kind])}</figcaption></figure>")
+
+
+def _failed(trials: pd.DataFrame) -> str:
+    failed = trials[trials["status"] != "ok"]
+    if failed.empty:
+        return "<p class=note>None.</p>"
+    columns = ["method", "trial", "status", *_hyperparameters(failed), "epoch", "error", "path"]
+    return _table(failed, columns, sortable=True)
+
+
+def _trial_columns(df: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
+    hps = _hyperparameters(trials)
+    topology = [c for c in ("world_size", "zero_stage", "effective_batch", "wall_s") if c in trials and c not in hps]
+    return ["method", "trial", "status", *hps, "epoch", *topology, *metrics(df), "error"]
+
+
+def _hyperparameters(trials: pd.DataFrame) -> list[str]:
+    """The hyper-parameters that these trials set (another sweep's leave theirs empty)."""
+    return [h for h in trials.attrs.get("hyperparameters", []) if h in trials and trials[h].notna().any()]
+
+
+def _table(rows: pd.DataFrame, columns: list[str], *, sortable: bool) -> str:
+    columns = [c for c in columns if c in rows]
+    cells = [[(row[c], row.get(f"{c}_stderr")) for c in columns] for _, row in rows.iterrows()]
+    classes = [status if isinstance(status, str) else "" for status in rows.get("status", [None] * len(rows))]
+    return _grid(columns, cells, classes, sortable=sortable) if cells else "<p class=note>None.</p>"
+
+
+def _grid(header: list[str], rows: list[list], classes: list[str] | None = None, *, sortable: bool = True) -> str:
+    """A table; a cell is a value or (value, standard error). Headers may wrap after underscores."""
+    head = "".join(f"<th>{_e(h).replace('_', '_<wbr>')}</th>" for h in header)
+    body = "".join(f"<tr class='{_e(cls)}'>" + "".join(_cell(*c) if isinstance(c, tuple) else _cell(c) for c in row)
+                   + "</tr>" for row, cls in zip(rows, classes or [""] * len(rows)))
+    kind = " class=sortable" if sortable else ""
+    return f"<div class=scroll><table{kind}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def _cell(value, stderr=None) -> str:
+    """A table cell; a number carries its raw value (``data-v``, for sorting) and its standard error."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        if math.isnan(value):
+            return "<td class=num></td>"
+        title = f" title='± {_fmt(float(stderr))}'" if isinstance(stderr, numbers.Real) and stderr == stderr else ""
+        return f"<td class=num data-v='{json.dumps(float(value))}'{title}>{_e(_fmt(value))}</td>"
+    return f"<td>{_e('' if pd.isna(value) else value)}</td>"
+
+
+def _details(title: str, text: str) -> str:
+    return f"<details><summary>{_e(title)}</summary><pre>{_e(text)}</pre></details>"
+
+
+def _last_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """Each trial's last evaluated row (its only row when it has no result)."""
+    if trials.empty:
+        return trials
+    return trials.sort_values("epoch", na_position="first").groupby(["sweep", "trial"], sort=False).tail(1) \
+        .sort_values(["method", "trial"])
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, numbers.Integral)):
+        value = float(value)
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)

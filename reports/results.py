@@ -1,0 +1,170 @@
+"""Sweep results → one tidy pandas DataFrame (one row per trial × epoch, plus the reference rows).
+
+Reads what ``sweeps/run.py`` writes under ``<storage>/<sweep>/``: ``spec.yaml``,
+``environment.json``, ``reference_rows.json`` (the target before unlearning and the oracle, with
+every metric's direction), and per Tune trial ``<method>/<trial dir>/`` its ``params.json``,
+``result.json`` (one JSON line per epoch) and ``error.txt`` when it failed.
+
+Columns: ``sweep``, ``role`` (``trial`` | ``target`` | ``oracle``), ``method``, ``trial``, every
+sampled hyper-parameter under its own name (``lr``, ``seed``, ``gamma`` …), ``epoch``, ``step``,
+every metric and its ``_stderr``, the logged training and topology values, ``status`` (``ok``,
+``error``, ``diverged``: the error mentions a non-finite loss; ``incomplete``: no error but no final
+epoch — still running or stopped early), ``error`` (first line of ``error.txt``), ``path`` and
+``model_dir`` (the unlearned model of a finished trial). The scheduler's learning rate logged each
+epoch is ``lr_current``, so that ``lr`` is always the sampled one. A failed trial without any
+result still has one row (``epoch`` NaN). ``df.attrs`` holds ``directions`` (metric → ``"max"``,
+``"min"`` or a target number), ``hyperparameters`` and ``sweeps`` (name → spec text, environment).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+_SWEEP_FILES = ("reference_rows.json", "spec.yaml", "environment.json")
+_TRIAL_FILES = ("params.json", "result.json", "error.txt")
+_DROPPED = ("config",)  # Tune's copy of params.json
+_TRIAL_DIR = re.compile(r"^run_trial_([0-9a-f]+_\d+)_")
+_DIVERGED = re.compile(r"\bDiverged\b|non-finite loss", re.IGNORECASE)  # unlearn.loop.Diverged
+
+
+def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """Every trial × epoch and the reference rows of the sweeps at ``paths`` (sweep directories,
+    or directories whose sub-directories are sweeps)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    sweeps = [sweep for path in paths for sweep in _sweep_dirs(Path(path))]
+    names = [sweep.name for sweep in sweeps]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"two sweeps named {duplicated[0]!r}; load them separately")
+    rows, known, hyperparameters, records = [], {}, [], {}
+    for sweep in sweeps:
+        refs = _read_json(sweep / "reference_rows.json") or {}
+        _merge_directions(known, refs.get("directions", {}), sweep.name)
+        rows += [dict(row, sweep=sweep.name) for row in refs.get("rows", [])]
+        for trial_dir in _trial_dirs(sweep):
+            params, trial_rows = _trial(trial_dir, sweep.name)
+            hyperparameters += [key for key in params if key not in hyperparameters]
+            rows += trial_rows
+        records[sweep.name] = {"path": str(sweep), "spec": _read_text(sweep / "spec.yaml"),
+                               "environment": _read_json(sweep / "environment.json")}
+    df = pd.DataFrame(rows)
+    for column in ("sweep", "role", "method", "trial", "status", "error", "epoch"):
+        if column not in df:
+            df[column] = pd.Series(dtype=float if column == "epoch" else object)
+    front = ["sweep", "role", "method", "trial", *hyperparameters, "epoch", "status", "error"]
+    df = df[front + [c for c in df.columns if c not in front]]
+    df.attrs = {"directions": known, "hyperparameters": hyperparameters, "sweeps": records}
+    return df
+
+
+def directions(df: pd.DataFrame) -> dict:
+    """Metric → direction as recorded in the sweeps' ``reference_rows.json``."""
+    if "directions" not in df.attrs:
+        raise KeyError("this DataFrame carries no metric directions (df.attrs['directions']); "
+                       "build it with reports.load() or read it back from Parquet")
+    return dict(df.attrs["directions"])
+
+
+def metrics(df: pd.DataFrame) -> list[str]:
+    """The metric columns present in ``df`` (those with a direction), in column order."""
+    known = directions(df)
+    return [column for column in df.columns if column in known]
+
+
+def export(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as ``.csv`` or ``.parquet`` (by suffix). Parquet keeps ``df.attrs`` (directions,
+    hyper-parameters, sweep records) in its metadata; CSV is the plain table."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        mixed = [c for c in df.columns  # e.g. a hyper-parameter sampled from [8, "auto"]: Arrow needs one type
+                 if df[c].dtype == object and df[c].dropna().map(type).nunique() > 1]
+        df.astype({c: "string" for c in mixed}).to_parquet(path, index=False)
+    else:
+        raise ValueError(f"export to .csv or .parquet; got {path.name!r}")
+    return path
+
+
+def _sweep_dirs(path: Path) -> list[Path]:
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory")
+    if _is_sweep(path):
+        return [path]
+    found = sorted(child for child in path.iterdir() if child.is_dir() and _is_sweep(child))
+    if not found:
+        raise FileNotFoundError(f"no sweep results in {path} (a sweep directory holds "
+                                f"{', '.join(_SWEEP_FILES)})")
+    return found
+
+
+def _is_sweep(path: Path) -> bool:
+    return any((path / name).is_file() for name in _SWEEP_FILES)
+
+
+def _trial_dirs(sweep: Path) -> list[Path]:
+    return sorted({file.parent for name in _TRIAL_FILES for file in sweep.glob(f"*/*/{name}")
+                   if file.parent.parent.name != "train"})
+
+
+def _trial(trial_dir: Path, sweep: str) -> tuple[dict, list[dict]]:
+    """The sampled hyper-parameters and the rows of one Tune trial."""
+    params = {key: _scalar(value) for key, value in (_read_json(trial_dir / "params.json") or {}).items()}
+    results = _read_lines(trial_dir / "result.json")
+    error_text = _read_text(trial_dir / "error.txt")
+    if error_text is not None:
+        status = "diverged" if _DIVERGED.search(error_text) else "error"
+        error = (error_text.strip().splitlines() or [""])[0]
+    else:
+        status, error = ("ok" if results and results[-1].get("final") else "incomplete"), None
+    match = _TRIAL_DIR.match(trial_dir.name)
+    trial = next((r["trial_id"] for r in results if r.get("trial_id")), match.group(1) if match else trial_dir.name)
+    method = next((r["method"] for r in results if r.get("method")), trial_dir.parent.name)
+    models = sorted((trial_dir.parent.parent / "train" / f"train-{trial}").glob("checkpoint_*/model"))
+    base = {"sweep": sweep, "role": "trial", "method": method, "trial": trial, "path": str(trial_dir),
+            "model_dir": str(models[-1]) if status == "ok" and models else None}
+    rows = []
+    for result in results or [{}]:
+        logged = {("lr_current" if key == "lr" else key): _scalar(value) for key, value in result.items()
+                  if key not in _DROPPED}
+        rows.append({**logged, **params, **base, "status": status, "error": error})
+    return params, rows
+
+
+def _merge_directions(into: dict, new: dict, sweep: str) -> None:
+    for metric, direction in new.items():
+        if into.setdefault(metric, direction) != direction:
+            raise ValueError(f"sweep {sweep!r} records direction {direction!r} for {metric}, another sweep "
+                             f"{into[metric]!r}; load them separately")
+
+
+def _scalar(value):
+    """Nested values (lists, dicts) as JSON text, so that every cell is a scalar."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+
+def _read_text(path: Path) -> str | None:
+    return path.read_text(errors="replace") if path.is_file() else None
+
+
+def _read_json(path: Path):
+    text = _read_text(path)
+    return json.loads(text) if text and text.strip() else None
+
+
+def _read_lines(path: Path) -> list[dict]:
+    """The JSON lines of ``result.json``; a partly written last line (a running trial) is skipped."""
+    lines = [line for line in (_read_text(path) or "").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise ValueError(f"{path}: line {number} is not JSON") from None
+    return rows
