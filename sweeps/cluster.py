@@ -9,6 +9,28 @@ import os
 from sweeps.spec import SpecError, SweepSpec
 
 
+# Passed to every trial and worker: offline switches, caches, the shared directory, HF_TOKEN.
+FORWARDED = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "HF_TOKEN", "DS_ACCELERATOR",
+             "RAY_USAGE_STATS_ENABLED", "UNLEARN_CACHE", "UNLEARN_SHARED_DIR", "PYTHONPATH")
+
+
+def check_storage(storage: str, nodes: int) -> None:
+    """On several nodes, results and checkpoints must go to a directory every node sees."""
+    if "://" in storage:
+        raise SpecError(f"storage {storage!r}: give a directory on a shared mount (e.g. /mnt/shared/...), "
+                        f"not a URI")
+    shared = os.environ.get("UNLEARN_SHARED_DIR")
+    if nodes > 1 and not (shared and os.path.abspath(storage).startswith(os.path.abspath(shared) + os.sep)):
+        raise SpecError(f"storage {storage!r} is a local path but the cluster has {nodes} nodes; use a directory "
+                        f"under the shared mount named by UNLEARN_SHARED_DIR ({shared or 'not set'})")
+
+
+def alive_nodes() -> int:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
 def loopback_environment() -> None:
     """Before ``import ray``: keep a local cluster on 127.0.0.1, no usage reporting."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -33,9 +55,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, temp_dir: s
 
     if ray.is_initialized():
         return ray.cluster_resources()
-    env = {"env_vars": {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "DS_ACCELERATOR",
-                                                   "RAY_USAGE_STATS_ENABLED", "UNLEARN_CACHE", "PYTHONPATH")
-                        if k in os.environ}}
+    env = {"env_vars": {k: os.environ[k] for k in FORWARDED if k in os.environ}}
+    address = address or os.environ.get("RAY_ADDRESS")  # inside `ray job submit` the cluster is given
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:

@@ -110,6 +110,7 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
         if saved != _plain(to_dict(spec)):
             raise SpecError(f"--resume: the spec differs from the one the sweep started with ({sweep_dir / 'spec.yaml'})")
     resources = cluster.connect(address)
+    cluster.check_storage(str(sweep_dir), cluster.alive_nodes())
     scaling = cluster.plan(spec, resources, cluster.largest_node("CPU"), cluster.largest_node("GPU"))
     target, oracle, bench, data = models_for(spec, progress)
     trials = sum(space.grid_size(spec, m) for m in spec.methods)

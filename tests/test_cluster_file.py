@@ -1,0 +1,50 @@
+"""cluster.yaml against Ray's own cluster-launcher schema, and the shared-storage rule."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweeps import cluster
+from sweeps.spec import SpecError
+
+CLUSTER = Path(__file__).resolve().parents[1] / "cluster.yaml"
+
+
+def validate(config: dict) -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(config)))
+
+
+def test_cluster_yaml_passes_ray_schema_validation():
+    config = yaml.safe_load(CLUSTER.read_text())
+    validate(config)
+    assert config["available_node_types"]["gpu4"]["resources"]["GPU"] == 4
+    head = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head
+    assert "HF_TOKEN" not in " ".join(config["setup_commands"])  # never written onto the nodes
+
+
+@pytest.mark.parametrize("break_it", [
+    lambda c: c.update(max_wokers=4),
+    lambda c: c["available_node_types"]["gpu4"].update(max_workers="four"),
+    lambda c: c.pop("provider"),
+])
+def test_a_broken_copy_fails_validation(break_it):
+    config = yaml.safe_load(CLUSTER.read_text())
+    break_it(config)
+    with pytest.raises(Exception):
+        validate(config)
+
+
+def test_local_storage_is_refused_on_several_nodes(monkeypatch):
+    monkeypatch.delenv("UNLEARN_SHARED_DIR", raising=False)
+    cluster.check_storage("runs", 1)
+    with pytest.raises(SpecError, match="storage 'runs' is a local path but the cluster has 3 nodes"):
+        cluster.check_storage("runs", 3)
+    monkeypatch.setenv("UNLEARN_SHARED_DIR", "/mnt/shared")
+    cluster.check_storage("/mnt/shared/unlearn/runs", 3)
+    with pytest.raises(SpecError, match="not a URI"):
+        cluster.check_storage("s3://bucket/runs", 1)
