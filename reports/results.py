@@ -26,7 +26,7 @@ from typing import Iterable
 import pandas as pd
 
 _SWEEP_FILES = ("reference_rows.json", "spec.yaml", "environment.json")
-_TRIAL_FILES = ("params.json", "result.json", "error.txt")
+_TRIAL_FILES = ("params.json", "metrics.jsonl", "result.json", "error.txt")
 _DROPPED = ("config",)  # Tune's copy of params.json
 _TRIAL_DIR = re.compile(r"^run_trial_([0-9a-f]+_\d+)_")
 _DIVERGED = re.compile(r"\bDiverged\b|non-finite loss", re.IGNORECASE)  # unlearn.loop.Diverged
@@ -115,13 +115,19 @@ def _trial_dirs(sweep: Path) -> list[Path]:
 def _trial(trial_dir: Path, sweep: str) -> tuple[dict, list[dict]]:
     """The sampled hyper-parameters and the rows of one Tune trial."""
     params = {key: _scalar(value) for key, value in (_read_json(trial_dir / "params.json") or {}).items()}
-    results = _read_lines(trial_dir / "result.json")
+    # The sweep's own record (one line per epoch, durable across Tune restores) over Tune's copy.
+    record = trial_dir / "metrics.jsonl"
+    results = _read_lines(record if record.is_file() else trial_dir / "result.json")
+    results = list({r.get("epoch"): r for r in results}.values())  # a re-run epoch: the last one wins
     error_text = _read_text(trial_dir / "error.txt")
+    last = results[-1] if results else {}
     if error_text is not None:
         status = "diverged" if _DIVERGED.search(error_text) else "error"
         error = (error_text.strip().splitlines() or [""])[0]
+    elif last.get("final"):
+        status, error = ("diverged" if last.get("status") == "diverged" else "ok"), last.get("error")
     else:
-        status, error = ("ok" if results and results[-1].get("final") else "incomplete"), None
+        status, error = "incomplete", None
     match = _TRIAL_DIR.match(trial_dir.name)
     trial = next((r["trial_id"] for r in results if r.get("trial_id")), match.group(1) if match else trial_dir.name)
     method = next((r["method"] for r in results if r.get("method")), trial_dir.parent.name)

@@ -19,9 +19,9 @@ def cmd_methods(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from sweeps import quick
+    from sweeps import demo
 
-    quick.main(retain=args.retain)
+    demo.main(storage=args.storage)
     return 0
 
 
@@ -152,9 +152,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="unlearn", description="Sweeps and benchmarks for LLM unlearning.")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", help="list the unlearning methods and their parameters").set_defaults(run=cmd_methods)
-    demo = sub.add_parser("demo", help="run the local demo (currently: the quick check of every method)")
-    demo.add_argument("--retain", choices=["none", "nll", "kl"], default="nll",
-                      help="retain term of every method that takes one (gd always uses nll)")
+    demo = sub.add_parser("demo", help="run the tiny sweep end to end and write runs/demo/report.html")
+    demo.add_argument("--storage", default="runs", help="results directory (default: runs)")
     demo.set_defaults(run=cmd_demo)
 
     prep = sub.add_parser("prepare", help="fine-tune a benchmark's target and retrained oracle (cached)")

@@ -45,12 +45,27 @@ def trials(root: Path) -> list[Trial]:
     out = []
     for method_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "train"):
         for trial in sorted(method_dir.glob("run_trial_*")):
-            result = trial / "result.json"
-            lines = result.read_text().splitlines() if result.is_file() else []
-            rows = [json.loads(line) for line in lines if line.strip()]
+            rows = read_rows(trial)
             error = (trial / "error.txt").read_text().splitlines()[0] if (trial / "error.txt").is_file() else ""
             out.append(Trial(method_dir.name, trial.name, "_".join(trial.name.split("_")[2:4]), rows, error))
     return out
+
+
+def read_rows(trial: Path) -> list[dict]:
+    """A trial's rows, one per epoch (the last of each epoch wins): our record ``metrics.jsonl``,
+    or Tune's ``result.json`` when there is none. A partly written last line is skipped."""
+    for name in ("metrics.jsonl", "result.json"):
+        path = trial / name
+        if path.is_file():
+            rows = {}
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                rows[row.get("epoch")] = row
+            return list(rows.values())
+    return []
 
 
 def status_lines(root: Path) -> list[str]:

@@ -139,6 +139,7 @@ def trial_context(spec: SweepSpec, sweep_dir: Path, target: Path, data, refs: Pa
         "training": dataclasses.asdict(spec.training), "eval": dataclasses.asdict(spec.eval), "scaling": scaling,
         "objective": dataclasses.asdict(spec.search.objective) if spec.search.objective else None,
         "train_storage": str(sweep_dir / "train"), "max_retries": spec.failure.max_retries,
+        "sweep_dir": str(sweep_dir),
     }
 
 

@@ -3,6 +3,9 @@ Ray 2.60 pattern; ``Tuner(TorchTrainer)`` is not supported by Train V2)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 
 def build_trainer(cfg: dict, name: str, callbacks=()):
     """The worker group of one trial: ``workers`` DeepSpeed ranks, gloo on CPU, nccl on GPU; Ray
@@ -28,10 +31,29 @@ def build_trainer(cfg: dict, name: str, callbacks=()):
     )
 
 
+RECORD = "metrics.jsonl"  # our own per-trial record, one line per epoch, beside Tune's result.json
+
+
+def finished(record: Path) -> bool:
+    """Whether a trial's record ends with its final epoch (finished or diverged)."""
+    if not record.is_file():
+        return False
+    lines = [line for line in record.read_text().splitlines() if line.strip()]
+    try:
+        return bool(lines) and bool(json.loads(lines[-1]).get("final"))
+    except json.JSONDecodeError:
+        return False
+
+
 def run_trial(config: dict, context: dict) -> None:
+    """Tune may restore a trial that had in fact finished (its state is saved periodically) and
+    then truncates its ``result.json``; our record says it finished, so it is not run again."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    cfg = dict(context, hp=config)  # sampled hyper-parameters kept apart from the context
-    trial_id = tune.get_context().get_trial_id()
-    build_trainer(cfg, f"train-{trial_id}", [TuneReportCallback()]).fit()
+    trial = tune.get_context()
+    trial_dir = Path(context["sweep_dir"]) / context["method"] / Path(trial.get_trial_dir()).name
+    if finished(trial_dir / RECORD):
+        return
+    cfg = dict(context, hp=config, trial_id=trial.get_trial_id(), record=str(trial_dir / RECORD))
+    build_trainer(cfg, f"train-{trial.get_trial_id()}", [TuneReportCallback()]).fit()

@@ -132,6 +132,7 @@ def train_loop(cfg: dict) -> None:
                 objective = objective_value(metrics, cfg.get("objective"))
                 if objective is not None:
                     metrics["objective"] = objective
+                _record(cfg, metrics)
             if rank == 0 or not last:
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
@@ -143,11 +144,25 @@ def train_loop(cfg: dict) -> None:
                  ref_nll=refs.npo_ref_nll if method.needs_ref_nll else None, device=device, on_epoch_end=on_epoch_end)
     except loop.Diverged as error:
         # Every rank sees the same all-reduced loss, so every rank stops here and reports once more.
-        ray.train.report({"status": "diverged", "error": str(error), "method": cfg["method"], "final": True,
-                          "epoch": max(1, math.ceil(engine.global_steps / math.ceil(len(forget) / effective))),
-                          "step": engine.global_steps,
-                          "wall_s": time.time() - started, **topology})
+        metrics = {"status": "diverged", "error": str(error), "method": cfg["method"], "final": True,
+                   "epoch": max(1, math.ceil(engine.global_steps / math.ceil(len(forget) / effective))),
+                   "step": engine.global_steps, "wall_s": time.time() - started, **topology}
+        if rank == 0:
+            _record(cfg, metrics)
+        ray.train.report(metrics)
     _teardown(ds_engine, dist)
+
+
+def _record(cfg: dict, metrics: dict) -> None:
+    """Append the epoch's row to the trial's own record (durable, whatever Tune does on restore)."""
+    import json
+
+    if not cfg.get("record"):
+        return
+    row = dict(metrics, trial_id=cfg.get("trial_id"), timestamp=time.time())
+    Path(cfg["record"]).parent.mkdir(parents=True, exist_ok=True)
+    with open(cfg["record"], "a") as f:
+        f.write(json.dumps(row, default=str) + "\n")
 
 
 def _resume(ds_engine, checkpoint) -> int:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from sweeps.results import read_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -42,5 +44,5 @@ def test_ray_job_submit_runs_a_sweep(tmp_path, unlearn_cache):
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "succeeded" in job.stdout
     (trial,) = (tmp_path / "runs" / "job" / "unilogit").glob("run_trial_*")
-    rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    rows = read_rows(trial)
     assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["status"] == "ok"

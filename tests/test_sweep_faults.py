@@ -13,6 +13,8 @@ import psutil
 import pytest
 import yaml
 
+from sweeps.results import read_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "sweeps" / "specs" / "tiny.yaml"
 
@@ -36,9 +38,7 @@ def start(spec: Path, storage: Path, *extra: str) -> subprocess.Popen:
 def results(sweep_dir: Path, method: str) -> dict:
     out = {}
     for trial in sorted((sweep_dir / method).glob("run_trial_*")):
-        path = trial / "result.json"
-        lines = path.read_text().splitlines() if path.is_file() else []
-        out[trial.name] = [json.loads(line) for line in lines if line.strip()]
+        out[trial.name] = read_rows(trial)
     return out
 
 
@@ -88,9 +88,10 @@ def test_diverged_trial_and_killed_worker(tmp_path, unlearn_cache):
     driver = start(spec, tmp_path)
     sweep_dir = tmp_path / "faults"
     try:
-        def checkpoint_registered():  # a reported epoch means its checkpoint is registered
-            rows = [r for rows in results(sweep_dir, "unilogit").values() for r in rows]
-            return rows and rows[-1]["epoch"] >= 2
+        def checkpoint_registered():  # once Tune has the epoch-2 report, a checkpoint is registered
+            reported = [json.loads(line) for path in (sweep_dir / "unilogit").glob("run_trial_*/result.json")
+                        for line in path.read_text().splitlines() if line.strip().endswith("}")]
+            return reported and reported[-1]["epoch"] >= 2
 
         wait_for(checkpoint_registered, 600, "the unilogit trial's second epoch")
         victims = wait_for(lambda: train_workers(driver), 30, "a Ray Train worker")
@@ -124,7 +125,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, unlea
         finished = wait_for(one_finished, 600, "a finished trial")
     finally:
         kill_tree(driver)
-    before = {name: (sweep_dir / "ga" / name / "result.json").read_text() for name in finished}
+    before = {name: (sweep_dir / "ga" / name / "metrics.jsonl").read_text() for name in finished}
     again = start(spec, tmp_path)
     assert again.wait(timeout=600) != 0  # without --resume the results are not touched
     resumed = start(spec, tmp_path, "--resume")
@@ -137,4 +138,4 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, unlea
     assert len(final) == 3 and all(rows and rows[-1]["status"] == "ok" and rows[-1]["epoch"] == 2
                                    for rows in final.values())
     for name, text in before.items():
-        assert (sweep_dir / "ga" / name / "result.json").read_text() == text  # not run again
+        assert (sweep_dir / "ga" / name / "metrics.jsonl").read_text() == text  # not run again

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from sweeps import cluster, spec as specs
+from sweeps.results import read_rows
 
 TINY = Path(__file__).resolve().parents[1] / "sweeps" / "specs" / "tiny.yaml"
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
@@ -51,8 +52,7 @@ def sweep(tmp_path_factory, unlearn_cache):
 def trial_results(sweep_dir: Path, method: str) -> dict:
     out = {}
     for trial in sorted((sweep_dir / method).glob("run_trial_*")):
-        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines() if line.strip()]
-        out[trial.name] = rows
+        out[trial.name] = read_rows(trial)
     return out
 
 
@@ -154,3 +154,38 @@ def test_a_trial_that_cannot_fit_fails_in_seconds(sweep):
         run_sweep(spec, storage=str(sweep["dir"].parent / "never"))
     assert time.time() - began < 10
     assert not (sweep["dir"].parent / "never").exists()
+
+
+def test_export_of_a_zero3_trial_reproduces_its_forget_score(sweep, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from benchmarks import evaluate as ev
+    from benchmarks.synthetic import read
+    from sweeps import cli
+    from unlearn import data, models
+
+    rows = next(iter(trial_results(sweep["dir"], "unilogit").values()))
+    assert rows[-1]["zero_stage"] == 3
+    trial_id = rows[-1]["trial_id"]
+    out = tmp_path / "exported"
+    assert cli.main(["export", str(sweep["dir"]), trial_id, "--out", str(out)]) == 0
+    model, tokenizer = models.load_model(str(out))
+    environment = json.loads((sweep["dir"] / "environment.json").read_text())
+    spec = specs.load(TINY)
+    dataset = read(environment["data"], chat=False)
+    config = ev.EvalConfig(**{k: v for k, v in dataclasses.asdict(spec.eval).items() if k not in ("every_epoch", "final")})
+    refs = torch.load(sweep["dir"] / "references.pt", weights_only=False)
+    scores = ev.evaluate(model, tokenizer, data.Collator(tokenizer, max_length=spec.training.max_length), dataset, refs,
+                         config, parts=("generation", "kl"))
+    assert scores["forget_qa_rouge_l_recall"] == rows[-1]["forget_qa_rouge_l_recall"]
+    assert math.isclose(scores["kl_oracle_model_forget"], rows[-1]["kl_oracle_model_forget"], rel_tol=1e-5)
+
+
+def test_status_lists_every_trial(sweep, capsys):
+    from sweeps import cli
+
+    assert cli.main(["status", str(sweep["dir"])]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials" in out and out.count("finished") >= 4 and "unilogit" in out and "undial" in out

@@ -7,7 +7,7 @@ than 0.5 and stays below the same method's run without a retain term."""
 import pytest
 
 from unlearn import methods
-from sweeps import quick
+import quick_fit as quick
 
 FORGET = [{"text": t} for t in quick.FORGET]
 RETAIN = [{"text": t} for t in quick.RETAIN]

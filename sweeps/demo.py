@@ -1,0 +1,49 @@
+"""``unlearn demo``: the fastest end-to-end path of the service, on this machine, offline.
+
+It runs the tiny sweep spec through the whole stack — preparation of a target and a retrained
+oracle, Ray Tune trials of Ray Train + DeepSpeed worker groups, per-epoch evaluation — and writes
+``runs/demo/report.html``. A second run resumes the same sweep (finished trials are kept) and
+rewrites the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+SPEC = Path(__file__).resolve().parent / "specs" / "tiny.yaml"
+
+
+def main(storage: str = "runs") -> Path:
+    import reports
+    from reports import summary
+    from sweeps import spec as specs
+    from sweeps.run import run_sweep
+
+    spec = dataclasses.replace(specs.load(SPEC), name="demo", storage=storage)
+    sweep_dir = Path(storage).resolve() / "demo"
+    run_sweep(spec, resume=(sweep_dir / "spec.yaml").is_file())
+    df = reports.load([sweep_dir])
+    report = sweep_dir / "report.html"
+    reports.render(df, report)
+    print_summary(df, summary)
+    print(f"report: {report}")
+    return report
+
+
+def print_summary(df, summary) -> None:
+    """Per method: the selected configuration's forget / retain recall, the hypervolume of the
+    forget-vs-retain front, and Unilogit's / UnDIAL's soft-label KL to the oracle."""
+    picks = summary.select(df).set_index("method")
+    volumes = summary.hypervolumes(df)
+    volumes = volumes[volumes["x"] == summary.FORGET].set_index("method")["hypervolume"]
+    final = df[(df["role"] == "trial") & df["final"].eq(True)]
+    print(f"{'method':<10}{'forget QA':>10}{'retain QA':>10}{'hypervol.':>10}{'soft-label KL(oracle‖label), facts':>38}")
+    for method in sorted(picks.index):
+        pick = picks.loc[method]
+        label = "softlabel_kl_oracle_unilogit_forget_facts" if method == "unilogit" else (
+            "softlabel_kl_oracle_undial_g10_forget_facts" if method == "undial" else None)
+        kl = final[final["method"] == method][label].mean() if label and label in final else math.nan
+        print(f"{method:<10}{pick.get(summary.FORGET, math.nan):>10.3f}{pick.get(summary.RETAIN, math.nan):>10.3f}"
+              f"{volumes.get(method, math.nan):>10.3f}{kl:>38.3f}")
