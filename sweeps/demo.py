@@ -45,5 +45,10 @@ def print_summary(df, summary) -> None:
         label = "softlabel_kl_oracle_unilogit_forget_facts" if method == "unilogit" else (
             "softlabel_kl_oracle_undial_g10_forget_facts" if method == "undial" else None)
         kl = final[final["method"] == method][label].mean() if label and label in final else math.nan
-        print(f"{method:<10}{pick.get(summary.FORGET, math.nan):>10.3f}{pick.get(summary.RETAIN, math.nan):>10.3f}"
-              f"{volumes.get(method, math.nan):>10.3f}{kl:>38.3f}")
+        cells = [pick.get(summary.FORGET, math.nan), pick.get(summary.RETAIN, math.nan), volumes.get(method, math.nan)]
+        print(f"{method:<10}" + "".join(f"{_cell(v):>10}" for v in cells) + f"{_cell(kl):>38}")
+    print("forget / retain QA: the configuration the report's rule selects ('-': none meets it)")
+
+
+def _cell(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"

@@ -80,7 +80,12 @@ def train_loop(cfg: dict) -> None:
 
     method = methods.make(cfg["method"], method_params(cfg))
     model, tokenizer = models.load_model(cfg["model_dir"])
-    evaluator = copy.deepcopy(model).eval() if rank == 0 else None
+    # Rank 0's plain copy for evaluation, on the worker's device (bf16 when training in bf16).
+    evaluator = None
+    if rank == 0:
+        evaluator = copy.deepcopy(model).eval().to(device)
+        if scaling["bf16"] and scaling["use_gpu"]:
+            evaluator.to(torch.bfloat16)
     ref_model = copy.deepcopy(model).eval().to(device) if method.needs_ref_model else None
     dataset = read(cfg["data_root"], cfg["chat"])
     refs = torch.load(cfg["refs"], weights_only=False)
