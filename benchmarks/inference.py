@@ -322,31 +322,16 @@ def generate_detailed(
     return results  # type: ignore[return-value]
 
 
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence[str] | Sequence[TokenIds],
-    *,
-    max_new_tokens: int,
-    stop: Sequence[str] = (),
-    stop_token_ids: Sequence[int] = (),
-    batch_size: int = 16,
-    add_special_tokens: bool = True,
-    autocast: bool = False,
-    progress: Progress | None = None,
-) -> list[str]:
+def generate(model, tokenizer, prompts: Sequence[str] | Sequence[TokenIds], **options) -> list[str]:
     """Greedy continuations of `prompts` (the new text only, special tokens skipped), in order.
 
     String prompts are tokenized with `add_special_tokens`; token id lists (e.g. a chat template
     applied by the caller) are used as they are. A row ends at an end token (see `end_token_ids`;
     `stop_token_ids` adds more), once a stop string appears in its new text (the text is cut
     before the first stop string), or after `max_new_tokens`. `progress(done, total)` is called
-    after each batch.
+    after each batch. ``options`` are those of `generate_detailed` (``max_new_tokens`` required).
     """
-    return [g.text for g in generate_detailed(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
-        stop_token_ids=stop_token_ids, batch_size=batch_size, add_special_tokens=add_special_tokens,
-        autocast=autocast, progress=progress)]
+    return [g.text for g in generate_detailed(model, tokenizer, prompts, **options)]
 
 
 # ---------------------------------------------------------------------------------------------
