@@ -21,7 +21,12 @@ def cmd_methods(args) -> int:
 def cmd_demo(args) -> int:
     from sweeps import demo
 
-    demo.main(storage=args.storage)
+    from sweeps.spec import SpecError
+
+    try:
+        demo.main(storage=args.storage, quick=args.quick)
+    except SpecError as error:
+        raise SystemExit(f"unlearn: error: {error}") from None
     return 0
 
 
@@ -152,8 +157,9 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="unlearn", description="Sweeps and benchmarks for LLM unlearning.")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", help="list the unlearning methods and their parameters").set_defaults(run=cmd_methods)
-    demo = sub.add_parser("demo", help="run the tiny sweep end to end and write runs/demo/report.html")
+    demo = sub.add_parser("demo", help="run the demo sweep end to end and write runs/demo/report.html")
     demo.add_argument("--storage", default="runs", help="results directory (default: runs)")
+    demo.add_argument("--quick", action="store_true", help="the tiny preset instead of SmolLM2 (a few minutes)")
     demo.set_defaults(run=cmd_demo)
 
     prep = sub.add_parser("prepare", help="fine-tune a benchmark's target and retrained oracle (cached)")

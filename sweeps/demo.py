@@ -1,9 +1,10 @@
-"""``unlearn demo``: the fastest end-to-end path of the service, on this machine, offline.
+"""``unlearn demo``: a whole sweep on this machine, offline, ending in ``runs/demo/report.html``.
 
-It runs the tiny sweep spec through the whole stack — preparation of a target and a retrained
-oracle, Ray Tune trials of Ray Train + DeepSpeed worker groups, per-epoch evaluation — and writes
-``runs/demo/report.html``. A second run resumes the same sweep (finished trials are kept) and
-rewrites the report.
+The default runs the five methods on SmolLM2-135M-Instruct (``specs/demo.yaml``); ``--quick`` runs
+the tiny sweep (``specs/tiny.yaml``) through the same stack — preparation of a target and a
+retrained oracle, Ray Tune trials of Ray Train + DeepSpeed worker groups, per-epoch evaluation,
+the report. A second run resumes the same sweep (finished trials are kept, prepared models are
+reused) and rewrites the report.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ import dataclasses
 import math
 from pathlib import Path
 
-SPEC = Path(__file__).resolve().parent / "specs" / "tiny.yaml"
+SPECS = Path(__file__).resolve().parent / "specs"
 
 
-def main(storage: str = "runs") -> Path:
+def main(storage: str = "runs", quick: bool = False) -> Path:
+    """The SmolLM2 demo (``specs/demo.yaml``), or with ``quick`` the tiny sweep, into
+    ``<storage>/demo``; a sweep of the other kind already there is refused, not mixed."""
     import reports
     from reports import summary
     from sweeps import spec as specs
     from sweeps.run import run_sweep
 
-    spec = dataclasses.replace(specs.load(SPEC), name="demo", storage=storage)
+    spec = dataclasses.replace(specs.load(SPECS / ("tiny.yaml" if quick else "demo.yaml")), name="demo",
+                               storage=storage)
     sweep_dir = Path(storage).resolve() / "demo"
     run_sweep(spec, resume=(sweep_dir / "spec.yaml").is_file())
     df = reports.load([sweep_dir])

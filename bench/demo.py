@@ -1,0 +1,87 @@
+"""Runs `unlearn demo` (or `--quick`) in a fresh directory and records the wall time of each phase
+(model download/conversion and preparation, references, sweep, report) and the peak memory of the
+whole process tree. Writes bench/results/demo.json (or demo-quick.json).
+
+    .venv/bin/python bench/demo.py [--quick] [--cold]
+
+--cold uses an empty cache (UNLEARN_CACHE in a temporary directory), as on a fresh machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKS = (("prepared", "references computed"), ("sweep_start", "trials over"), ("sweep_done", "done: results in"),
+         ("report", "report: "))
+
+
+def tree_rss(pid: int) -> int:
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cold", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="demo-bench-"))
+    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    if args.cold:
+        env["UNLEARN_CACHE"] = str(work / "cache")
+    command = [str(Path(sys.executable).parent / "unlearn"), "demo"] + (["--quick"] if args.quick else [])
+    start = time.time()
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = [0]
+
+    def sample():
+        while process.poll() is None:
+            peak[0] = max(peak[0], tree_rss(process.pid))
+            time.sleep(0.5)
+
+    threading.Thread(target=sample, daemon=True).start()
+    seen, lines = {}, []
+    for line in process.stdout:
+        lines.append(line)
+        for name, marker in MARKS:
+            if marker in line and name not in seen:
+                seen[name] = round(time.time() - start, 1)
+                print(f"[bench] {name} at {seen[name]} s", flush=True)
+    rc = process.wait()
+    total = round(time.time() - start, 1)
+    phases = {"prepare_and_references_s": seen.get("prepared"),
+              "sweep_s": round(seen["sweep_done"] - seen["prepared"], 1) if {"sweep_done", "prepared"} <= set(seen) else None,
+              "report_s": round(total - seen["sweep_done"], 1) if "sweep_done" in seen else None}
+    result = {"benchmark": "demo", "quick": args.quick, "cold_cache": args.cold, "exit_code": rc, "total_s": total,
+              "phases": phases, "peak_rss_gib": round(peak[0] / 2 ** 30, 2), "summary": [l.rstrip() for l in lines[-9:]],
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    out = ROOT / "bench" / "results" / ("demo-quick.json" if args.quick else "demo.json")
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
