@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-TRIAL_KEYS = ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay", "seed")
-
 
 def settings(cfg: dict) -> dict:
     """A trial's effective settings: the sampled hyper-parameters over the spec's defaults."""

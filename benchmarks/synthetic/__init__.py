@@ -20,7 +20,6 @@ from pathlib import Path
 from benchmarks import layouts
 from benchmarks.spec import Metric, register
 from benchmarks.synthetic import files
-from benchmarks.synthetic.templates import ADVERSARIAL, UTILITY  # noqa: F401
 from benchmarks.synthetic.world import SyntheticParams
 
 FORMAT_VERSION = 1
