@@ -1,9 +1,10 @@
 """Schema-level loaders for the MUSE and RWKU layouts (BENCHMARKS.md §2, §3).
 
-A local benchmark directory holds ``<root>/<config>/<split>.jsonl`` (or ``.parquet``). Loading
-checks that the split exists and that every row has the fields of its schema; older MUSE split
-names (``retain2_qa`` …) are accepted for the current ones. The hub datasets map onto the same
-configs and splits (``datasets.load_dataset(repo, config, split=split)``).
+A local benchmark directory holds ``<root>/<config>/<split>.jsonl`` (or ``.parquet``); a hub
+dataset id (``datasets.load_dataset(repo, config, split=split)``) maps onto the same configs and
+splits. :func:`rows` reads either and checks that the split exists and that every row has the
+fields of its schema with their types; older MUSE split names (``retain2_qa`` …) are accepted for
+the current ones.
 """
 
 from __future__ import annotations
@@ -12,29 +13,76 @@ import json
 from pathlib import Path
 
 MUSE = {
-    "raw": ("text",),
-    "train": ("text",),
-    "verbmem": ("prompt", "gt"),
-    "knowmem": ("question", "answer"),
-    "privleak": ("text",),
+    "raw": {"text": str},
+    "train": {"text": str},
+    "scal": {"text": str},
+    "sust": {"text": str},
+    "verbmem": {"prompt": str, "gt": str},
+    "knowmem": {"question": str, "answer": str},
+    "privleak": {"text": str},
 }
 MUSE_ALIASES = {"retain_qa": "retain2_qa", "retain_qa_icl": "retain2_qa_icl", "retain": "retain2"}
 
-RWKU_PROBE = ("query", "answer", "level", "type", "subject")
+RWKU_PROBE = {"query": str, "answer": str, "level": str, "type": str, "subject": str}
 RWKU = {
-    "forget_target": ("target", "intro"),
+    "forget_target": {"target": str, "intro": str},
     "forget_level1": RWKU_PROBE,
     "forget_level2": RWKU_PROBE,
     "forget_level3": RWKU_PROBE,
-    "neighbor_level1": RWKU_PROBE + ("neighbor",),
-    "neighbor_level2": RWKU_PROBE + ("neighbor",),
-    "mia_forget": ("text", "subject"),
-    "mia_retain": ("text", "subject"),
-    "utility_general": ("question", "choices", "answer", "examples", "task", "subject"),
-    "utility_factuality": ("question", "answers", "subject"),
-    "train_positive_llama3": ("text", "subject"),
+    "neighbor_level1": {**RWKU_PROBE, "neighbor": str},
+    "neighbor_level2": {**RWKU_PROBE, "neighbor": str},
+    "mia_forget": {"text": str, "subject": str},
+    "mia_retain": {"text": str, "subject": str},
+    "utility_general": {"question": str, "choices": list, "answer": int, "examples": list, "task": str,
+                        "subject": str},
+    "utility_reason": {"task": str, "cot": str, "question": str, "answer": str, "subject": str},
+    "utility_truthfulness": {"question": str, "mc1_targets": dict, "mc2_targets": dict, "subject": str},
+    "utility_factuality": {"question": str, "answers": list, "subject": str},
+    "utility_fluency": {"instruction": str, "subject": str},
+    "train_positive_llama3": {"text": str, "subject": str},
 }
 SCHEMAS = {"muse": MUSE, "rwku": RWKU}
+TYPE_NAMES = {str: "string", int: "integer", list: "list", dict: "object"}
+
+
+def describe(fields: dict) -> str:
+    """``{"text": str}`` -> ``"text (string)"``: the expected schema, for error messages."""
+    return ", ".join(f"{name} ({TYPE_NAMES[kind]})" for name, kind in fields.items())
+
+
+def _is(value, kind) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) or (
+            hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu")
+    if kind is list:
+        return isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and hasattr(value, "ndim"))
+    return isinstance(value, kind)
+
+
+def check_rows(rows: list[dict], layout: str, config: str, where: str) -> list[dict]:
+    """Rows after the schema check: every field present with its type (one-line ``ValueError``
+    naming ``where``, the row, the field and the expected schema otherwise)."""
+    schema = SCHEMAS[layout][config]
+    for number, row in enumerate(rows, 1):
+        # RWKU documents sometimes name the subject "target": accept both.
+        if "subject" in schema and "subject" not in row and "target" in row:
+            row["subject"] = row["target"]
+        for name, kind in schema.items():
+            if name not in row:
+                raise ValueError(f"{where}: row {number} lacks field {name!r} "
+                                 f"(the {layout} {config} schema: {describe(schema)})")
+            if not _is(row[name], kind):
+                raise ValueError(f"{where}: row {number} field {name!r} is {type(row[name]).__name__}, expected "
+                                 f"{TYPE_NAMES[kind]} (the {layout} {config} schema: {describe(schema)})")
+    return rows
+
+
+def _check_config(layout: str, config: str) -> None:
+    if layout not in SCHEMAS:
+        raise ValueError(f"layout must be one of {', '.join(SCHEMAS)}; got {layout!r}")
+    if config not in SCHEMAS[layout]:
+        raise ValueError(f"config {config!r} is not part of the {layout} layout; "
+                         f"known: {', '.join(SCHEMAS[layout])}")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -80,34 +128,39 @@ def _reverse_alias(split: str) -> str | None:
 
 
 def load(root: str | Path, layout: str, config: str, split: str) -> list[dict]:
-    """Rows of one split, checked against the layout's schema."""
-    if layout not in SCHEMAS:
-        raise ValueError(f"layout must be one of {', '.join(SCHEMAS)}; got {layout!r}")
-    schema = SCHEMAS[layout]
-    if config not in schema:
-        raise ValueError(f"config {config!r} is not part of the {layout} layout; "
-                         f"known: {', '.join(schema)}")
+    """Rows of one split of a local directory, checked against the layout's schema."""
+    _check_config(layout, config)
     path = _split_file(Path(root), config, split)
-    rows = _read_rows(path)
-    # RWKU documents sometimes name the subject "target": accept both.
-    for row in rows:
-        if "subject" in schema[config] and "subject" not in row and "target" in row:
-            row["subject"] = row["target"]
-    for number, row in enumerate(rows, 1):
-        missing = [f for f in schema[config] if f not in row]
-        if missing:
-            raise ValueError(f"{path}: row {number} lacks field {missing[0]!r} "
-                             f"(the {layout} {config} schema needs {', '.join(schema[config])})")
-    return rows
+    return check_rows(_read_rows(path), layout, config, str(path))
+
+
+def hub_rows(repo: str, config: str, split: str) -> list[dict]:
+    """One split of a Hugging Face dataset, as plain rows (older MUSE split names accepted)."""
+    import datasets
+
+    names = [n for n in (split, MUSE_ALIASES.get(split), _reverse_alias(split)) if n]
+    for name in names:
+        try:
+            return [dict(row) for row in datasets.load_dataset(repo, config, split=name)]
+        except ValueError as error:  # an unknown split: try the other name
+            if "split" not in str(error).lower() or name == names[-1]:
+                raise ValueError(f"{repo}: config {config!r} split {split!r}: {error}") from None
+    raise AssertionError("unreachable")
+
+
+def rows(source: str | Path, layout: str, config: str, split: str) -> list[dict]:
+    """Rows of ``config``/``split`` from ``source`` — a local directory in the layout, or a hub
+    dataset id (``muse-bench/MUSE-News``) — through the same schema check either way."""
+    _check_config(layout, config)
+    if Path(source).expanduser().is_dir():
+        return load(Path(source).expanduser(), layout, config, split)
+    return check_rows(hub_rows(str(source), config, split), layout, config, f"{source} {config}/{split}")
 
 
 def write(root: str | Path, layout: str, config: str, split: str, rows: list[dict]) -> Path:
     """Write one split after checking its rows against the schema (the loaders read it back)."""
-    fields = SCHEMAS[layout][config]
-    for number, row in enumerate(rows, 1):
-        missing = [f for f in fields if f not in row]
-        if missing:
-            raise ValueError(f"{layout}/{config}/{split}: row {number} lacks field {missing[0]!r}")
+    _check_config(layout, config)
+    check_rows(rows, layout, config, f"{layout}/{config}/{split}")
     path = Path(root) / config / f"{split}.jsonl"
     write_jsonl(path, rows)
     return path
