@@ -20,7 +20,7 @@ PRIMITIVES = ("grid", "choice", "uniform", "loguniform", "randint")
 TRIAL_KEYS = ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay")
 SCHEDULES = ("constant", "linear", "cosine")
 ALGORITHMS = ("grid", "random", "optuna")
-EVAL_PARTS = ("generation", "verbmem", "mia", "kl")
+EVAL_PARTS = ("generation", "verbmem", "mia", "kl", "utility")
 
 
 class SpecError(ValueError):

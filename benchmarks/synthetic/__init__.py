@@ -162,6 +162,19 @@ class Synthetic:
             os.replace(tmp, root)
         return read(root, self.chat)
 
+    def read(self, root: str | Path) -> SyntheticData:
+        return read(root, self.chat)
+
+    def references(self, target, oracle, tokenizer, collate, data: SyntheticData, config):
+        from benchmarks import evaluate
+
+        return evaluate.references(target, oracle, tokenizer, collate, data, config, gammas=self.undial_gammas)
+
+    def evaluate(self, model, tokenizer, collate, data: SyntheticData, refs, config, parts: tuple) -> dict:
+        from benchmarks import evaluate
+
+        return evaluate.evaluate(model, tokenizer, collate, data, refs, config, parts=parts)
+
 
 @register("synthetic")
 def synthetic(undial_gammas=UNDIAL_GAMMAS, **params) -> Synthetic:
