@@ -62,6 +62,14 @@ class References:
     npo_ref_nll: torch.Tensor | None = None  # NPO's NLL_ref per forget example, for every NPO trial
 
 
+@dataclass
+class Scores:
+    """A model's scores when there is no oracle to compare with (``unlearn eval`` without one)."""
+
+    baseline: dict
+    npo_ref_nll: torch.Tensor | None = None
+
+
 def _subset(probes: list[Probe], limit: int | None) -> list[Probe]:
     return probes if limit is None else probes[:limit]
 
@@ -169,8 +177,8 @@ def kl_metrics(prefix: str, a: str, b: str, log_a, log_b, tokens: str, subset=No
     for x, y, lx, ly in ((a, b, log_a, log_b), (b, a, log_b, log_a)):
         per = _kl_rows(lx, ly)
         _put(out, f"{prefix}kl_{x}_{y}_{tokens}", per.tolist())
-        if subset is not None:
-            _put(out, f"{prefix}kl_{x}_{y}_{tokens}_facts", per[subset].tolist() or [float("nan")])
+        if subset is not None and bool(subset.any()):  # no token the oracle fails to predict: no value
+            _put(out, f"{prefix}kl_{x}_{y}_{tokens}_facts", per[subset].tolist())
     return out
 
 

@@ -38,9 +38,15 @@ def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_row(df: pd.DataFrame, role: str) -> pd.Series | None:
-    """The ``target`` or ``oracle`` row of a sweep, if recorded."""
+    """The ``target`` or ``oracle`` row of a sweep, if recorded; with several unlearning targets
+    (RWKU subjects) the mean of their rows, as the trials are averaged over subjects."""
     rows = df[df["role"] == role]
-    return rows.iloc[0] if len(rows) else None
+    if len(rows) <= 1:
+        return rows.iloc[0] if len(rows) else None
+    row = rows.iloc[0].copy()
+    numeric = rows.select_dtypes("number").columns
+    row[numeric] = rows[numeric].mean()
+    return row
 
 
 def softlabels(df: pd.DataFrame) -> list[str]:
@@ -229,10 +235,12 @@ def _mark_references(ax, df: pd.DataFrame, x: str, y: str) -> None:
 
 
 def _spread(group: pd.DataFrame, metric: str) -> np.ndarray:
-    """Std over seeds where a configuration has several, else the evaluation's standard error."""
+    """Std over seeds and unlearning targets where a configuration has several (RWKU's mean ± std
+    over targets), else the evaluation's standard error."""
     std = group.get(f"{metric}_std", pd.Series(np.nan, index=group.index))
     stderr = group.get(f"{metric}_stderr", pd.Series(np.nan, index=group.index))
-    return np.where(group["n_seeds"] > 1, std, stderr).astype(float)
+    several = (group["n_seeds"] > 1) | (group.get("n_subjects", pd.Series(1, index=group.index)) > 1)
+    return np.where(several, std, stderr).astype(float)
 
 
 def _config_labels(points: pd.DataFrame, hyperparameters: list[str]) -> pd.Series:

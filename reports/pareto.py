@@ -97,15 +97,16 @@ def _hso(s: np.ndarray, ref: np.ndarray) -> float:
 
 
 def configurations(df: pd.DataFrame, hyperparameters: list[str] | None = None) -> pd.DataFrame:
-    """Trial rows averaged over seeds: one row per sweep × method × hyper-parameters (but the seed) ×
-    epoch, with each metric's mean, ``<metric>_std`` across seeds (NaN for one seed), ``<metric>_stderr``
-    of the mean (√Σse² / n), ``n_seeds`` and ``trials``."""
+    """Trial rows averaged over seeds and unlearning targets (RWKU ``subject``, as the RWKU paper's
+    tables average over targets): one row per sweep × method × hyper-parameters (but those two) ×
+    epoch, with each metric's mean, ``<metric>_std`` across seeds and targets (NaN for one),
+    ``<metric>_stderr`` of the mean (√Σse² / n), ``n_seeds``, ``n_subjects`` and ``trials``."""
     hyperparameters = df.attrs.get("hyperparameters", []) if hyperparameters is None else hyperparameters
-    keys = ["sweep", "method", *[h for h in hyperparameters if h != "seed" and h in df], "epoch"]
+    keys = ["sweep", "method", *[h for h in hyperparameters if h not in ("seed", "subject") and h in df], "epoch"]
     metric_names = [m for m in df.attrs.get("directions", {}) if m in df]
     rows = df[df["role"] == "trial"]
     if rows.empty:
-        return pd.DataFrame(columns=[*keys, *metric_names, "n_seeds", "trials"])
+        return pd.DataFrame(columns=[*keys, *metric_names, "n_seeds", "n_subjects", "trials"])
     grouped = rows.groupby(keys, dropna=False, sort=False)  # a hyper-parameter of str and int is unorderable
     out = grouped[metric_names].mean()
     out = out.join(grouped[metric_names].std(ddof=1).add_suffix("_std"))
@@ -113,7 +114,8 @@ def configurations(df: pd.DataFrame, hyperparameters: list[str] | None = None) -
     squares = rows[errors].pow(2).join(rows[keys]).groupby(keys, dropna=False, sort=False).sum(min_count=1)
     counts = grouped[[e.removesuffix("_stderr") for e in errors]].count().set_axis(errors, axis=1)
     out[errors] = np.sqrt(squares[errors]) / counts.where(counts > 0)
-    out["n_seeds"] = grouped["trial"].nunique()
+    out["n_seeds"] = grouped["seed"].nunique() if "seed" in rows else grouped["trial"].nunique()
+    out["n_subjects"] = grouped["subject"].nunique() if "subject" in rows else 1
     out["trials"] = grouped["trial"].agg(lambda t: ", ".join(sorted(set(map(str, t)))))
     result = out.reset_index()
     result.attrs = dict(df.attrs)

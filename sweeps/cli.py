@@ -94,14 +94,10 @@ def cmd_eval(args) -> int:
     model, tokenizer = models.load_model(args.model)
     collate = data.Collator(tokenizer, max_length=256, chat_template=dataset.chat)
     config = ev.EvalConfig(batch_size=args.batch_size, max_probes=args.max_probes, autocast=args.bf16 or False)
-    refs = None
-    if args.oracle:
-        oracle, _ = models.load_model(args.oracle)
-        refs = ev.references(model, oracle, tokenizer, collate, dataset, config, gammas=bench.undial_gammas)
-        del oracle
-        values = refs.baseline
-    else:
-        values = ev.evaluate(model, tokenizer, collate, dataset, None, config)
+    oracle = models.load_model(args.oracle)[0].eval() if args.oracle else None
+    if getattr(dataset, "targets", None):  # RWKU: the first chosen target
+        dataset = dataset.for_target(dataset.targets[0])
+    values = bench.references(model.eval(), oracle, tokenizer, collate, dataset, config).baseline
     directions = {m.name: m.direction for m in bench.metrics}
     print(f"{'metric':<48} {'value':>9} {'± stderr':>9}  best")
     for name in sorted(k for k in values if not k.endswith("_stderr")):
@@ -128,6 +124,12 @@ def cmd_sweep(args) -> int:
         raise SystemExit(f"unlearn: error: {error}") from None
     print(f"results: {where}")
     return 0
+
+
+def cmd_plan(args) -> int:
+    from sweeps import plan
+
+    return plan.main(args)
 
 
 def cmd_status(args) -> int:
@@ -186,6 +188,20 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="Ray cluster address (default: a local cluster on 127.0.0.1)")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep (finished trials are kept)")
     sweep.set_defaults(run=cmd_sweep)
+
+    plan = sub.add_parser("plan", help="memory per GPU and time of a sweep spec, on paper (nothing runs)")
+    plan.add_argument("spec", help="the sweep spec (YAML)")
+    plan.add_argument("--cluster", default="cluster.yaml", help="Ray cluster file whose node type is checked")
+    plan.add_argument("--node", help="node type of the cluster file (default: the one with most GPUs)")
+    plan.add_argument("--gpu-mem", type=float, help="GiB per GPU (overrides the node type)")
+    plan.add_argument("--gpus", type=int, help="GPUs per node (overrides the node type)")
+    plan.add_argument("--cpu-mem", type=float, help="GiB of CPU memory per node (overrides the node type)")
+    plan.add_argument("--nodes", type=int, help="nodes the cluster may start (overrides max_workers)")
+    plan.add_argument("--forget-tokens", type=int, help="forget-set tokens per trial, when the data is not local")
+    plan.add_argument("--eval-share", type=float, default=0.4, help="share of a trial spent evaluating (0.4)")
+    plan.add_argument("--results", default="bench/results", help="where measured throughput is read")
+    plan.add_argument("--json", help="also write the numbers as JSON here")
+    plan.set_defaults(run=cmd_plan)
 
     status = sub.add_parser("status", help="progress of a running or finished sweep")
     status.add_argument("sweep_path", metavar="RUN", help="the sweep directory (<storage>/<name>)")

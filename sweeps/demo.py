@@ -39,6 +39,10 @@ def main(storage: str = "runs", quick: bool = False) -> Path:
 def print_summary(df, summary) -> None:
     """Per method: the selected configuration's forget / retain recall, the hypervolume of the
     forget-vs-retain front, and Unilogit's / UnDIAL's soft-label KL to the oracle."""
+    if "final" not in df or not df["final"].eq(True).any():
+        failed = df[df["role"] == "trial"]
+        print(f"no trial finished ({len(failed)} failed; their error.txt is beside each trial's results)")
+        return
     picks = summary.select(df).set_index("method")
     volumes = summary.hypervolumes(df)
     volumes = volumes[volumes["x"] == summary.FORGET].set_index("method")["hypervolume"]

@@ -52,9 +52,22 @@ def models_for(spec: SweepSpec, progress):
         prepared = prepare(base, bench, Recipe(**spec.model.prepare), progress=progress)
         return prepared.target, prepared.oracle, bench, prepared.data
     for role in ("target", "oracle"):
-        if not Path(getattr(spec.model, role)).expanduser().is_dir():
-            raise SpecError(f"model.{role} {getattr(spec.model, role)!r} is not a model directory")
-    return Path(spec.model.target), Path(spec.model.oracle), bench, bench.materialize(default_cache() / "benchmarks")
+        name = getattr(spec.model, role)
+        if name and not Path(name).expanduser().is_dir() and not _hub_id(name):
+            raise SpecError(f"model.{role} {name!r} is neither a model directory nor a hub id (owner/name)")
+    oracle = spec.model.oracle and _model_path(spec.model.oracle)
+    return _model_path(spec.model.target), oracle, bench, bench.materialize(default_cache() / "benchmarks")
+
+
+def _hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
+
+
+def _model_path(name: str) -> Path | str:
+    """A local directory as an absolute path; a hub id as it is (workers load it from their cache)."""
+    path = Path(name).expanduser()
+    return path.resolve() if path.is_dir() else name
 
 
 def compute_references(sweep_dir: Path, target: Path, oracle: Path, bench, data, spec: SweepSpec, progress) -> Path:
@@ -71,23 +84,36 @@ def compute_references(sweep_dir: Path, target: Path, oracle: Path, bench, data,
         return path
     began = time.time()
     target_model, tokenizer = models.load_model(str(target))
-    oracle_model, _ = models.load_model(str(oracle))
+    oracle_model = models.load_model(str(oracle))[0].eval() if oracle else None
     collate = collation.Collator(tokenizer, max_length=spec.training.max_length, chat_template=data.chat)
     config = ev.EvalConfig(**{k: v for k, v in dataclasses.asdict(spec.eval).items()
                               if k not in ("every_epoch", "final")})
-    refs = ev.references(target_model.eval(), oracle_model.eval(), tokenizer, collate, data, config,
-                         gammas=bench.undial_gammas)
-    refs.npo_ref_nll = step.reference_sequence_nll(target_model, loop.with_index(data.forget_examples()), collate,
-                                                   batch_size=spec.training.micro_batch)
-    oracle_row = ev.evaluate(oracle_model, tokenizer, collate, data, refs, config)
-    rows = [{"role": "target", **refs.baseline}, {"role": "oracle", **oracle_row}]
+    subjects = subjects_of(data)
+    refs_by_subject, rows = {}, []
+    for subject in subjects or [None]:
+        part = data if subject is None else data.for_target(subject)
+        label = {} if subject is None else {"subject": subject}
+        refs = bench.references(target_model.eval(), oracle_model, tokenizer, collate, part, config)
+        refs.npo_ref_nll = step.reference_sequence_nll(target_model, loop.with_index(part.forget_examples()),
+                                                       collate, batch_size=spec.training.micro_batch)
+        rows.append({"role": "target", **label, **refs.baseline})
+        if oracle_model is not None:
+            oracle_row = bench.evaluate(oracle_model, tokenizer, collate, part, refs, config, config.parts)
+            rows.append({"role": "oracle", **label, **oracle_row})
+        refs_by_subject[subject] = refs
     directions = {m.name: m.direction for m in bench.metrics}
     tmp = path.with_suffix(".tmp")
-    torch.save(refs, tmp)
+    torch.save(refs_by_subject if subjects else refs_by_subject[None], tmp)
     (sweep_dir / "reference_rows.json").write_text(json.dumps({"rows": rows, "directions": directions}, indent=2))
     tmp.replace(path)
     progress(f"references computed once in {time.time() - began:.0f}s (target and oracle evaluated)")
     return path
+
+
+def subjects_of(data) -> list:
+    """The unlearning targets of a multi-target benchmark (RWKU's people), else ``[]``: every
+    configuration then runs once per target, as the trial hyper-parameter ``subject``."""
+    return list(getattr(data, "targets", None) or [])
 
 
 def estimate_disk(target: Path, trials: int, concurrent: int) -> int:
@@ -118,7 +144,8 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     cluster.check_storage(str(sweep_dir), cluster.alive_nodes())
     scaling = cluster.plan(spec, resources, cluster.largest_node("CPU"), cluster.largest_node("GPU"))
     target, oracle, bench, data = models_for(spec, progress)
-    trials = sum(space.grid_size(spec, m) for m in spec.methods)
+    subjects = subjects_of(data)
+    trials = sum(space.grid_size(spec, m) for m in spec.methods) * max(1, len(subjects))
     sweep_dir.parent.mkdir(parents=True, exist_ok=True)
     need, free = estimate_disk(target, trials, spec.max_concurrent_trials), shutil.disk_usage(sweep_dir.parent).free
     if need > free:
@@ -126,7 +153,7 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
                         f"{free / 2**30:.1f} GiB free; free space or shrink the search")
     sweep_dir.mkdir(exist_ok=True)
     (sweep_dir / "spec.yaml").write_text(yaml.safe_dump(_plain(to_dict(spec)), sort_keys=False))
-    record = dict(environment(spec, scaling), target=str(target), oracle=str(oracle), data=str(data.root),
+    record = dict(environment(spec, scaling), target=str(target), oracle=str(oracle) if oracle else None, data=str(data.root),
                   model_source=_source(spec))
     (sweep_dir / "environment.json").write_text(json.dumps(record, indent=2))
     refs = compute_references(sweep_dir, target, oracle, bench, data, spec, progress)
@@ -151,7 +178,9 @@ def _source(spec: SweepSpec) -> dict | None:
 def trial_context(spec: SweepSpec, sweep_dir: Path, target: Path, data, refs: Path, scaling: dict) -> dict:
     """Everything a trial's workers need besides the sampled hyper-parameters (plain data)."""
     return {
-        "model_dir": str(target), "data_root": str(data.root), "chat": data.chat, "refs": str(refs),
+        "model_dir": str(target), "data_root": str(data.root), "refs": str(refs),
+        "benchmark": {"name": spec.benchmark.name, "params": dict(spec.benchmark.params)},
+        "subjects": subjects_of(data),
         "training": dataclasses.asdict(spec.training), "eval": dataclasses.asdict(spec.eval), "scaling": scaling,
         "objective": dataclasses.asdict(spec.search.objective) if spec.search.objective else None,
         "train_storage": str(sweep_dir / "train"), "max_retries": spec.failure.max_retries,
@@ -181,13 +210,14 @@ def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, s
                                   search_alg=_search(spec), scheduler=_scheduler(spec),
                                   metric="objective" if objective else None, mode=objective.mode if objective else None)
     began = time.time()
-    progress(f"{method}: {space.grid_size(spec, method)} trial(s)")
+    progress(f"{method}: {space.grid_size(spec, method) * max(1, len(context['subjects']))} trial(s)")
     if resume and tune.Tuner.can_restore(str(sweep_dir / method)):
         # Finished trials stay finished; interrupted ones continue from their last checkpoint.
         tuner = tune.Tuner.restore(str(sweep_dir / method), trainable, resume_unfinished=True,
-                                   param_space=space.param_space(spec, method))
+                                   param_space=space.param_space(spec, method, context["subjects"]))
     else:
-        tuner = tune.Tuner(trainable, param_space=space.param_space(spec, method), tune_config=tune_config,
+        tuner = tune.Tuner(trainable, param_space=space.param_space(spec, method, context["subjects"]),
+                           tune_config=tune_config,
                            run_config=tune.RunConfig(name=method, storage_path=str(sweep_dir), verbose=1))
     results = tuner.fit()
     failed = [r for r in results if r.error]

@@ -20,13 +20,16 @@ def to_tune(value):
     return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*args)
 
 
-def param_space(spec: SweepSpec, method: str) -> dict:
-    """The Tune param space of one method: its hyper-parameters plus the seeds as a grid."""
+def param_space(spec: SweepSpec, method: str, subjects=()) -> dict:
+    """The Tune param space of one method: its hyper-parameters plus the seeds as a grid, and the
+    benchmark's unlearning targets (``subject``) as a grid when it has several."""
     from ray import tune
 
     space = {key: to_tune(value) for key, value in spec.space(method).items()}
     seeds = list(spec.training.seeds)
     space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+    if subjects:
+        space["subject"] = tune.grid_search(list(subjects))
     return space
 
 

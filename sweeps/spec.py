@@ -20,6 +20,7 @@ PRIMITIVES = ("grid", "choice", "uniform", "loguniform", "randint")
 TRIAL_KEYS = ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay")
 SCHEDULES = ("constant", "linear", "cosine")
 ALGORITHMS = ("grid", "random", "optuna")
+NEEDS_ORACLE = ("synthetic",)  # benchmarks whose metrics are defined against a retrained model
 EVAL_PARTS = ("generation", "verbmem", "mia", "kl", "utility")
 
 
@@ -43,8 +44,8 @@ def _number(name: str, value, low: float = 0.0, strict: bool = False) -> None:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Either ``base`` (prepared into a target and an oracle with ``prepare``) or ``target`` and
-    ``oracle`` directories prepared elsewhere."""
+    """Either ``base`` (prepared into a target and an oracle with ``prepare``) or ``target`` (a
+    model directory or hub id) with, where the benchmark has one, its retrained ``oracle``."""
 
     base: str | None = None
     prepare: dict = field(default_factory=dict)
@@ -54,8 +55,6 @@ class ModelSpec:
     def __post_init__(self):
         if bool(self.base) == bool(self.target):
             fail("model", "either {base: ...} or {target: ..., oracle: ...}", dataclasses.asdict(self))
-        if self.target and not self.oracle:
-            fail("model.oracle", "a model directory when model.target is given", self.oracle)
         if self.prepare and not self.base:
             fail("model.prepare", "given only with model.base", self.prepare)
         from benchmarks.prepare import Recipe
@@ -235,6 +234,9 @@ class SweepSpec:
             check_space(name, space or {})
         if not isinstance(self.storage, str) or not self.storage:
             fail("storage", "a directory path or URI", self.storage)
+        if self.model.target and not self.model.oracle and self.benchmark.name in NEEDS_ORACLE:
+            fail("model.oracle", f"a model directory (the {self.benchmark.name} benchmark compares with the "
+                 "retrained model)", self.model.oracle)
 
     def space(self, method: str) -> dict:
         return dict(self.methods[method] or {})

@@ -61,7 +61,7 @@ def train_loop(cfg: dict) -> None:
     import torch.distributed as dist
 
     from benchmarks import evaluate as ev
-    from benchmarks.synthetic import read
+    import benchmarks
     from sweeps.deepspeed_config import deepspeed_config
     from sweeps.engine import DeepSpeedEngine
     from unlearn import data as collation
@@ -89,8 +89,11 @@ def train_loop(cfg: dict) -> None:
         if scaling["bf16"] and scaling["use_gpu"]:
             evaluator.to(torch.bfloat16)
     ref_model = copy.deepcopy(model).eval().to(device) if method.needs_ref_model else None
-    dataset = read(cfg["data_root"], cfg["chat"])
+    bench = benchmarks.get(cfg["benchmark"]["name"], **cfg["benchmark"]["params"])
+    dataset = bench.read(cfg["data_root"])
     refs = torch.load(cfg["refs"], weights_only=False)
+    if cfg.get("subjects"):  # one unlearning target of a multi-target benchmark (RWKU)
+        dataset, refs = dataset.for_target(cfg["hp"]["subject"]), refs[cfg["hp"]["subject"]]
     collate = collation.Collator(tokenizer, max_length=cfg["training"]["max_length"], chat_template=dataset.chat)
     forget = loop.with_index(dataset.forget_examples())
     retain = dataset.retain_examples()
@@ -131,7 +134,7 @@ def train_loop(cfg: dict) -> None:
                 parts = cfg["eval"]["final"] if last else cfg["eval"]["every_epoch"]
                 torch.set_num_threads(eval_threads)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=eval_config.autocast):
-                    metrics.update(ev.evaluate(evaluator, tokenizer, collate, dataset, refs, eval_config, parts=parts))
+                    metrics.update(bench.evaluate(evaluator, tokenizer, collate, dataset, refs, eval_config, tuple(parts)))
                 torch.set_num_threads(threads)
                 clock["eval_s"] += time.time() - began
                 metrics.update({k: v for k, v in state.metrics.items() if k != "epoch"})

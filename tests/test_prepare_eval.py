@@ -119,7 +119,7 @@ def test_references_are_reusable_values(prepared, tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["eval", "--model", "./no-such-model"], "model path './no-such-model' does not exist"),
-    (["eval", "--model", "x", "--benchmark", "muse-newz"], "unknown benchmark 'muse-newz'; known: synthetic"),
+    (["eval", "--model", "x", "--benchmark", "muse-newz"], "unknown benchmark 'muse-newz'; known: jsonl, muse, rwku, synthetic"),
     (["prepare", "synthetic", "--base-model", "tiny", "--param", "people=2"], "synthetic.people must be"),
     (["prepare", "synthetic", "--base-model", "tiny", "--lr", "-1"], "recipe.lr must be a number > 0"),
     (["prepare", "synthetic", "--base-model", "tiny", "--param", "people"], "--param expects key=value"),

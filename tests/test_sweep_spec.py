@@ -134,8 +134,9 @@ def test_objective_respects_bounds():
     assert objective_value({"retain": 0.9}, None) is None
 
 
-def test_gpu_spec_loads_and_plans_on_a_4_gpu_node():
-    spec = specs.load(TINY.parent / "gpu-8b.yaml")
+@pytest.mark.parametrize("name", ["gpu-8b", "muse_news", "rwku"])
+def test_gpu_spec_loads_and_plans_on_a_4_gpu_node(name):
+    spec = specs.load(TINY.parent / f"{name}.yaml")
     assert spec.scaling.zero_stage == 3 and spec.scaling.workers == 4 and spec.scaling.use_gpu
     assert set(spec.methods) == {"ga", "gd", "npo", "undial", "unilogit"}
     plan = cluster.plan(spec, {"CPU": 64.0, "GPU": 8.0}, 32.0, 4.0)

@@ -168,11 +168,14 @@ class Synthetic:
     def references(self, target, oracle, tokenizer, collate, data: SyntheticData, config):
         from benchmarks import evaluate
 
+        if oracle is None:  # scores of the model alone; nothing oracle-relative
+            return evaluate.Scores(evaluate.evaluate(target, tokenizer, collate, data, None, config))
         return evaluate.references(target, oracle, tokenizer, collate, data, config, gammas=self.undial_gammas)
 
     def evaluate(self, model, tokenizer, collate, data: SyntheticData, refs, config, parts: tuple) -> dict:
         from benchmarks import evaluate
 
+        refs = refs if isinstance(refs, evaluate.References) else None
         return evaluate.evaluate(model, tokenizer, collate, data, refs, config, parts=parts)
 
 

@@ -1,0 +1,504 @@
+"""``unlearn plan SPEC``: a sweep's memory and time on paper, before a GPU is rented.
+
+Notation: Ψ parameters, Ψ_l the largest layer's (the embedding), L layers, h hidden size, I MLP
+width, V vocabulary, N workers of a trial, B micro-batch, T the longest padded sequence (the
+longest forget / retain example cut at ``training.max_length``, or ``max_length`` when the data is
+not local), e bytes per weight and activation (2 in bf16, 4 in fp32). All numbers are per GPU (per
+worker process on CPU); rank 0 also holds the evaluation copy.
+
+Model states (weights, gradients, AdamW state); K = 12 with bf16 (fp32 master + m + v), 8 in fp32:
+  ZeRO-0  (2e + K)·Ψ                  ZeRO-1  2e·Ψ + K·Ψ/N      (Rajbhandari et al., ZeRO, 2020)
+  ZeRO-2  DeepSpeed's estimate_zero2_model_states_mem_needs: 2Ψ + 18Ψ/N (offload: 2Ψ)
+  ZeRO-3  DeepSpeed's estimate_zero3_model_states_mem_needs: 4Ψ_l + 18Ψ/N (offload: 4Ψ_l)
+  The estimators assume 16-bit weights: in fp32 we add 2Ψ (ZeRO-2) or 2Ψ/N (ZeRO-3). Their CPU
+  number (zero_init=False: each worker loads the full fp32 model first) is the node's CPU need.
+Activations, per forward pass with gradients (forget batch; retain batch when there is a retain
+term), measured on a Llama block with SDPA attention (two RMSNorms keep fp32 inputs):
+  B·T·(L·(8h + e·(8h + 4I)) + 4h + 2e·h) + L·B·T²·e (padding mask) + B·T·V·(e + 8)
+  the last term: the (B, T, V) logits and two fp32 (B, T, V) tensors the losses keep.
+Frozen reference (UnDIAL, KL retain): a full fp32 copy per worker (as ``sweeps/worker.py`` keeps
+  it), 4Ψ, and per reference pass B·T·V·(4 + 8).
+Evaluation (rank 0): a full copy, eΨ on GPU (bf16 when training in bf16), 4Ψ on CPU; while it
+  scores, max(E·T·V·(e + 4), E·(T + new)·L·2·h_kv·e) for E = ``eval.batch_size``, in place of the
+  training activations. Peak = states + reference + copy + max(training, evaluation) + reserve.
+
+Time of a trial: ``forget tokens · epochs · c / (N · tokens/s per worker)`` with
+  c = 1 + r·[retain term] + (r·[KL retain] + [reference logits on forget]) / 3 (a forward is a third
+  of a training step; r = retain / forget tokens), divided by (1 − evaluation share), plus a fixed
+  start and the model load and checkpoint writes (``STORAGE_BPS``). Sweep: trials · trial time /
+  concurrency, concurrency = min(max_concurrent_trials, trials the cluster holds at once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweeps.spec import SpecError, SweepSpec, load
+
+GIB = 2 ** 30
+GPU_RESERVE = 3 * GIB  # CUDA context, NCCL buffers, DeepSpeed's reduce bucket (5e8 elements)
+TRAIN_KEYS = ("zero_stage", "workers", "micro_batch", "epochs")  # trial keys that change memory or time
+METHOD_KEYS = ("retain", "retain_weight", "forget_weight")  # method fields that change the passes
+CHAT_OVERHEAD = 30  # tokens a chat template adds to an example when no tokenizer is at hand
+CHARS_PER_TOKEN = 4
+# Throughput defaults (tokens/s of one worker = FLOP/s / 6Ψ) when bench/results has no measurement.
+GPU_FLOPS = {True: 312e12, False: 19.5e12}  # A100 dense peak, bf16 / fp32 (cluster.yaml's GPUs)
+MFU = 0.35  # assumed fraction of peak for ZeRO-3 training of a 7-8B model
+CPU_FLOPS = 8.3e10  # per worker, measured here: SmolLM2-135M fp32, 103 tok/s per 1-thread worker
+EVAL_SHARE = 0.4  # measured here: one demo trial, 20 s of evaluation in 51 s
+START_S = 20.0  # measured here: worker group start, DeepSpeed init, first checkpoint (15-20 s)
+STORAGE_BPS = 1e9  # assumed read / write speed of the shared storage (model load, checkpoints)
+
+# Known shapes for names whose config cannot be read here (hub ids offline, paths on the cluster).
+KNOWN = {
+    "Llama-3-8B": (("llama3", "8b"), dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
+                                          num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8)),
+    "Llama-2-7B": (("llama2", "7b"), dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
+                                          num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32)),
+    "MUSE-News target (Llama-2-7B)": (("musenews",), None),
+    "SmolLM2-135M": (("smollm2",), dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                                        num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                                        tie_word_embeddings=True)),
+}
+ACCELERATOR_GIB = {"nvidia-a100-80gb": 80, "nvidia-tesla-a100": 40, "nvidia-h100-80gb": 80,
+                   "nvidia-h100-mega-80gb": 80, "nvidia-h200-141gb": 141, "nvidia-l4": 24,
+                   "nvidia-tesla-v100": 16, "nvidia-tesla-t4": 16}
+MACHINE_GIB = {"a2-ultragpu-1g": 170, "a2-ultragpu-2g": 340, "a2-ultragpu-4g": 680, "a2-ultragpu-8g": 1360,
+               "a2-highgpu-1g": 85, "a2-highgpu-2g": 170, "a2-highgpu-4g": 340, "a2-highgpu-8g": 680,
+               "a3-highgpu-8g": 1872, "n2-standard-8": 32}
+
+
+# ------------------------------------------------------------------------------------ the model
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    params: int
+    largest_layer: int
+    layers: int
+    hidden: int
+    intermediate: int
+    kv_hidden: int
+    vocab: int
+    directory: str | None = None  # a local model directory (its tokenizer counts the data)
+
+
+def shape_of(config, name: str, directory: str | None = None) -> Shape:
+    """Ψ and Ψ_l counted on the meta device (no weights), the rest read from ``config``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    params = {id(p): p.numel() for p in model.parameters()}  # tied weights once
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return Shape(name, sum(params.values()), largest, text.num_hidden_layers, text.hidden_size,
+                 getattr(text, "intermediate_size", None) or 4 * text.hidden_size,
+                 (getattr(text, "num_key_value_heads", None) or heads) * head_dim, text.vocab_size, directory)
+
+
+def model_shape(spec: SweepSpec) -> Shape:
+    """The target's shape: a local directory's ``config.json``, the tiny preset, the demo's SmolLM2
+    (its cached copy), a hub id in the local Hugging Face cache, or a known shape by name."""
+    from transformers import AutoConfig, LlamaConfig
+
+    field, name = ("model.base", spec.model.base) if spec.model.base else ("model.target", spec.model.target)
+    if name == "tiny":
+        from unlearn.models import TinyConfig
+
+        t = TinyConfig()
+        return shape_of(LlamaConfig(vocab_size=t.vocab_size, hidden_size=t.hidden_size, num_hidden_layers=t.num_layers,
+                                    intermediate_size=t.intermediate_size, num_attention_heads=t.num_heads,
+                                    num_key_value_heads=t.num_kv_heads, tie_word_embeddings=t.tie_word_embeddings),
+                        "tiny")
+    if name == "smollm2":
+        from benchmarks.prepare import default_cache
+
+        name = str(default_cache() / "models" / "SmolLM2-135M-Instruct")
+    path = Path(name).expanduser()
+    if (path / "config.json").is_file():
+        return shape_of(AutoConfig.from_pretrained(str(path), local_files_only=True), path.name, str(path))
+    try:
+        return shape_of(AutoConfig.from_pretrained(name, local_files_only=True), name)
+    except (OSError, ValueError):
+        pass
+    key = "".join(c for c in name.lower() if c.isalnum())
+    for known, (patterns, config) in KNOWN.items():
+        if all(p in key for p in patterns):
+            return shape_of(LlamaConfig(**(config or KNOWN["Llama-2-7B"][1])), known)
+    raise SpecError(f"{field} {name!r}: no config.json there and not a known shape "
+                    f"({', '.join(KNOWN)}); give a local model directory")
+
+
+# ------------------------------------------------------------------------------------ memory
+
+def model_states(shape: Shape, stage: int, workers: int, per_node: int, bf16: bool, offload: bool) -> tuple[int, int]:
+    """(bytes per GPU, CPU bytes per node) of weights, gradients and AdamW state (module doc)."""
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    psi, nodes = shape.params, math.ceil(workers / per_node)
+    e, k = (2, 12) if bf16 else (4, 8)
+    if stage == 2:
+        cpu, gpu = estimate_zero2_model_states_mem_needs(psi, per_node, nodes, cpu_offload=offload)
+        return gpu + (0 if bf16 else 2 * psi), cpu
+    if stage == 3:
+        cpu, gpu, _ = estimate_zero3_model_states_mem_needs(psi, shape.largest_layer, per_node, nodes,
+                                                            cpu_offload=offload, cpu_offload_params=offload,
+                                                            zero_init=False)
+        return gpu + (0 if bf16 or offload else 2 * psi // workers), cpu
+    load = int(psi * 4 * per_node * 1.5)  # as the estimators count a full fp32 load per worker
+    return ((2 * e + k) * psi if stage == 0 else 2 * e * psi + k * psi // workers), load
+
+
+def activations(shape: Shape, batch: int, length: int, bf16: bool) -> int:
+    """Bytes kept for backward by one forward pass with gradients, logits included (module doc)."""
+    e, h, tokens = (2 if bf16 else 4), shape.hidden, batch * length
+    layers = tokens * (shape.layers * (8 * h + e * (8 * h + 4 * shape.intermediate)) + 4 * h + 2 * e * h)
+    return layers + shape.layers * batch * length ** 2 * e + tokens * shape.vocab * (e + 8)
+
+
+def evaluation(shape: Shape, batch: int, length: int, new_tokens: int, bf16: bool) -> int:
+    """Rank 0's working set while it evaluates: scoring logits or the generation cache."""
+    e = 2 if bf16 else 4
+    return max(batch * length * shape.vocab * (e + 4), batch * (length + new_tokens) * shape.layers * 2 * shape.kv_hidden * e)
+
+
+# ------------------------------------------------------------------------------------ the node
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    gpus: int
+    gpu_mem: float | None  # bytes per GPU
+    cpus: float
+    cpu_mem: float | None  # bytes
+    count: int  # how many such nodes the cluster may start
+
+
+def cluster_node(path: str | Path, name: str | None, use_gpu: bool) -> Node:
+    """A node type of a Ray cluster launcher file: its resources, its accelerators' memory (GCP
+    accelerator names) and its machine's memory (Ray's ``memory`` resource or known GCP types)."""
+    import yaml
+
+    try:
+        types = yaml.safe_load(Path(path).read_text())["available_node_types"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        raise SpecError(f"--cluster {str(path)!r}: not a Ray cluster file with available_node_types") from None
+    if name is None:
+        name = max(types, key=lambda n: (types[n].get("resources") or {}).get("GPU", 0) if use_gpu else 0)
+    if name not in types:
+        raise SpecError(f"--node must be one of {', '.join(types)}; got {name!r}")
+    kind, config = types[name], types[name].get("node_config") or {}
+    resources = kind.get("resources") or {}
+    accelerators = config.get("guestAccelerators") or [{}]
+    accelerator = accelerators[0].get("acceleratorType", "")
+    gib = ACCELERATOR_GIB.get(accelerator)
+    if gib is None and "gb" in accelerator:
+        gib = int("".join(c for c in accelerator.rsplit("-", 1)[-1] if c.isdigit()) or 0) or None
+    machine = MACHINE_GIB.get(config.get("machineType", ""))
+    cpu_mem = resources.get("memory") or (machine * GIB if machine else None)
+    return Node(name, int(resources.get("GPU", 0)), gib * GIB if gib else None, resources.get("CPU", 0),
+                cpu_mem, int(kind.get("max_workers", 1) or 1))
+
+
+def this_machine() -> Node:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return Node("this machine", 0, None, os.cpu_count() or 1, memory, 1)
+
+
+# ------------------------------------------------------------------------------------ the data
+
+@dataclass(frozen=True)
+class DataStats:
+    forget_examples: int
+    forget_tokens: int
+    retain_ratio: float  # mean retain tokens / mean forget tokens
+    longest: int  # longest forget or retain example, in tokens, cut at max_length
+    counted_with: str
+
+
+def data_stats(spec: SweepSpec, shape: Shape, bench) -> DataStats | None:
+    """Token counts of the forget set (per unlearning target) and the longest example, when the data
+    is local: the synthetic and jsonl benchmarks are written to a temporary directory, others read
+    from the cache where a sweep materialised them; ``None`` otherwise."""
+    import tempfile
+
+    from benchmarks.prepare import default_cache
+
+    cached = default_cache() / "benchmarks" / f"{bench.name}-{bench.key()}" if hasattr(bench, "key") else None
+    with tempfile.TemporaryDirectory() as tmp:
+        if cached and (cached / "COMPLETE").is_file():
+            data = bench.read(cached)
+        elif bench.name in ("synthetic", "jsonl"):
+            data = bench.materialize(tmp)
+        else:
+            return None
+        forget, retain = data.forget_examples(), data.retain_examples()
+    length, how = _counter(spec, shape, data.chat)
+    f, r = [length(x) for x in forget], [length(x) for x in retain] or [0]
+    targets = max(1, len(getattr(data, "targets", None) or ()))
+    ratio = (sum(r) / len(r)) / (sum(f) / len(f)) if f and sum(f) else 1.0
+    return DataStats(round(len(f) / targets), round(sum(f) / targets), ratio, max(f + r), how)
+
+
+def _counter(spec: SweepSpec, shape: Shape, chat: bool):
+    """Tokens of one example as the collator encodes it (the target's tokenizer when it is local),
+    else characters / 4 plus a chat template's ~30 tokens."""
+    cap = spec.training.max_length
+    if shape.directory:
+        try:
+            from transformers import AutoTokenizer
+
+            from unlearn.data import Collator
+
+            collate = Collator(AutoTokenizer.from_pretrained(shape.directory, local_files_only=True), cap, chat)
+            return (lambda x: len(collate.encode(x)[0])), f"the tokenizer of {shape.name}"
+        except (OSError, ValueError):
+            pass
+    extra = CHAT_OVERHEAD if chat else 1
+
+    def guess(x: dict) -> int:
+        chars = len(x.get("text", "")) + len(x.get("question", "")) + len(x.get("answer", ""))
+        return min(cap, math.ceil(chars / CHARS_PER_TOKEN) + extra)
+    return guess, f"characters / {CHARS_PER_TOKEN}" + (f" + {CHAT_OVERHEAD} (chat template)" if chat else "")
+
+
+# ------------------------------------------------------------------------------------ throughput
+
+def throughput(shape: Shape, use_gpu: bool, bf16: bool, results: Path) -> tuple[float, str]:
+    """Training tokens/s of one worker (forget + retain positions through forward and backward):
+    a ``bench/results/*.json`` with ``tokens_per_s`` measured on the same kind of device, of a model
+    within 4x of this one's size when it records ``parameters`` (rescaled by 6Ψ FLOPs per token;
+    smaller models are dominated by fixed costs), full runs before ``quick`` ones; else the
+    default of the module doc."""
+    found = []
+    for path in sorted(results.glob("*.json")):
+        try:
+            row = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(row, dict) or not isinstance(row.get("tokens_per_s"), (int, float)):
+            continue
+        cuda = (row.get("machine") or {}).get("cuda") if isinstance(row.get("machine"), dict) else None
+        device = str(row.get("device") or ("cuda" if cuda else "cpu")).lower()
+        params = row.get("parameters")
+        params = params if isinstance(params, (int, float)) and params > 0 else None
+        if ("cuda" in device or "gpu" in device) == use_gpu and (params is None or 0.25 <= params / shape.params <= 4):
+            found.append((bool(row.get("quick")), abs(math.log(params / shape.params)) if params else 0.0, path.name,
+                          row["tokens_per_s"], params))
+    if found:
+        _, _, name, tokens_s, params = min(found)
+        scale = params / shape.params if params else 1.0
+        rescaled = f", rescaled from {params / 1e6:.0f}M parameters" if scale != 1.0 else ""
+        return tokens_s * scale, f"{tokens_s:g} tok/s measured in {name}{rescaled}"
+    flops = GPU_FLOPS[bf16] * MFU if use_gpu else CPU_FLOPS
+    what = (f"assumed: {MFU:.0%} of an A100's {GPU_FLOPS[bf16] / 1e12:g} TFLOP/s ({'bf16' if bf16 else 'fp32'})"
+            if use_gpu else f"assumed: {CPU_FLOPS / 1e9:g} GFLOP/s per CPU worker (SmolLM2-135M measured here)")
+    return flops / (6 * shape.params), f"{what} / 6Ψ FLOPs per token; no measurement in bench/results fits"
+
+
+# ------------------------------------------------------------------------------------ the trials
+
+def _options(value) -> list:
+    """Values a key takes: a grid's or choice's list, a range's upper end (the worst case)."""
+    if isinstance(value, dict):
+        kind, args = next(iter(value.items()))
+        if kind in ("grid", "choice"):
+            return list(args)
+        return [args[1] - 1 if kind == "randint" else args[1]]
+    return [value]
+
+
+def trial_groups(spec: SweepSpec, subjects: int) -> list[dict]:
+    """The trials of every method, grouped by what matters for memory and time: ZeRO stage,
+    workers, micro-batch, epochs, and which passes the method runs (retain term, reference model)."""
+    from sweeps.space import grid_size
+    from unlearn import methods
+
+    groups: dict[tuple, dict] = {}
+    for method in spec.methods:
+        space, fields = spec.space(method), [f.name for f in dataclasses.fields(methods.get(method))]
+        fixed = {k: v for k, v in space.items() if k in fields and not isinstance(v, dict) and k not in METHOD_KEYS}
+        keys = [k for k in TRAIN_KEYS + METHOD_KEYS if k in space]
+        combos = [dict(zip(keys, values)) for values in itertools.product(*(_options(space[k]) for k in keys))]
+        count = grid_size(spec, method) * subjects / len(combos)
+        for combo in combos:
+            config = methods.make(method, dict(fixed, **{k: v for k, v in combo.items() if k in METHOD_KEYS}))
+            run = {"zero_stage": spec.scaling.zero_stage, "workers": spec.scaling.workers,
+                   "micro_batch": spec.training.micro_batch, "epochs": spec.training.epochs,
+                   **{k: v for k, v in combo.items() if k in TRAIN_KEYS}}
+            passes = {"retain": config.uses_retain, "kl_retain": config.uses_retain and config.retain == "kl",
+                      "ref_forget": config.needs_ref_forget_logits, "ref_model": config.needs_ref_model}
+            key = (method, *run.values(), *passes.values())
+            label = " ".join([method] + [f"{k}={v}" for k, v in combo.items()])
+            group = groups.setdefault(key, dict(label=label, method=method, trials=0.0, **run, **passes))
+            group["trials"] += count
+    return list(groups.values())
+
+
+# ------------------------------------------------------------------------------------ the plan
+
+def plan(spec: SweepSpec, node: Node, *, results: Path = Path("bench/results"), eval_share: float = EVAL_SHARE,
+         forget_tokens: int | None = None) -> dict:
+    """Memory per GPU (per worker on CPU) and time of every trial group, and of the sweep."""
+    import benchmarks
+
+    scaling, training = spec.scaling, spec.training
+    shape = model_shape(spec)
+    bench = benchmarks.get(spec.benchmark.name, **spec.benchmark.params)
+    targets = getattr(bench, "targets", None)
+    subjects = targets if isinstance(targets, int) else len(targets) if isinstance(targets, (list, tuple)) else 1
+    stats = data_stats(spec, shape, bench)
+    length = min(training.max_length, stats.longest) if stats else training.max_length
+    tokens_s, speed_note = throughput(shape, scaling.use_gpu, scaling.bf16, Path(results))
+    e = 2 if scaling.bf16 else 4
+    rows = []
+    for g in trial_groups(spec, subjects):
+        workers = g["workers"]
+        per_node = min(workers, node.gpus) if scaling.use_gpu and node.gpus else workers
+        offload = scaling.offload and scaling.use_gpu  # on CPU, offloading moves nothing
+        states, cpu_node = model_states(shape, g["zero_stage"], workers, per_node, scaling.bf16, offload)
+        passes = 1 + g["retain"]
+        ref_passes = g["ref_forget"] + g["kl_retain"]
+        train = passes * activations(shape, g["micro_batch"], length, scaling.bf16) \
+            + ref_passes * g["micro_batch"] * length * shape.vocab * (4 + 8)
+        ref = 4 * shape.params if g["ref_model"] else 0
+        copy = (e if scaling.use_gpu else 4) * shape.params
+        evaluating = evaluation(shape, spec.eval.batch_size, length, spec.eval.max_new_tokens, scaling.bf16)
+        reserve = GPU_RESERVE if scaling.use_gpu else 0
+        other = states + ref + train + reserve
+        rank0 = states + ref + copy + max(train, evaluating) + reserve
+        if scaling.use_gpu:
+            nodes_needed = math.ceil(workers * scaling.gpus_per_worker / node.gpus) if node.gpus else math.inf
+            fits_mem = node.gpu_mem is not None and rank0 <= node.gpu_mem
+            cpu_need = cpu_node
+        else:
+            nodes_needed, fits_mem = 1, True
+            cpu_need = rank0 + (workers - 1) * other
+        fits_cpu = node.cpu_mem is None or cpu_need <= node.cpu_mem
+        fits = fits_mem and fits_cpu and nodes_needed <= node.count
+        ratio = stats.retain_ratio if stats else 1.0
+        cost = 1 + ratio * g["retain"] + (ratio * g["kl_retain"] + g["ref_forget"]) / 3
+        total_tokens = forget_tokens if forget_tokens is not None else stats.forget_tokens if stats else None
+        trial_s = None
+        if total_tokens is not None:
+            train_s = total_tokens * g["epochs"] * cost / (workers * tokens_s)
+            io_s = (4 * shape.params + (g["epochs"] - 1) * (e + 12) * shape.params + e * shape.params) / STORAGE_BPS
+            trial_s = train_s / (1 - eval_share) + START_S + io_s
+        rows.append(dict(g, states_gib=states / GIB, reference_gib=ref / GIB, activations_gib=train / GIB,
+                         eval_copy_gib=copy / GIB, eval_working_gib=evaluating / GIB, reserve_gib=reserve / GIB,
+                         other_ranks_gib=other / GIB, rank0_gib=rank0 / GIB, cpu_per_node_gib=cpu_need / GIB,
+                         nodes_per_trial=nodes_needed, fits=fits, trial_hours=None if trial_s is None else trial_s / 3600))
+    concurrency = spec.max_concurrent_trials
+    if scaling.use_gpu and node.gpus:
+        gpus = max(r["workers"] for r in rows) * scaling.gpus_per_worker
+        per_node = max(1, int(node.gpus // gpus)) if gpus <= node.gpus else 1
+        if scaling.cpus_per_worker:
+            per_node = min(per_node, max(1, int(node.cpus // (scaling.trial_cpus + max(r["workers"] for r in rows)
+                                                               * scaling.cpus_per_worker))))
+        concurrency = min(concurrency, max(1, node.count // math.ceil(gpus / node.gpus)) * per_node)
+    elif not scaling.use_gpu and not scaling.cpus_per_worker:
+        concurrency = 1  # the workers of one trial share the node's CPUs (sweeps.cluster.plan)
+    known = all(r["trial_hours"] is not None for r in rows)
+    trial_hours = sum(r["trials"] * r["trial_hours"] for r in rows) if known else None
+    gpu_hours = sum(r["trials"] * r["trial_hours"] * r["workers"] * scaling.gpus_per_worker for r in rows) \
+        if known and scaling.use_gpu else None
+    return {
+        "spec": spec.name,
+        "model": dataclasses.asdict(shape),
+        "node": dataclasses.asdict(node),
+        "device": "gpu" if scaling.use_gpu else "cpu",
+        "bf16": scaling.bf16, "offload": scaling.offload,
+        "micro_batch": training.micro_batch, "seq_len": length, "max_length": training.max_length,
+        "data": dataclasses.asdict(stats) if stats else None,
+        "forget_tokens": forget_tokens if forget_tokens is not None else stats.forget_tokens if stats else None,
+        "tokens_per_s_per_worker": tokens_s, "throughput_source": speed_note,
+        "eval_share": eval_share, "concurrency": concurrency,
+        "trials": sum(r["trials"] for r in rows),
+        "sweep_hours": trial_hours / concurrency if known else None,
+        "gpu_hours": gpu_hours,
+        "rows": rows,
+    }
+
+
+# ------------------------------------------------------------------------------------ output
+
+def table(p: dict) -> str:
+    m, node = p["model"], p["node"]
+    unit = "GPU" if p["device"] == "gpu" else "worker"
+    capacity = (f"{node['gpus']} × {node['gpu_mem'] / GIB:g} GiB GPUs" if node["gpu_mem"] else f"{node['gpus']} GPUs") \
+        if p["device"] == "gpu" else f"{node['cpus']:g} CPUs"
+    cpu_mem = f"{node['cpu_mem'] / GIB:.0f} GiB" if node["cpu_mem"] else "unknown"
+    data = p["data"]
+    lines = [
+        f"plan for {p['spec']}: {m['name']}, {m['params'] / 1e9:.3g}B parameters (largest layer {m['largest_layer'] / 1e6:.0f}M), "
+        f"{'bf16' if p['bf16'] else 'fp32'}{', offload' if p['offload'] else ''}",
+        f"node {node['name']}: {capacity}, {cpu_mem} CPU memory, up to {node['count']} node(s)",
+        f"sequences: B = micro_batch per worker, T = {p['seq_len']} tokens "
+        + (f"(longest example, counted with {data['counted_with']})" if data else
+           f"(max_length: the data is not local)"),
+        "",
+        f"{'trials':<34}{'n':>4} {'ZeRO':>4} {'wk':>3} {'B':>3} {'states':>7} {'ref':>6} {'act':>6} {'eval':>6} "
+        f"{'rank0':>7} {'others':>7} {'CPU/node':>9} {'fits':>5} {'h/trial':>8}",
+    ]
+    for r in p["rows"]:
+        hours = f"{r['trial_hours']:.2f}" if r["trial_hours"] is not None else "?"
+        lines.append(
+            f"{r['label']:<34}{r['trials']:>4g} {r['zero_stage']:>4} {r['workers']:>3} {r['micro_batch']:>3} "
+            f"{r['states_gib']:>7.1f} {r['reference_gib']:>6.1f} {r['activations_gib']:>6.1f} "
+            f"{r['eval_copy_gib']:>6.1f} {r['rank0_gib']:>7.1f} {r['other_ranks_gib']:>7.1f} "
+            f"{r['cpu_per_node_gib']:>9.1f} {'yes' if r['fits'] else 'NO':>5} {hours:>8}")
+    lines += ["", f"GiB per {unit}; rank0 = states + ref + act + eval copy (+ {GPU_RESERVE // GIB if p['device'] == 'gpu' else 0} GiB "
+              f"reserve), its evaluation working set {max(r['eval_working_gib'] for r in p['rows']):.1f} GiB "
+              f"replaces act while it evaluates"]
+    if p["forget_tokens"] is not None:
+        lines.append(f"forget set: {p['forget_tokens']:,} tokens per trial"
+                     + (f" ({data['forget_examples']} examples)" if data else "") + " × epochs")
+    lines.append(f"throughput: {p['tokens_per_s_per_worker']:,.0f} tokens/s per worker ({p['throughput_source']})")
+    if p["sweep_hours"] is not None:
+        gpu = f", {p['gpu_hours']:.1f} GPU-hours" if p["gpu_hours"] is not None else ""
+        lines.append(f"sweep: {p['trials']:g} trials, {p['concurrency']} at once, evaluation {p['eval_share']:.0%} "
+                     f"of a trial: about {p['sweep_hours']:.1f} h{gpu}")
+    else:
+        lines.append(f"sweep: {p['trials']:g} trials, {p['concurrency']} at once; time unknown: the forget set is not "
+                     "local (give --forget-tokens N)")
+    fits = [r for r in p["rows"] if r["fits"]]
+    lines.append(f"fits: {len(fits)} of {len(p['rows'])} trial groups fit one trial on {node['name']}"
+                 + ("" if len(fits) == len(p["rows"]) else
+                    "; the others need less memory (a higher ZeRO stage, offload, a smaller micro_batch)"))
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    """The ``unlearn plan`` command."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # only DeepSpeed's estimators are used: no device probe
+    try:
+        spec = load(args.spec)
+        if args.node or spec.scaling.use_gpu:
+            node = cluster_node(args.cluster, args.node, spec.scaling.use_gpu)
+        else:
+            node = this_machine()
+        overrides = {"gpu_mem": args.gpu_mem and args.gpu_mem * GIB, "gpus": args.gpus,
+                     "cpu_mem": args.cpu_mem and args.cpu_mem * GIB, "count": args.nodes}
+        node = dataclasses.replace(node, **{k: v for k, v in overrides.items() if v})
+        if not 0 <= args.eval_share < 1:
+            raise SpecError(f"--eval-share must be in [0, 1); got {args.eval_share}")
+        result = plan(spec, node, results=Path(args.results), eval_share=args.eval_share,
+                      forget_tokens=args.forget_tokens)
+    except SpecError as error:
+        raise SystemExit(f"unlearn: error: {error}") from None
+    print(table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,232 @@
+"""The bring-your-own JSONL benchmark: loading, schema errors, scores against independent
+computations (the `rouge` 1.0.1 package, a hand-written MC scorer), and an end-to-end evaluation."""
+
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rouge import Rouge
+
+import benchmarks
+from benchmarks import inference
+from benchmarks.evaluate import EvalConfig
+from benchmarks.jsonl import JsonlData, read
+from unlearn.data import Collator
+from unlearn.models import TinyConfig, load_model
+
+FIXTURE = Path(__file__).parent / "fixtures" / "byo"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine spinning threads
+    made the end-to-end test ~4x slower (as in test_inference.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def source(tmp_path):
+    """A writable copy of the fixture directory."""
+    return Path(shutil.copytree(FIXTURE, tmp_path / "byo"))
+
+
+def test_fixture_materializes_and_reads_back(tmp_path):
+    bench = benchmarks.get("jsonl", path=str(FIXTURE))
+    data = bench.materialize(tmp_path / "cache")
+    assert data.root == tmp_path / "cache" / f"jsonl-{bench.key()}"
+    assert (data.root / "COMPLETE").is_file()
+    assert {p.name for p in data.root.glob("*.jsonl")} == {p.name for p in FIXTURE.glob("*.jsonl")}
+    assert all((data.root / p.name).read_bytes() == p.read_bytes() for p in FIXTURE.glob("*.jsonl"))
+    assert [len(x) for x in (data.forget, data.retain, data.forget_completion, data.neighbor_completion,
+                             data.qa, data.utility_mc, data.holdout)] == [6, 8, 4, 4, 2, 3, 4]
+    assert data.forget_examples()[0] == {"text": data.forget[0]} and len(data.retain_examples()) == 8
+    assert all("Larkspur Hollow" in t for t in data.forget) and not any("Larkspur" in t for t in data.retain)
+    assert bench.read(data.root) == data and data.chat is False
+    assert bench.materialize(tmp_path / "cache").root == data.root  # cached
+
+
+def test_key_follows_contents_and_params(source):
+    bench = benchmarks.get("jsonl", path=str(source))
+    key = bench.key()
+    assert benchmarks.get("jsonl", path=str(FIXTURE)).key() == key  # same bytes, other place
+    assert benchmarks.get("jsonl", path=str(source), max_new_tokens=16).key() != key
+    with open(source / "retain.jsonl", "a") as f:
+        f.write('{"text": "One more listing."}\n')
+    assert bench.key() != key
+
+
+def test_optional_files_may_be_absent(source, tmp_path):
+    for name in ("qa.jsonl", "utility_mc.jsonl", "holdout.jsonl"):
+        (source / name).unlink()
+    data = benchmarks.get("jsonl", path=str(source), chat=True).materialize(tmp_path / "cache")
+    assert data.qa == data.utility_mc == data.holdout == [] and data.chat is True
+
+
+SCHEMA_ERRORS = [
+    # (file, new content or None to delete, what the message must name)
+    ("forget.jsonl", None, ["forget.jsonl", "required file not found", "text (string)"]),
+    ("neighbor_completion.jsonl", None, ["neighbor_completion.jsonl", "prompt (string), completion (string)"]),
+    ("retain.jsonl", "", ["retain.jsonl", "no rows", "text (string)"]),
+    ("retain.jsonl", '{"text": "fine"}\n{"body": "x"}\n', ["retain.jsonl", "row 2", "'text'", "text (string)"]),
+    ("forget_completion.jsonl", '{"prompt": "a", "completion": 3}\n',
+     ["forget_completion.jsonl", "row 1", "'completion'", "is int, expected string"]),
+    ("forget.jsonl", '{"text": "  "}\n', ["forget.jsonl", "row 1", "'text'", "blank"]),
+    ("qa.jsonl", '{"question": "q", "answer": "a", "split": "test"}\n',
+     ["qa.jsonl", "row 1", "'split'", "'forget' or 'retain'", "question (string), answer (string), split (string)"]),
+    ("qa.jsonl", '{"question": "q", "answer": "a"}\n', ["qa.jsonl", "row 1", "'split'"]),
+    ("utility_mc.jsonl", '{"question": "q", "choices": "a b", "answer": 0}\n',
+     ["utility_mc.jsonl", "row 1", "'choices'", "expected list", "choices (list), answer (integer)"]),
+    ("utility_mc.jsonl", '{"question": "q", "choices": ["a", "b"], "answer": 2}\n',
+     ["utility_mc.jsonl", "row 1", "'answer'", "0..1"]),
+    ("utility_mc.jsonl", '{"question": "q", "choices": ["a", "b"], "answer": true}\n',
+     ["utility_mc.jsonl", "row 1", "'answer'", "is bool, expected integer"]),
+    ("holdout.jsonl", '{"text": "ok"}\nnot json\n', ["holdout.jsonl:2", "not valid JSON"]),
+]
+
+
+@pytest.mark.parametrize("name, content, needles", SCHEMA_ERRORS)
+def test_schema_errors_are_one_line_and_name_file_and_field(source, tmp_path, name, content, needles):
+    if content is None:
+        (source / name).unlink()
+    else:
+        (source / name).write_text(content)
+    with pytest.raises(ValueError) as error:
+        benchmarks.get("jsonl", path=str(source)).materialize(tmp_path / "cache")
+    message = str(error.value)
+    assert "\n" not in message and str(source) in message
+    for needle in needles:
+        assert needle in message, message
+    assert not list((tmp_path / "cache").glob("jsonl-*"))  # nothing cached
+
+
+@pytest.mark.parametrize("params, needle", [
+    ({}, "'path'"),
+    ({"path": ""}, "'path'"),
+    ({"path": str(FIXTURE), "undial_gammas": []}, "'undial_gammas'"),
+    ({"path": str(FIXTURE), "undial_gammas": [3, "x"]}, "'undial_gammas'"),
+    ({"path": str(FIXTURE), "max_new_tokens": 0}, "'max_new_tokens'"),
+    ({"path": str(FIXTURE), "chat": "yes"}, "'chat'"),
+    ({"path": str(FIXTURE), "prompt": "chat"}, "'prompt'"),
+])
+def test_bad_params_are_one_line_errors_naming_the_parameter(params, needle):
+    with pytest.raises(ValueError) as error:
+        benchmarks.get("jsonl", **params)
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_directory_is_reported_on_use(tmp_path):
+    bench = benchmarks.get("jsonl", path=str(tmp_path / "nowhere"))  # workers build it without the source
+    with pytest.raises(ValueError, match="parameter 'path'.*not a directory"):
+        bench.materialize(tmp_path / "cache")
+
+
+class PromptsAsText:
+    """A collator stand-in whose prompts stay strings, so a fake generate can look them up."""
+
+    def prompt_ids(self, question):
+        return question
+
+
+def test_generation_scores_equal_the_rouge_package_on_known_outputs(monkeypatch):
+    data = read(FIXTURE)
+    outputs = {}  # prompt -> (output, reference): first line partly right, second line the whole answer
+    completions = [(r["prompt"], r["completion"]) for r in data.forget_completion + data.neighbor_completion]
+    for prompt, reference in completions + [(f"Question: {r['question']}\nAnswer:", r["answer"]) for r in data.qa]:
+        words = reference.split()
+        outputs[prompt] = (" ".join(words[::2]) + " and Something Else.\n" + reference, reference)
+
+    def fake_generate(model, tokenizer, prompts, *, stop, **options):
+        assert "\n" in stop
+        return [outputs[p][0] for p in prompts]
+
+    monkeypatch.setattr(inference, "generate", fake_generate)
+    bench = benchmarks.get("jsonl", path=str(FIXTURE))
+    got = bench.evaluate(None, None, PromptsAsText(), data, None, EvalConfig(), ("generation",))
+    rouge = Rouge()
+
+    def expected(prompts):
+        recalls = [rouge.get_scores(outputs[p][0].split("\n")[0], outputs[p][1])[0]["rouge-l"]["r"] for p in prompts]
+        return np.mean(recalls), np.std(recalls, ddof=1) / math.sqrt(len(recalls)) if len(recalls) > 1 else 0.0
+
+    groups = {
+        "jsonl_forget_completion": [r["prompt"] for r in data.forget_completion],
+        "jsonl_neighbor_completion": [r["prompt"] for r in data.neighbor_completion],
+        "jsonl_forget_qa": [f"Question: {r['question']}\nAnswer:" for r in data.qa if r["split"] == "forget"],
+        "jsonl_retain_qa": [f"Question: {r['question']}\nAnswer:" for r in data.qa if r["split"] == "retain"],
+    }
+    assert set(got) == {n for g in groups for n in (g, f"{g}_stderr")}
+    for name, prompts in groups.items():
+        mean, stderr = expected(prompts)
+        assert 0 < got[name] < 1
+        assert got[name] == pytest.approx(mean, abs=1e-12) and got[f"{name}_stderr"] == pytest.approx(stderr, abs=1e-12)
+
+
+def test_mc_accuracy_equals_an_independent_count(monkeypatch):
+    data = read(FIXTURE)
+    table = {"Berlin": -1.0, "Paris": -2.0, "Madrid": -3.0, "Rome": -4.0,  # item 0 picks 0 (wrong)
+             "six": -5.0, "eight": -1.5, "ten": -9.0, "four": -2.5,  # item 1 picks 1 (right)
+             "10": -2.0, "11": -3.0, "12": -1.0, "13": -1.0}  # item 2: a tie, the first (2) wins (right)
+
+    def fake_logprobs(model, tokenizer, prompts, completions, **options):
+        assert all(c.startswith(" ") for c in completions)
+        return [inference.CompletionScore(table[c.strip()], torch.tensor([table[c.strip()]])) for c in completions]
+
+    monkeypatch.setattr(inference, "completion_logprobs", fake_logprobs)
+    got = benchmarks.get("jsonl", path=str(FIXTURE)).evaluate(None, None, PromptsAsText(), data, None, EvalConfig(),
+                                                              ("utility",))
+    right = [int(np.argmax([table[c] for c in item["choices"]])) == item["answer"] for item in data.utility_mc]
+    assert right == [False, True, True]
+    assert got["jsonl_utility_mc"] == pytest.approx(2 / 3)
+    assert got["jsonl_utility_mc_stderr"] == pytest.approx(np.std(right, ddof=1) / math.sqrt(3))
+
+
+def _choice_logprob(model, prompt_ids, completion_ids) -> float:
+    """log p(completion | prompt) by one plain forward pass (no batching, no padding)."""
+    ids = torch.tensor([prompt_ids + completion_ids])
+    with torch.no_grad():
+        log_p = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)  # (T, V)
+    start = len(prompt_ids)
+    return float(sum(log_p[start + i - 1, t] for i, t in enumerate(completion_ids)))
+
+
+def test_end_to_end_on_a_tiny_model_with_itself_as_oracle(tmp_path):
+    bench = benchmarks.get("jsonl", path=str(FIXTURE), max_new_tokens=8)
+    data: JsonlData = bench.materialize(tmp_path / "cache")
+    model, tokenizer = load_model("tiny", texts=data.forget + data.retain + data.holdout, tiny=TinyConfig(seed=0))
+    model.eval()
+    collate = Collator(tokenizer, max_length=128)
+    config = EvalConfig(batch_size=4, kl_max_tokens=64)
+
+    refs = bench.references(model, model, tokenizer, collate, data, config)
+    refs = pickle.loads(pickle.dumps(refs))
+    assert refs.npo_ref_nll is None and refs.oracle_forget.shape[0] == refs.facts.shape[0] >= 64
+    names = {m.name for m in bench.metrics}
+    values = refs.baseline
+    assert set(values) == {x for n in names for x in (n, f"{n}_stderr")}
+    assert all(math.isfinite(v) for v in values.values()), values
+    for name in ("jsonl_kl_oracle_model_forget", "jsonl_kl_model_oracle_forget"):
+        assert abs(values[name]) < 1e-5
+    assert 0 <= values["jsonl_mia_min_k_auc"] <= 1
+
+    again = bench.evaluate(model, tokenizer, collate, data, refs, config, ("generation", "utility", "mia", "kl"))
+    assert again == pytest.approx(values)
+    assert bench.evaluate(model, tokenizer, collate, data, None, config, ("kl", "verbmem")) == {}
+
+    right = []
+    for item in data.utility_mc:
+        prompt = collate.prompt_ids(f"Question: {item['question']}\nAnswer:")
+        scores = [_choice_logprob(model, prompt, tokenizer(f" {c}", add_special_tokens=False)["input_ids"])
+                  for c in item["choices"]]
+        right.append(float(int(np.argmax(scores)) == item["answer"]))
+    assert values["jsonl_utility_mc"] == pytest.approx(np.mean(right))
+
+    no_oracle = bench.references(model, None, tokenizer, collate, data, EvalConfig(parts=("kl", "mia")))
+    assert no_oracle.oracle_forget is None
+    assert set(no_oracle.baseline) == {"jsonl_mia_min_k_auc", "jsonl_mia_min_k_auc_stderr"}
