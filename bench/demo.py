@@ -1,5 +1,6 @@
 """Runs `unlearn demo` (or `--quick`) in a fresh directory and records the wall time of each phase
-(model download/conversion and preparation, references, sweep, report) and the peak memory of the
+(obtaining the model — download or wheel conversion —, preparing target and oracle,
+references, sweep, report) and the peak memory of the
 whole process tree. Writes bench/results/demo.json (or demo-quick.json).
 
     .venv/bin/python bench/demo.py [--quick] [--cold]
@@ -22,8 +23,8 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKS = (("prepared", "references computed"), ("sweep_start", "trials over"), ("sweep_done", "done: results in"),
-         ("report", "report: "))
+MARKS = (("model", "] loaded "), ("prepared", "] done in "), ("prepared", "] reusing "),
+         ("references", "references computed"), ("sweep_done", "done: results in"), ("report", "report: "))
 
 
 def tree_rss(pid: int) -> int:
@@ -70,9 +71,13 @@ def main() -> None:
                 print(f"[bench] {name} at {seen[name]} s", flush=True)
     rc = process.wait()
     total = round(time.time() - start, 1)
-    phases = {"prepare_and_references_s": seen.get("prepared"),
-              "sweep_s": round(seen["sweep_done"] - seen["prepared"], 1) if {"sweep_done", "prepared"} <= set(seen) else None,
-              "report_s": round(total - seen["sweep_done"], 1) if "sweep_done" in seen else None}
+    marks = [("model_s", "model"), ("prepare_s", "prepared"), ("references_s", "references"),
+             ("sweep_s", "sweep_done")]
+    phases, before = {}, 0.0
+    for name, mark in marks:  # each phase from the end of the one before
+        phases[name] = round(seen[mark] - before, 1) if mark in seen else None
+        before = seen.get(mark, before)
+    phases["report_s"] = round(total - before, 1)
     result = {"benchmark": "demo", "quick": args.quick, "cold_cache": args.cold, "exit_code": rc, "total_s": total,
               "phases": phases, "peak_rss_gib": round(peak[0] / 2 ** 30, 2), "summary": [l.rstrip() for l in lines[-9:]],
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
