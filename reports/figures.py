@@ -25,6 +25,11 @@ FRONT_PAIRS = (  # (x: forget, y: what should survive)
     ("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall"),
     ("forget_verbmem_rouge_l_f1", "utility_qa_rouge_l_recall"),
     ("forget_all_rouge_l_recall", "neighbor_qa_rouge_l_recall"),
+    ("muse_knowmem_f", "muse_knowmem_r"),  # MUSE (the seed paper's MUSE figures)
+    ("muse_verbmem_f", "muse_knowmem_r"),
+    ("rwku_forget_all", "rwku_neighbor_all"),  # RWKU (forget vs neighbour, and vs MMLU)
+    ("rwku_forget_all", "rwku_mmlu"),
+    ("jsonl_forget_completion", "jsonl_neighbor_completion"),  # bring-your-own (the e-commerce shape)
 )
 TRAJECTORY_METRICS = ("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", "utility_qa_rouge_l_recall")
 TOKEN_SETS = ("forget", "forget_facts")

@@ -173,9 +173,9 @@ def parser() -> argparse.ArgumentParser:
     prep.set_defaults(run=cmd_prepare)
 
     ev = sub.add_parser("eval", help="evaluate a model on a benchmark (against an oracle when given)")
-    ev.add_argument("--model", required=True, help="model directory or .gguf file")
+    ev.add_argument("--model", required=True, help="model directory, .gguf file or hub id")
     ev.add_argument("--benchmark", default="synthetic")
-    ev.add_argument("--oracle", help="retrained model directory: adds KL-to-oracle and PrivLeak")
+    ev.add_argument("--oracle", help="retrained model (directory or hub id): adds the oracle-relative metrics")
     ev.add_argument("--out", help="write the metrics as JSON here")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-probes", type=int, help="at most this many probes per group")
