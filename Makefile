@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test demo clean
+.PHONY: install test demo bench clean
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ test: install
 
 demo: install
 	$(VENV)/bin/unlearn demo
+
+# The performance benchmarks (items printed and written to bench/results/*.json; README table).
+bench: install
+	$(PY) bench/step.py
+	$(PY) bench/memory.py
+	$(PY) bench/generation.py --model smollm2 --out bench/results/generation-smollm2.json
+	$(PY) bench/sweep.py --run demo
+	$(PY) -m pytest -q tests/test_plan.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -88,7 +88,7 @@ def machine() -> dict:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny", help="'tiny' (default), a model directory or a .gguf file")
+    parser.add_argument("--model", default="tiny", help="'tiny' (default), 'smollm2', a model directory or a .gguf file")
     parser.add_argument("--probes", type=int, default=48)
     parser.add_argument("--new-tokens", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -106,7 +106,13 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     texts = tiny_corpus(args.probes) if args.model == "tiny" else None
-    model, tokenizer = load_model(args.model, texts=texts)
+    name = args.model
+    if name == "smollm2":  # the demo's model, from the cache (obtained offline when needed)
+        from benchmarks.prepare import default_cache
+        from unlearn import pretrained
+
+        name = str(pretrained.smollm2(default_cache())[0])
+    model, tokenizer = load_model(name, texts=texts)
     model = model.to(args.device).eval()
     load_s = time.perf_counter() - start
     prompts = prompts_for(tokenizer, probes(args.probes), args.chat)

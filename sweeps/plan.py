@@ -12,12 +12,15 @@ Model states (weights, gradients, AdamW state); K = 12 with bf16 (fp32 master + 
   ZeRO-3  DeepSpeed's estimate_zero3_model_states_mem_needs: 4Ψ_l + 18Ψ/N (offload: 4Ψ_l)
   The estimators assume 16-bit weights: in fp32 we add 2Ψ (ZeRO-2) or 2Ψ/N (ZeRO-3). Their CPU
   number (zero_init=False: each worker loads the full fp32 model first) is the node's CPU need.
-Activations, per forward pass with gradients (forget batch; retain batch when there is a retain
-term), measured on a Llama block with SDPA attention (two RMSNorms keep fp32 inputs):
-  B·T·(L·(8h + e·(8h + 4I)) + 4h + 2e·h) + L·B·T²·e (padding mask) + B·T·V·(e + 8)
-  the last term: the (B, T, V) logits and two fp32 (B, T, V) tensors the losses keep.
-Frozen reference (UnDIAL, KL retain): a full fp32 copy per worker (as ``sweeps/worker.py`` keeps
-  it), 4Ψ, and per reference pass B·T·V·(4 + 8).
+Activations of a micro-step with P passes with gradients (forget; retain when there is a retain
+term) and R reference passes, for a Llama block with SDPA attention (the RMSNorms keep fp32 inputs):
+  P·(B·T·(L·(8h + e·(8h + 4I)) + 4h + 2e·h) + L·B·T²·e) + B·T·V·(P·(e + 4) + 8 + R·(4 + 8))
+  (B, T, V) terms: per pass the logits and the fp32 log-softmax the loss keeps; in backward one
+  pass's fp32 gradient and log-softmax gradient; per reference pass fp32 logits and soft labels.
+  Measured on an H200 (bf16, h 2048, I 7168, V 128256, B·T = 2048): GA 4.30 GiB (formula 4.28),
+  GA + NLL 6.59 (6.60), UnDIAL + NLL 8.55 (9.53).
+Frozen reference (UnDIAL, KL retain): a full copy per worker, as ``sweeps/worker.py`` keeps it: eΨ
+  on GPU (bf16 when training in bf16), 4Ψ on CPU.
 Evaluation (rank 0): a full copy, eΨ on GPU (bf16 when training in bf16), 4Ψ on CPU; while it
   scores, max(E·T·V·(e + 4), E·(T + new)·L·2·h_kv·e) for E = ``eval.batch_size``, in place of the
   training activations. Peak = states + reference + copy + max(training, evaluation) + reserve.
@@ -160,17 +163,21 @@ def model_states(shape: Shape, stage: int, workers: int, per_node: int, bf16: bo
     return ((2 * e + k) * psi if stage == 0 else 2 * e * psi + k * psi // workers), load
 
 
-def activations(shape: Shape, batch: int, length: int, bf16: bool) -> int:
-    """Bytes kept for backward by one forward pass with gradients, logits included (module doc)."""
+def activations(shape: Shape, batch: int, length: int, bf16: bool, passes: int = 1, ref_passes: int = 0) -> int:
+    """Bytes alive at the peak of one training micro-step: the passes with gradients (forget, and
+    retain when there is a retain term) and the reference passes (module doc)."""
     e, h, tokens = (2 if bf16 else 4), shape.hidden, batch * length
-    layers = tokens * (shape.layers * (8 * h + e * (8 * h + 4 * shape.intermediate)) + 4 * h + 2 * e * h)
-    return layers + shape.layers * batch * length ** 2 * e + tokens * shape.vocab * (e + 8)
+    layers = tokens * (shape.layers * (8 * h + e * (8 * h + 4 * shape.intermediate)) + 4 * h + 2 * e * h) \
+        + shape.layers * batch * length ** 2 * e
+    return passes * layers + tokens * shape.vocab * (passes * (e + 4) + 8 + ref_passes * (4 + 8))
 
 
 def evaluation(shape: Shape, batch: int, length: int, new_tokens: int, bf16: bool) -> int:
     """Rank 0's working set while it evaluates: scoring logits or the generation cache."""
     e = 2 if bf16 else 4
-    return max(batch * length * shape.vocab * (e + 4), batch * (length + new_tokens) * shape.layers * 2 * shape.kv_hidden * e)
+    scoring = batch * length * shape.vocab * (e + 4)  # (E, T, V) logits and their fp32 copy
+    cache = batch * (length + new_tokens) * shape.layers * 2 * shape.kv_hidden * e  # keys and values
+    return max(scoring, cache)
 
 
 # ------------------------------------------------------------------------------------ the node
@@ -235,15 +242,18 @@ def data_stats(spec: SweepSpec, shape: Shape, bench) -> DataStats | None:
 
     from benchmarks.prepare import default_cache
 
-    cached = default_cache() / "benchmarks" / f"{bench.name}-{bench.key()}" if hasattr(bench, "key") else None
-    with tempfile.TemporaryDirectory() as tmp:
-        if cached and (cached / "COMPLETE").is_file():
-            data = bench.read(cached)
-        elif bench.name in ("synthetic", "jsonl"):
-            data = bench.materialize(tmp)
-        else:
-            return None
-        forget, retain = data.forget_examples(), data.retain_examples()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cached = default_cache() / "benchmarks" / f"{bench.name}-{bench.key()}" if hasattr(bench, "key") else None
+            if cached and (cached / "COMPLETE").is_file():
+                data = bench.read(cached)
+            elif bench.name in ("synthetic", "jsonl"):
+                data = bench.materialize(tmp)
+            else:
+                return None
+            forget, retain = data.forget_examples(), data.retain_examples()
+    except (OSError, ValueError):  # a local source that is missing or malformed: the sweep says why
+        return None
     length, how = _counter(spec, shape, data.chat)
     f, r = [length(x) for x in forget], [length(x) for x in retain] or [0]
     targets = max(1, len(getattr(data, "targets", None) or ()))
@@ -356,97 +366,122 @@ def plan(spec: SweepSpec, node: Node, *, results: Path = Path("bench/results"), 
     scaling, training = spec.scaling, spec.training
     shape = model_shape(spec)
     bench = benchmarks.get(spec.benchmark.name, **spec.benchmark.params)
-    targets = getattr(bench, "targets", None)
+    targets = getattr(bench, "targets", None)  # RWKU: every configuration runs once per target
     subjects = targets if isinstance(targets, int) else len(targets) if isinstance(targets, (list, tuple)) else 1
     stats = data_stats(spec, shape, bench)
     length = min(training.max_length, stats.longest) if stats else training.max_length
+    if forget_tokens is None and stats:
+        forget_tokens = stats.forget_tokens
     tokens_s, speed_note = throughput(shape, scaling.use_gpu, scaling.bf16, Path(results))
-    e = 2 if scaling.bf16 else 4
-    rows = []
-    for g in trial_groups(spec, subjects):
-        workers = g["workers"]
-        per_node = min(workers, node.gpus) if scaling.use_gpu and node.gpus else workers
-        offload = scaling.offload and scaling.use_gpu  # on CPU, offloading moves nothing
-        states, cpu_node = model_states(shape, g["zero_stage"], workers, per_node, scaling.bf16, offload)
-        passes = 1 + g["retain"]
-        ref_passes = g["ref_forget"] + g["kl_retain"]
-        train = passes * activations(shape, g["micro_batch"], length, scaling.bf16) \
-            + ref_passes * g["micro_batch"] * length * shape.vocab * (4 + 8)
-        ref = 4 * shape.params if g["ref_model"] else 0
-        copy = (e if scaling.use_gpu else 4) * shape.params
-        evaluating = evaluation(shape, spec.eval.batch_size, length, spec.eval.max_new_tokens, scaling.bf16)
-        reserve = GPU_RESERVE if scaling.use_gpu else 0
-        other = states + ref + train + reserve
-        rank0 = states + ref + copy + max(train, evaluating) + reserve
-        if scaling.use_gpu:
-            nodes_needed = math.ceil(workers * scaling.gpus_per_worker / node.gpus) if node.gpus else math.inf
-            fits_mem = node.gpu_mem is not None and rank0 <= node.gpu_mem
-            cpu_need = cpu_node
-        else:
-            nodes_needed, fits_mem = 1, True
-            cpu_need = rank0 + (workers - 1) * other
-        fits_cpu = node.cpu_mem is None or cpu_need <= node.cpu_mem
-        fits = fits_mem and fits_cpu and nodes_needed <= node.count
-        ratio = stats.retain_ratio if stats else 1.0
-        cost = 1 + ratio * g["retain"] + (ratio * g["kl_retain"] + g["ref_forget"]) / 3
-        total_tokens = forget_tokens if forget_tokens is not None else stats.forget_tokens if stats else None
-        trial_s = None
-        if total_tokens is not None:
-            train_s = total_tokens * g["epochs"] * cost / (workers * tokens_s)
-            io_s = (4 * shape.params + (g["epochs"] - 1) * (e + 12) * shape.params + e * shape.params) / STORAGE_BPS
-            trial_s = train_s / (1 - eval_share) + START_S + io_s
-        rows.append(dict(g, states_gib=states / GIB, reference_gib=ref / GIB, activations_gib=train / GIB,
-                         eval_copy_gib=copy / GIB, eval_working_gib=evaluating / GIB, reserve_gib=reserve / GIB,
-                         other_ranks_gib=other / GIB, rank0_gib=rank0 / GIB, cpu_per_node_gib=cpu_need / GIB,
-                         nodes_per_trial=nodes_needed, fits=fits, trial_hours=None if trial_s is None else trial_s / 3600))
-    concurrency = spec.max_concurrent_trials
-    if scaling.use_gpu and node.gpus:
-        gpus = max(r["workers"] for r in rows) * scaling.gpus_per_worker
-        per_node = max(1, int(node.gpus // gpus)) if gpus <= node.gpus else 1
-        if scaling.cpus_per_worker:
-            per_node = min(per_node, max(1, int(node.cpus // (scaling.trial_cpus + max(r["workers"] for r in rows)
-                                                               * scaling.cpus_per_worker))))
-        concurrency = min(concurrency, max(1, node.count // math.ceil(gpus / node.gpus)) * per_node)
-    elif not scaling.use_gpu and not scaling.cpus_per_worker:
-        concurrency = 1  # the workers of one trial share the node's CPUs (sweeps.cluster.plan)
-    known = all(r["trial_hours"] is not None for r in rows)
-    trial_hours = sum(r["trials"] * r["trial_hours"] for r in rows) if known else None
-    gpu_hours = sum(r["trials"] * r["trial_hours"] * r["workers"] * scaling.gpus_per_worker for r in rows) \
-        if known and scaling.use_gpu else None
+    context = dict(shape=shape, node=node, length=length, tokens_s=tokens_s, eval_share=eval_share,
+                   forget_tokens=forget_tokens, retain_ratio=stats.retain_ratio if stats else 1.0)
+    rows = [_row(spec, g, **context) for g in trial_groups(spec, subjects)]
+    concurrency = min(spec.max_concurrent_trials, _capacity(spec, node, max(r["workers"] for r in rows)))
+    known = forget_tokens is not None
+    busy_hours = sum(r["trials"] * r["trial_hours"] for r in rows) if known else None
     return {
-        "spec": spec.name,
-        "model": dataclasses.asdict(shape),
-        "node": dataclasses.asdict(node),
-        "device": "gpu" if scaling.use_gpu else "cpu",
-        "bf16": scaling.bf16, "offload": scaling.offload,
-        "micro_batch": training.micro_batch, "seq_len": length, "max_length": training.max_length,
-        "data": dataclasses.asdict(stats) if stats else None,
-        "forget_tokens": forget_tokens if forget_tokens is not None else stats.forget_tokens if stats else None,
-        "tokens_per_s_per_worker": tokens_s, "throughput_source": speed_note,
-        "eval_share": eval_share, "concurrency": concurrency,
-        "trials": sum(r["trials"] for r in rows),
-        "sweep_hours": trial_hours / concurrency if known else None,
-        "gpu_hours": gpu_hours,
+        "spec": spec.name, "model": dataclasses.asdict(shape), "node": dataclasses.asdict(node),
+        "device": "gpu" if scaling.use_gpu else "cpu", "bf16": scaling.bf16, "offload": scaling.offload,
+        "seq_len": length, "max_length": training.max_length,
+        "data": dataclasses.asdict(stats) if stats else None, "forget_tokens": forget_tokens,
+        "tokens_per_s_per_worker": tokens_s, "throughput_source": speed_note, "eval_share": eval_share,
+        "trials": sum(r["trials"] for r in rows), "concurrency": concurrency,
+        "sweep_hours": busy_hours / concurrency if known else None,
+        "gpu_hours": sum(r["trials"] * r["trial_hours"] * r["workers"] * scaling.gpus_per_worker for r in rows)
+        if known and scaling.use_gpu else None,
         "rows": rows,
     }
 
 
+def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tokens_s: float, eval_share: float,
+         forget_tokens: int | None, retain_ratio: float) -> dict:
+    """One trial group: memory of rank 0 and of the other ranks, whether it fits, hours per trial."""
+    scaling = spec.scaling
+    e, psi, workers = (2 if scaling.bf16 else 4), shape.params, g["workers"]
+    per_node = min(workers, node.gpus) if scaling.use_gpu and node.gpus else workers
+    offload = scaling.offload and scaling.use_gpu  # on CPU, offloading moves nothing
+    states, cpu_node = model_states(shape, g["zero_stage"], workers, per_node, scaling.bf16, offload)
+    def step(batch: int) -> int:
+        return activations(shape, batch, length, scaling.bf16, 1 + g["retain"], g["ref_forget"] + g["kl_retain"])
+
+    train = step(g["micro_batch"])
+    copy = (e if scaling.use_gpu else 4) * psi
+    ref = copy if g["ref_model"] else 0
+    evaluating = evaluation(shape, spec.eval.batch_size, length, spec.eval.max_new_tokens, scaling.bf16)
+    reserve = GPU_RESERVE if scaling.use_gpu else 0
+    others = states + ref + train + reserve
+    rank0 = states + ref + copy + max(train, evaluating) + reserve
+    why = []
+    if scaling.use_gpu:
+        nodes = math.ceil(workers * scaling.gpus_per_worker / node.gpus) if node.gpus else math.inf
+        if node.gpu_mem is not None and rank0 > node.gpu_mem:
+            fixed = states + ref + copy + reserve
+            smaller = [b for b in range(g["micro_batch"] - 1, 0, -1)
+                       if fixed + max(evaluating, step(b)) <= node.gpu_mem]
+            why.append(f"rank 0 needs {rank0 / GIB:.1f} GiB, the others {others / GIB:.1f}, of "
+                       f"{node.gpu_mem / GIB:g}; " + (f"micro_batch {smaller[0]} fits" if smaller
+                                                      else "no smaller micro_batch fits"))
+        if not node.gpus:
+            why.append(f"node type {node.name} has no GPUs")
+        elif nodes > node.count:
+            why.append(f"{workers} workers need {nodes} nodes of {node.gpus} GPUs, the cluster has {node.count}")
+    else:
+        nodes, cpu_node = 1, rank0 + (workers - 1) * others
+    if node.cpu_mem is not None and cpu_node > node.cpu_mem:
+        why.append(f"{cpu_node / GIB:.0f} GiB of CPU memory per node, the node has {node.cpu_mem / GIB:.0f}")
+    fits = None if scaling.use_gpu and node.gpu_mem is None and not why else not why
+    hours, parts = None, {}
+    if forget_tokens is not None:
+        cost = 1 + retain_ratio * g["retain"] + (retain_ratio * g["kl_retain"] + g["ref_forget"]) / 3
+        train_s = forget_tokens * g["epochs"] * cost / (workers * tokens_s)
+        io_s = (4 + (g["epochs"] - 1) * (e + 12) + e) * psi / STORAGE_BPS  # load, checkpoints, final model
+        parts = dict(train_s=train_s, eval_s=train_s * eval_share / (1 - eval_share), start_s=START_S, io_s=io_s)
+        hours = sum(parts.values()) / 3600
+    return dict(g, states_gib=states / GIB, reference_gib=ref / GIB, activations_gib=train / GIB,
+                eval_copy_gib=copy / GIB, eval_working_gib=evaluating / GIB, reserve_gib=reserve / GIB,
+                rank0_gib=rank0 / GIB, other_ranks_gib=others / GIB, cpu_per_node_gib=cpu_node / GIB,
+                nodes_per_trial=nodes, fits=fits, why=why, trial_hours=hours, trial_seconds=parts)
+
+
+def _capacity(spec: SweepSpec, node: Node, workers: int) -> int:
+    """Trials the cluster runs at once: whole nodes per trial, or trials per node by GPUs and CPUs
+    (without ``cpus_per_worker`` a trial's workers share all of a node's CPUs, as sweeps.cluster does)."""
+    scaling = spec.scaling
+    if not scaling.use_gpu and not scaling.cpus_per_worker:
+        return node.count
+    nodes, per_node = 1, None
+    if scaling.use_gpu and node.gpus:
+        gpus = workers * scaling.gpus_per_worker
+        nodes = math.ceil(gpus / node.gpus)
+        per_node = int(node.gpus // gpus) if nodes == 1 else 1
+    if scaling.cpus_per_worker:
+        by_cpus = int(node.cpus // (scaling.trial_cpus + workers * scaling.cpus_per_worker))
+        per_node = by_cpus if per_node is None else min(per_node, by_cpus)
+    return max(1, node.count // nodes) * max(1, per_node or 1)
+
+
 # ------------------------------------------------------------------------------------ output
+
+FITS = {True: "yes", False: "NO", None: "?"}
+
 
 def table(p: dict) -> str:
     m, node = p["model"], p["node"]
     unit = "GPU" if p["device"] == "gpu" else "worker"
-    capacity = (f"{node['gpus']} × {node['gpu_mem'] / GIB:g} GiB GPUs" if node["gpu_mem"] else f"{node['gpus']} GPUs") \
-        if p["device"] == "gpu" else f"{node['cpus']:g} CPUs"
+    if p["device"] == "cpu":
+        capacity = f"{node['cpus']:g} CPUs"
+    else:
+        memory = f" × {node['gpu_mem'] / GIB:g} GiB" if node["gpu_mem"] else ""
+        capacity = f"{node['gpus']}{memory} GPUs"
     cpu_mem = f"{node['cpu_mem'] / GIB:.0f} GiB" if node["cpu_mem"] else "unknown"
     data = p["data"]
     lines = [
-        f"plan for {p['spec']}: {m['name']}, {m['params'] / 1e9:.3g}B parameters (largest layer {m['largest_layer'] / 1e6:.0f}M), "
-        f"{'bf16' if p['bf16'] else 'fp32'}{', offload' if p['offload'] else ''}",
+        f"plan for {p['spec']}: {m['name']}, {m['params'] / 1e9:.3g}B parameters (largest layer "
+        f"{m['largest_layer'] / 1e6:.0f}M), {'bf16' if p['bf16'] else 'fp32'}{', offload' if p['offload'] else ''}",
         f"node {node['name']}: {capacity}, {cpu_mem} CPU memory, up to {node['count']} node(s)",
-        f"sequences: B = micro_batch per worker, T = {p['seq_len']} tokens "
-        + (f"(longest example, counted with {data['counted_with']})" if data else
-           f"(max_length: the data is not local)"),
+        f"sequence length T = {p['seq_len']} tokens: "
+        + (f"the longest forget / retain example (counted with {data['counted_with']})" if data else
+           "max_length (the data is not local)"),
         "",
         f"{'trials':<34}{'n':>4} {'ZeRO':>4} {'wk':>3} {'B':>3} {'states':>7} {'ref':>6} {'act':>6} {'eval':>6} "
         f"{'rank0':>7} {'others':>7} {'CPU/node':>9} {'fits':>5} {'h/trial':>8}",
@@ -457,10 +492,10 @@ def table(p: dict) -> str:
             f"{r['label']:<34}{r['trials']:>4g} {r['zero_stage']:>4} {r['workers']:>3} {r['micro_batch']:>3} "
             f"{r['states_gib']:>7.1f} {r['reference_gib']:>6.1f} {r['activations_gib']:>6.1f} "
             f"{r['eval_copy_gib']:>6.1f} {r['rank0_gib']:>7.1f} {r['other_ranks_gib']:>7.1f} "
-            f"{r['cpu_per_node_gib']:>9.1f} {'yes' if r['fits'] else 'NO':>5} {hours:>8}")
-    lines += ["", f"GiB per {unit}; rank0 = states + ref + act + eval copy (+ {GPU_RESERVE // GIB if p['device'] == 'gpu' else 0} GiB "
-              f"reserve), its evaluation working set {max(r['eval_working_gib'] for r in p['rows']):.1f} GiB "
-              f"replaces act while it evaluates"]
+            f"{r['cpu_per_node_gib']:>9.1f} {FITS[r['fits']]:>5} {hours:>8}")
+    reserve = GPU_RESERVE // GIB if p["device"] == "gpu" else 0
+    lines += ["", f"GiB per {unit}; rank0 = states + ref + act + eval copy (+ {reserve} GiB reserve), its evaluation "
+              f"working set {max(r['eval_working_gib'] for r in p['rows']):.1f} GiB replaces act while it evaluates"]
     if p["forget_tokens"] is not None:
         lines.append(f"forget set: {p['forget_tokens']:,} tokens per trial"
                      + (f" ({data['forget_examples']} examples)" if data else "") + " × epochs")
@@ -473,9 +508,8 @@ def table(p: dict) -> str:
         lines.append(f"sweep: {p['trials']:g} trials, {p['concurrency']} at once; time unknown: the forget set is not "
                      "local (give --forget-tokens N)")
     fits = [r for r in p["rows"] if r["fits"]]
-    lines.append(f"fits: {len(fits)} of {len(p['rows'])} trial groups fit one trial on {node['name']}"
-                 + ("" if len(fits) == len(p["rows"]) else
-                    "; the others need less memory (a higher ZeRO stage, offload, a smaller micro_batch)"))
+    lines.append(f"fits: {len(fits)} of {len(p['rows'])} trial groups fit one trial on {node['name']}")
+    lines += [f"  {r['label']}: {'; '.join(r['why'])}" for r in p["rows"] if r["why"]]
     return "\n".join(lines)
 
 

@@ -159,8 +159,10 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     refs = compute_references(sweep_dir, target, oracle, bench, data, spec, progress)
     context = trial_context(spec, sweep_dir, target, data, refs, scaling)
     progress(f"{trials} trials over {', '.join(spec.methods)}; results in {sweep_dir}")
+    began = time.time()
     for method in spec.methods:
         _tune_method(spec, method, context, sweep_dir, scaling, progress, resume)
+    (sweep_dir / "timing.json").write_text(json.dumps({"trials_started": began, "trials_ended": time.time()}))
     progress(f"done: results in {sweep_dir}")
     return sweep_dir
 

@@ -4,6 +4,7 @@ Ray 2.60 pattern; ``Tuner(TorchTrainer)`` is not supported by Train V2)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 
@@ -32,6 +33,7 @@ def build_trainer(cfg: dict, name: str, callbacks=()):
 
 
 RECORD = "metrics.jsonl"  # our own per-trial record, one line per epoch, beside Tune's result.json
+TIMING = "timing.json"  # when the trial function started and ended
 
 
 def finished(record: Path) -> bool:
@@ -55,5 +57,10 @@ def run_trial(config: dict, context: dict) -> None:
     trial_dir = Path(context["sweep_dir"]) / context["method"] / Path(trial.get_trial_dir()).name
     if finished(trial_dir / RECORD):
         return
-    cfg = dict(context, hp=config, trial_id=trial.get_trial_id(), record=str(trial_dir / RECORD))
+    started = time.time()
+    cfg = dict(context, hp=config, trial_id=trial.get_trial_id(), record=str(trial_dir / RECORD),
+               trial_started=started)
     build_trainer(cfg, f"train-{trial.get_trial_id()}", [TuneReportCallback()]).fit()
+    # The trial's own start and end, for its fixed cost (bench/trial_cost.py): worker-group start,
+    # loading and teardown are what is left of this span after training, evaluation and checkpoints.
+    (trial_dir / TIMING).write_text(json.dumps({"started": started, "ended": time.time()}))

@@ -81,6 +81,9 @@ def train_loop(cfg: dict) -> None:
     loop.set_seed(run["seed"])
 
     method = methods.make(cfg["method"], method_params(cfg))
+    # Fixed cost of a trial: the worker group's start (from the trial's start to here), loading,
+    # DeepSpeed's initialisation; recorded with every epoch's row.
+    setup = {"group_start_s": round(started - cfg["trial_started"], 3) if cfg.get("trial_started") else None}
     model, tokenizer = models.load_model(cfg["model_dir"])
     # Rank 0's plain copy for evaluation, on the worker's device (bf16 when training in bf16).
     evaluator = None
@@ -89,9 +92,11 @@ def train_loop(cfg: dict) -> None:
         if scaling["bf16"] and scaling["use_gpu"]:
             evaluator.to(torch.bfloat16)
     ref_model = copy.deepcopy(model).eval().to(device) if method.needs_ref_model else None
+    if ref_model is not None and scaling["bf16"] and scaling["use_gpu"]:
+        ref_model.to(torch.bfloat16)  # frozen: bf16 like the trained weights (the losses upcast its logits)
     bench = benchmarks.get(cfg["benchmark"]["name"], **cfg["benchmark"]["params"])
     dataset = bench.read(cfg["data_root"])
-    refs = torch.load(cfg["refs"], weights_only=False)
+    refs = torch.load(cfg["refs"], weights_only=False, mmap=True)  # pages in only what this rank reads
     if cfg.get("subjects"):  # one unlearning target of a multi-target benchmark (RWKU)
         dataset, refs = dataset.for_target(cfg["hp"]["subject"]), refs[cfg["hp"]["subject"]]
     collate = collation.Collator(tokenizer, max_length=cfg["training"]["max_length"], chat_template=dataset.chat)
@@ -107,22 +112,24 @@ def train_loop(cfg: dict) -> None:
     ds_config = deepspeed_config(micro_batch=run["micro_batch"], grad_accum=run["grad_accum"], world_size=world,
                                  zero_stage=run["zero_stage"], bf16=scaling["bf16"], offload=scaling["offload"],
                                  grad_clip=cfg["training"]["grad_clip"])
+    setup["load_s"] = round(time.time() - started, 3)
     ds_engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=lr_schedule,
                                          config=ds_config, dist_init_required=False)
     engine = DeepSpeedEngine(ds_engine)
     start_epoch = _resume(ds_engine, ray.train.get_checkpoint())
+    setup["ds_init_s"] = round(time.time() - started - setup["load_s"], 3)
     topology = {"world_size": world, "zero_stage": run["zero_stage"], "micro_batch": run["micro_batch"],
                 "grad_accum": run["grad_accum"], "effective_batch": effective, "device": str(device),
                 "bf16": scaling["bf16"], "start_epoch": start_epoch}
     eval_config = ev.EvalConfig(**{k: v for k, v in cfg["eval"].items() if k not in ("every_epoch", "final")},
                                 autocast=scaling["bf16"] and not scaling["use_gpu"])
-    clock = {"train_s": 0.0, "eval_s": 0.0, "epoch_start": time.time()}
+    clock = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "epoch_start": time.time()}
 
     def on_epoch_end(epoch: int, state) -> None:
         clock["train_s"] += time.time() - clock["epoch_start"]
         last = epoch == run["epochs"]
-        _gather_into(ds_engine, evaluator, run["zero_stage"])
         began = time.time()
+        _gather_into(ds_engine, evaluator, run["zero_stage"])
         metrics: dict = {"epoch": epoch}
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
@@ -130,6 +137,8 @@ def train_loop(cfg: dict) -> None:
                 models.save_model(evaluator, tokenizer, os.path.join(tmp, "model"))
             elif not last:
                 ds_engine.save_checkpoint(tmp, tag=f"epoch{epoch}")
+            clock["checkpoint_s"] += time.time() - began
+            began = time.time()
             if rank == 0:
                 parts = cfg["eval"]["final"] if last else cfg["eval"]["every_epoch"]
                 torch.set_num_threads(eval_threads)
@@ -138,7 +147,7 @@ def train_loop(cfg: dict) -> None:
                 torch.set_num_threads(threads)
                 clock["eval_s"] += time.time() - began
                 metrics.update({k: v for k, v in state.metrics.items() if k != "epoch"})
-                metrics.update(topology, status="ok", final=last, method=cfg["method"],
+                metrics.update(topology, setup, status="ok", final=last, method=cfg["method"],
                                wall_s=time.time() - started, **{k: round(v, 3) for k, v in clock.items()
                                                                  if k != "epoch_start"})
                 objective = objective_value(metrics, cfg.get("objective"))
@@ -147,7 +156,9 @@ def train_loop(cfg: dict) -> None:
                 _record(cfg, metrics)
             if rank == 0 or not last:
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+            began = time.time()
+            ray.train.report(metrics, checkpoint=checkpoint)  # persists the checkpoint: counted as such
+            clock["checkpoint_s"] += time.time() - began
         clock["epoch_start"] = time.time()
 
     config = dataclasses.replace(config, start_epoch=start_epoch)

@@ -1,0 +1,105 @@
+"""Fixed cost per trial and sweep throughput, from a sweep's own records.
+
+Each trial writes ``timing.json`` (when the trial function started and ended) and, with every
+epoch's row of ``metrics.jsonl``, the worker group's start (``group_start_s``), loading (``load_s``),
+DeepSpeed's initialisation (``ds_init_s``) and its cumulative training, evaluation and checkpoint
+seconds; the sweep writes ``timing.json`` around its trials. From those:
+
+- fixed cost of a trial = span − training − evaluation − checkpoints (worker-group start, loading,
+  DeepSpeed initialisation, teardown and Ray Train's bookkeeping);
+- teardown = the trial's end − its last record;
+- trials per hour = trials / (sweep's trial phase) × 3600;
+- sweep overhead = (trial phase − Σ trial spans) / trial phase: time no trial runs (Tune's
+  scheduling between trials and between the methods' Tuners);
+- busy share = Σ (training + evaluation + checkpoints) / trial phase.
+
+    .venv/bin/python bench/sweep.py --run demo        # runs sweeps/specs/demo.yaml (warm caches)
+    .venv/bin/python bench/sweep.py --dir runs/demo   # analyses an existing sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def trial_costs(sweep_dir: Path) -> list[dict]:
+    out = []
+    for record in sorted(sweep_dir.glob("*/run_trial_*/metrics.jsonl")):
+        rows, timing = _lines(record), record.parent / "timing.json"
+        if not rows or not timing.is_file() or rows[-1].get("status") != "ok":
+            continue
+        span, last = json.loads(timing.read_text()), rows[-1]
+        wall = span["ended"] - span["started"]
+        work = last["train_s"] + last["eval_s"] + last.get("checkpoint_s", 0.0)
+        out.append({"trial": record.parent.name, "method": last["method"], "span_s": round(wall, 2),
+                    "group_start_s": last.get("group_start_s"), "load_s": last.get("load_s"),
+                    "ds_init_s": last.get("ds_init_s"), "train_s": last["train_s"], "eval_s": last["eval_s"],
+                    "checkpoint_s": last.get("checkpoint_s"), "teardown_s": round(span["ended"] - last["timestamp"], 2),
+                    "fixed_s": round(wall - work, 2), "eval_share": round(last["eval_s"] / wall, 3)})
+    return out
+
+
+def summarise(sweep_dir: Path) -> dict:
+    trials = trial_costs(sweep_dir)
+    if not trials:
+        raise SystemExit(f"no finished trial with timing records under {sweep_dir}")
+    phase = json.loads((sweep_dir / "timing.json").read_text())
+    wall = phase["trials_ended"] - phase["trials_started"]
+    median = lambda key: round(statistics.median(t[key] for t in trials if t[key] is not None), 2)  # noqa: E731
+    spans = sum(t["span_s"] for t in trials)
+    busy = sum(t["train_s"] + t["eval_s"] + (t["checkpoint_s"] or 0) for t in trials)
+    return {
+        "trials": len(trials), "trial_phase_s": round(wall, 1), "trials_per_hour": round(len(trials) / wall * 3600, 1),
+        "sweep_overhead": round((wall - spans) / wall, 3), "busy_share": round(busy / wall, 3),
+        "median": {k: median(k) for k in ("span_s", "fixed_s", "group_start_s", "load_s", "ds_init_s", "teardown_s",
+                                          "train_s", "eval_s", "checkpoint_s", "eval_share")},
+        "per_trial": trials,
+    }
+
+
+def run(spec: str) -> Path:
+    storage = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
+    path = ROOT / "sweeps" / "specs" / f"{spec}.yaml"
+    subprocess.run([str(Path(sys.executable).parent / "unlearn"), "sweep", str(path), "--storage", str(storage)],
+                   check=True, env=dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1")))
+    return next(p.parent for p in storage.glob("*/spec.yaml"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--run", help="a spec of sweeps/specs to run first (demo, tiny)")
+    group.add_argument("--dir", help="an existing sweep directory")
+    args = parser.parse_args()
+    sweep_dir = run(args.run) if args.run else Path(args.dir)
+    result = {"benchmark": "sweep", "sweep": sweep_dir.name, **summarise(sweep_dir),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    m = result["median"]
+    print(f"{result['trials']} trials, {result['trials_per_hour']} trials/hour, sweep overhead "
+          f"{result['sweep_overhead']:.1%}, busy share {result['busy_share']:.1%}")
+    print(f"median per trial: span {m['span_s']} s = train {m['train_s']} + eval {m['eval_s']} + checkpoints "
+          f"{m['checkpoint_s']} + fixed {m['fixed_s']} (group start {m['group_start_s']}, load {m['load_s']}, "
+          f"DeepSpeed init {m['ds_init_s']}, teardown {m['teardown_s']}); eval share {m['eval_share']:.0%}")
+    out = ROOT / "bench" / "results" / f"sweep-{sweep_dir.name}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""`unlearn plan`: the memory model against real tensors and DeepSpeed's estimators, and the CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweeps import plan
+from sweeps.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_8B = ROOT / "sweeps" / "specs" / "gpu-8b.yaml"
+
+
+def small_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    return config, LlamaForCausalLM(config)
+
+
+def test_zero0_and_zero1_on_one_rank_are_the_tensors_adamw_holds():
+    """fp32: parameters 4 + gradients 4 + exp_avg 4 + exp_avg_sq 4 = 16 bytes per parameter."""
+    config, model = small_llama()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, config.vocab_size, (2, 16))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    params = list(model.parameters())
+    held = sum(p.nbytes + p.grad.nbytes for p in params) \
+        + sum(optimizer.state[p][k].nbytes for p in params for k in ("exp_avg", "exp_avg_sq"))
+    shape = plan.shape_of(config, "small")  # counted on the meta device, no weights
+    assert shape.params == sum(p.numel() for p in params)
+    for stage in (0, 1):
+        states, _ = plan.model_states(shape, stage, 1, 1, bf16=False, offload=False)
+        assert states == pytest.approx(held, rel=1e-3)  # tolerance 0.1 %: exact in fact
+    assert held == 16 * shape.params
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4, 8])
+def test_zero2_and_zero3_are_deepspeeds_estimates_and_divide_by_ranks(ranks):
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    shape = plan.Shape("llama-3-8b", 8_030_261_248, 525_336_576, 32, 4096, 14336, 1024, 128256)
+    psi, layer = shape.params, shape.largest_layer
+    per_node, nodes = min(ranks, 4), max(1, ranks // 4)
+    z2 = plan.model_states(shape, 2, ranks, per_node, bf16=True, offload=False)
+    z3 = plan.model_states(shape, 3, ranks, per_node, bf16=True, offload=False)
+    assert z2 == estimate_zero2_model_states_mem_needs(psi, per_node, nodes, cpu_offload=False)[::-1]
+    assert z3 == estimate_zero3_model_states_mem_needs(psi, layer, per_node, nodes, cpu_offload=False,
+                                                       cpu_offload_params=False, zero_init=False)[:2][::-1]
+    # ZeRO-2: 16-bit weights (2Ψ) on every rank, gradients + fp32 master + Adam (18Ψ) split over ranks;
+    # ZeRO-3: everything split, plus one gathered layer in fp32.
+    assert z2[0] == 2 * psi + int(18 * psi / ranks)
+    assert z3[0] == 4 * layer + int(18 * psi / ranks)
+    # fp32 training: the 16-bit weights are 4 bytes.
+    assert plan.model_states(shape, 2, ranks, per_node, False, False)[0] == z2[0] + 2 * psi
+    assert plan.model_states(shape, 3, ranks, per_node, False, False)[0] == z3[0] + 2 * psi // ranks
+    # offload keeps only the 16-bit weights (ZeRO-2) or one layer (ZeRO-3) on the GPU
+    assert plan.model_states(shape, 2, ranks, per_node, True, True)[0] == 2 * psi
+    assert plan.model_states(shape, 3, ranks, per_node, True, True)[0] == 4 * layer
+
+
+def test_activation_formula_counts_what_autograd_saves():
+    """What autograd saves in a forward + NLL (parameters excluded) is the formula less what is only
+    alive, not saved: the bf16 logits (2 bytes per logit) and the backward's gradients (8), within
+    10 % (the formula's per-pass part was checked on an H200 against max_memory_allocated)."""
+    from unlearn import losses
+
+    config, model = small_llama()
+    model = model.to(torch.bfloat16)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    batch, length = 4, 64
+    ids = torch.randint(0, config.vocab_size, (batch, length))
+    mask = torch.ones_like(ids)
+    mask[0, :8] = 0
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        losses.nll(model(input_ids=ids, attention_mask=mask).logits, ids.masked_fill(mask == 0, -100))
+    shape = plan.shape_of(config, "small")
+    expected = plan.activations(shape, batch, length, bf16=True) - batch * length * config.vocab_size * (2 + 8)
+    assert sum(saved.values()) == pytest.approx(expected, rel=0.1)
+
+
+def test_cli_plans_gpu_8b_on_four_80_gb_gpus(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(GPU_8B), "--cluster", str(ROOT / "cluster.yaml"), "--results", str(tmp_path),
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Llama-3-8B" in text and "4 × 80 GiB GPUs" in text
+    result = json.loads(out.read_text())
+    assert result["node"]["gpus"] == 4 and result["node"]["gpu_mem"] == 80 * 2 ** 30
+    assert result["model"]["params"] == 8_030_261_248
+    assert result["trials"] == 24 and result["concurrency"] == 2 and result["sweep_hours"] > 0
+    fitting = [r for r in result["rows"] if r["fits"]]
+    assert fitting and all(r["zero_stage"] == 3 and r["workers"] == 4 for r in fitting)
+    ga = next(r for r in result["rows"] if r["method"] == "ga")
+    assert ga["fits"] and ga["rank0_gib"] < 80
+    assert any(line.startswith("ga ") and line.split()[-2] == "yes" for line in text.splitlines())
+    # the same sweep on 40 GB cards does not fit
+    capsys.readouterr()
+    main(["plan", str(GPU_8B), "--cluster", str(ROOT / "cluster.yaml"), "--results", str(tmp_path),
+          "--gpu-mem", "40", "--json", str(out)])
+    assert not any(r["fits"] for r in json.loads(out.read_text())["rows"])
+
+
+def test_measured_throughput_is_read_when_it_fits_the_model(tmp_path):
+    shape = plan.Shape("m", 100_000_000, 1, 1, 1, 1, 1, 1)
+    tiny = {"tokens_per_s": 5000, "parameters": 200_000, "device": "cpu", "quick": True}
+    (tmp_path / "step-quick.json").write_text(json.dumps(tiny))
+    assert "assumed" in plan.throughput(shape, False, False, tmp_path)[1]  # a tiny model's speed says nothing
+    (tmp_path / "step.json").write_text(json.dumps({"tokens_per_s": 200, "parameters": 200_000_000, "device": "cpu"}))
+    tokens_s, note = plan.throughput(shape, False, False, tmp_path)
+    assert tokens_s == 400 and "step.json" in note  # rescaled by 6Ψ FLOPs per token
+    assert "assumed" in plan.throughput(shape, True, True, tmp_path)[1]  # measured on CPU, not for GPUs
+
+
+def test_bad_spec_path_is_a_one_line_error():
+    with pytest.raises(SystemExit) as error:
+        main(["plan", "no/such/spec.yaml"])
+    assert str(error.value) == "unlearn: error: spec file 'no/such/spec.yaml' does not exist"
+
+
+def test_unknown_model_names_the_field(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text((ROOT / "sweeps" / "specs" / "rwku.yaml").read_text()
+                    .replace("meta-llama/Meta-Llama-3-8B-Instruct", "acme/mystery-13b"))
+    with pytest.raises(SystemExit) as error:
+        main(["plan", str(spec), "--cluster", str(ROOT / "cluster.yaml")])
+    message = str(error.value)
+    assert message.startswith("unlearn: error: model.target 'acme/mystery-13b'") and "\n" not in message
