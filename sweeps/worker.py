@@ -147,7 +147,7 @@ def train_loop(cfg: dict) -> None:
                 torch.set_num_threads(threads)
                 clock["eval_s"] += time.time() - began
                 metrics.update({k: v for k, v in state.metrics.items() if k != "epoch"})
-                metrics.update(topology, setup, status="ok", final=last, method=cfg["method"],
+                metrics.update({**topology, **setup}, status="ok", final=last, method=cfg["method"],
                                wall_s=time.time() - started, **{k: round(v, 3) for k, v in clock.items()
                                                                  if k != "epoch_start"})
                 objective = objective_value(metrics, cfg.get("objective"))
