@@ -162,7 +162,8 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     began = time.time()
     for method in spec.methods:
         _tune_method(spec, method, context, sweep_dir, scaling, progress, resume)
-    (sweep_dir / "timing.json").write_text(json.dumps({"trials_started": began, "trials_ended": time.time()}))
+    if not resume:  # the trial phase of one uninterrupted run (bench/sweep.py)
+        (sweep_dir / "timing.json").write_text(json.dumps({"trials_started": began, "trials_ended": time.time()}))
     progress(f"done: results in {sweep_dir}")
     return sweep_dir
 
@@ -186,6 +187,7 @@ def trial_context(spec: SweepSpec, sweep_dir: Path, target: Path, data, refs: Pa
         "training": dataclasses.asdict(spec.training), "eval": dataclasses.asdict(spec.eval), "scaling": scaling,
         "objective": dataclasses.asdict(spec.search.objective) if spec.search.objective else None,
         "train_storage": str(sweep_dir / "train"), "max_retries": spec.failure.max_retries,
+        "checkpoint_every_epoch": spec.failure.checkpoint_every_epoch,
         "sweep_dir": str(sweep_dir),
     }
 

@@ -202,12 +202,17 @@ class Search:
 @dataclass(frozen=True)
 class Failure:
     """A worker group that fails is restarted from the trial's last checkpoint up to ``max_retries``
-    times; a trial whose loss turns NaN or infinite ends ``diverged`` and the sweep goes on."""
+    times; a trial whose loss turns NaN or infinite ends ``diverged`` and the sweep goes on.
+    ``checkpoint_every_epoch: false`` keeps only the final model: no DeepSpeed checkpoint (weights
+    and optimizer state) between epochs, so a failed or resumed trial starts over."""
 
     max_retries: int = 1
+    checkpoint_every_epoch: bool = True
 
     def __post_init__(self):
         _int("failure.max_retries", self.max_retries, 0)
+        if not isinstance(self.checkpoint_every_epoch, bool):
+            fail("failure.checkpoint_every_epoch", "true or false", self.checkpoint_every_epoch)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ def train_loop(cfg: dict) -> None:
                 "bf16": scaling["bf16"], "start_epoch": start_epoch}
     eval_config = ev.EvalConfig(**{k: v for k, v in cfg["eval"].items() if k not in ("every_epoch", "final")},
                                 autocast=scaling["bf16"] and not scaling["use_gpu"])
+    keep_epochs = cfg.get("checkpoint_every_epoch", True)
     clock = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "epoch_start": time.time()}
 
     def on_epoch_end(epoch: int, state) -> None:
@@ -135,7 +136,7 @@ def train_loop(cfg: dict) -> None:
             checkpoint = None
             if last and rank == 0:
                 models.save_model(evaluator, tokenizer, os.path.join(tmp, "model"))
-            elif not last:
+            elif not last and keep_epochs:
                 ds_engine.save_checkpoint(tmp, tag=f"epoch{epoch}")
             clock["checkpoint_s"] += time.time() - began
             began = time.time()
@@ -154,7 +155,7 @@ def train_loop(cfg: dict) -> None:
                 if objective is not None:
                     metrics["objective"] = objective
                 _record(cfg, metrics)
-            if rank == 0 or not last:
+            if (rank == 0 and last) or (not last and keep_epochs):
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             began = time.time()
             ray.train.report(metrics, checkpoint=checkpoint)  # persists the checkpoint: counted as such

@@ -30,7 +30,8 @@ def rwku_sweep(tmp_path_factory, unlearn_cache):
         "model": {"target": str(target)},
         "benchmark": {"name": "rwku", "params": {"source": str(FIXTURE), "targets": 2, "utility": ["mmlu", "triviaqa"]}},
         "methods": {"ga": {"lr": {"grid": [1.0e-3, 3.0e-3]}}},
-        "training": {"epochs": 1, "micro_batch": 2, "seeds": [0], "max_length": 128},
+        "training": {"epochs": 2, "micro_batch": 2, "seeds": [0], "max_length": 128},
+        "failure": {"max_retries": 0, "checkpoint_every_epoch": False},
         "eval": {"every_epoch": ["generation"], "final": ["generation", "mia", "utility"], "batch_size": 8},
         "scaling": {"workers": 1, "zero_stage": 2},
     })
@@ -48,7 +49,7 @@ def test_every_configuration_runs_once_per_target(rwku_sweep):
     seen = set()
     for trial in trials:
         rows = read_rows(trial)
-        assert rows and rows[-1]["final"] is True and rows[-1]["status"] == "ok"
+        assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["final"] is True and rows[-1]["status"] == "ok"
         final = rows[-1]
         for name in ("rwku_forget_fb", "rwku_forget_qa", "rwku_forget_aa", "rwku_forget_all", "rwku_neighbor_all",
                      "rwku_mia_fm_loss", "rwku_mmlu", "rwku_triviaqa"):
