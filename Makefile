@@ -30,7 +30,7 @@ demo: install
 
 # The performance benchmarks (items printed and written to bench/results/*.json; README table).
 bench: install
-	$(PY) bench/step.py
+	$(PY) bench/step.py --rounds 2
 	$(PY) bench/memory.py
 	$(PY) bench/generation.py --model smollm2 --out bench/results/generation-smollm2.json
 	$(PY) bench/sweep.py --run demo

@@ -47,6 +47,7 @@ def trial_costs(sweep_dir: Path) -> list[dict]:
         wall = span["ended"] - span["started"]
         work = last["train_s"] + last["eval_s"] + last.get("checkpoint_s", 0.0)
         out.append({"trial": record.parent.name, "method": last["method"], "span_s": round(wall, 2),
+                    "started": span["started"], "ended": span["ended"],
                     "group_start_s": last.get("group_start_s"), "load_s": last.get("load_s"),
                     "ds_init_s": last.get("ds_init_s"), "train_s": last["train_s"], "eval_s": last["eval_s"],
                     "checkpoint_s": last.get("checkpoint_s"), "teardown_s": round(span["ended"] - last["timestamp"], 2),
@@ -58,12 +59,17 @@ def summarise(sweep_dir: Path) -> dict:
     trials = trial_costs(sweep_dir)
     if not trials:
         raise SystemExit(f"no finished trial with timing records under {sweep_dir}")
-    phase = json.loads((sweep_dir / "timing.json").read_text())
+    timing = sweep_dir / "timing.json"  # absent when the sweep was resumed: first start to last end
+    phase = json.loads(timing.read_text()) if timing.is_file() else {
+        "trials_started": min(t["started"] for t in trials), "trials_ended": max(t["ended"] for t in trials)}
     wall = phase["trials_ended"] - phase["trials_started"]
     median = lambda key: round(statistics.median(t[key] for t in trials if t[key] is not None), 2)  # noqa: E731
     spans = sum(t["span_s"] for t in trials)
     busy = sum(t["train_s"] + t["eval_s"] + (t["checkpoint_s"] or 0) for t in trials)
+    refs = sweep_dir / "references.pt"
     return {
+        # written once before the first trial and never again (workers only read it)
+        "references_once": refs.is_file() and refs.stat().st_mtime <= phase["trials_started"],
         "trials": len(trials), "trial_phase_s": round(wall, 1), "trials_per_hour": round(len(trials) / wall * 3600, 1),
         "sweep_overhead": round((wall - spans) / wall, 3), "busy_share": round(busy / wall, 3),
         "median": {k: median(k) for k in ("span_s", "fixed_s", "group_start_s", "load_s", "ds_init_s", "teardown_s",
@@ -93,6 +99,7 @@ def main() -> None:
     m = result["median"]
     print(f"{result['trials']} trials, {result['trials_per_hour']} trials/hour, sweep overhead "
           f"{result['sweep_overhead']:.1%}, busy share {result['busy_share']:.1%}")
+    print(f"references computed once before the trials: {result['references_once']}")
     print(f"median per trial: span {m['span_s']} s = train {m['train_s']} + eval {m['eval_s']} + checkpoints "
           f"{m['checkpoint_s']} + fixed {m['fixed_s']} (group start {m['group_start_s']}, load {m['load_s']}, "
           f"DeepSpeed init {m['ds_init_s']}, teardown {m['teardown_s']}); eval share {m['eval_share']:.0%}")
