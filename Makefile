@@ -33,7 +33,8 @@ bench: install
 	$(PY) bench/step.py --rounds 2
 	$(PY) bench/memory.py
 	$(PY) bench/generation.py --model smollm2 --out bench/results/generation-smollm2.json
-	$(PY) bench/sweep.py --run demo
+	@# the demo grid's sweep: the one `make demo` left in runs/demo, else a fresh one (about 12 min more)
+	if [ -f runs/demo/spec.yaml ]; then $(PY) bench/sweep.py --dir runs/demo; else $(PY) bench/sweep.py --run demo; fi
 	$(PY) -m pytest -q tests/test_plan.py
 
 clean:

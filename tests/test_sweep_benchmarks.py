@@ -73,9 +73,10 @@ def test_report_averages_over_targets(rwku_sweep):
     df = reports.load([rwku_sweep["dir"]])
     trials = df[df["role"] == "trial"]
     table = configurations(df)
+    table = table[table["epoch"] == 2]
     assert len(table) == 2 and set(table["n_subjects"]) == {2}  # one row per learning rate
     for _, row in table.iterrows():
-        values = trials[trials["lr"] == row["lr"]]["rwku_forget_all"]
+        values = trials[(trials["lr"] == row["lr"]) & (trials["epoch"] == 2)]["rwku_forget_all"]
         assert row["rwku_forget_all"] == pytest.approx(values.mean())
         assert row["rwku_forget_all_std"] == pytest.approx(values.std(ddof=1), nan_ok=True)
     out = rwku_sweep["dir"] / "report.html"
