@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +23,7 @@ import torch  # noqa: E402
 
 from benchmarks.inference import generate_detailed  # noqa: E402
 from unlearn.models import load_model  # noqa: E402
+import record  # noqa: E402  (bench/record.py, beside this file)
 
 RESULTS = ROOT / "bench" / "results" / "generation.json"
 CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Perth", "Bern", "Lima"]
@@ -73,19 +71,6 @@ def best_time(fn, repeats: int) -> tuple[float, list[float], list]:
     return min(times), times, outputs
 
 
-def machine() -> dict:
-    return {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": __import__("transformers").__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="'tiny' (default), 'smollm2', a model directory or a .gguf file")
@@ -128,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "generation",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": record.machine(),
         "model": args.model,
         "parameters": sum(p.numel() for p in model.parameters()),
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
@@ -173,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     result = run(args)
     print(table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    record.write(result, args.out)
     return 0
 
 

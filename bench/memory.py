@@ -23,12 +23,12 @@ import datetime as dt
 import gc
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+import record  # noqa: E402  (bench/record.py, beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -219,15 +219,6 @@ def child(args) -> dict:
 
 # -------------------------------------------------------------------------------- the parent
 
-def machine() -> dict:
-    import torch
-
-    return {"cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, 1),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2", help="smollm2 (default), tiny or a model directory")
@@ -286,7 +277,7 @@ def main(argv=None) -> int:
                                                       / max(0.1, rows["ga"]["allocator_mib"][key]), 3)
     result = {
         "benchmark": "memory", "quick": args.quick,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": record.machine(),
         "model": args.model, "parameters": first["parameters"], "dtype": "float32", "device": args.device,
         "micro_batch": args.micro_batch, "seq": args.seq,
         "shape": f"micro-batch {args.micro_batch} x {args.seq} tokens", "retain": args.retain, "steps": args.steps,
@@ -305,9 +296,7 @@ def main(argv=None) -> int:
               f"{r['reference_model_mib'] if r['reference_model_mib'] is not None else '-':>9}")
     for name, values in ratios.items():
         print(f"{name:<12} " + ", ".join(f"{k} {v}" for k, v in values.items()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    record.write(result, args.out)
     return 0
 
 

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import platform
 import socket
 import statistics
 import sys
@@ -45,6 +44,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from unlearn import loop, methods  # noqa: E402
 from unlearn.engine import PlainEngine  # noqa: E402
+import record  # noqa: E402  (bench/record.py, beside this file)
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -279,13 +279,6 @@ def deepspeed_runs(args) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------- main
 
-def machine() -> dict:
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "transformers": __import__("transformers").__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2", help="smollm2 (default), tiny or a model directory")
@@ -355,7 +348,7 @@ def main(argv=None) -> int:
     gc.collect()
     result = {
         "benchmark": "step", "quick": args.quick,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": record.machine(),
         "model": args.model, "parameters": params, "dtype": "float32", "device": args.device,
         "micro_batch": args.micro_batch, "ds_micro_batch": args.ds_micro_batch or args.micro_batch,
         "seq": args.seq, "rounds": args.rounds, "steps": args.steps,
@@ -365,9 +358,7 @@ def main(argv=None) -> int:
         "plain": rows, "deepspeed": ds,
     }
     print(table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    record.write(result, args.out)
     return 0
 
 
