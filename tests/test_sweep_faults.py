@@ -88,13 +88,11 @@ def test_diverged_trial_and_killed_worker(tmp_path, unlearn_cache):
     driver = start(spec, tmp_path)
     sweep_dir = tmp_path / "faults"
     try:
-        def checkpoint_registered():  # once Tune has the epoch-2 report, a checkpoint is registered
-            reported = [json.loads(line) for path in (sweep_dir / "unilogit").glob("run_trial_*/result.json")
-                        for line in path.read_text().splitlines() if line.strip().endswith("}")]
-            return reported and reported[-1]["epoch"] >= 2
+        def checkpoint_registered():  # rank 0 records epoch 3 only after epoch 2's report (and checkpoint)
+            rows = [row for path in (sweep_dir / "unilogit").glob("run_trial_*") for row in read_rows(path)]
+            return any(row.get("epoch", 0) >= 3 for row in rows) and train_workers(driver)
 
-        wait_for(checkpoint_registered, 600, "the unilogit trial's second epoch")
-        victims = wait_for(lambda: train_workers(driver), 30, "a Ray Train worker")
+        victims = wait_for(checkpoint_registered, 600, "a running unilogit worker past its second epoch")
         victims[0].kill()
         assert driver.wait(timeout=600) == 0
     finally:
