@@ -1,7 +1,6 @@
 """Sweeps in operation: a diverging trial, a worker killed inside a trial, a driver killed midway
 and resumed. Each drives ``unlearn sweep`` in a subprocess with its own local Ray cluster."""
 
-import json
 import os
 import signal
 import subprocess
