@@ -7,7 +7,8 @@ seconds; the sweep writes ``timing.json`` around its trials. From those:
 
 - fixed cost of a trial = span − training − evaluation − checkpoints (worker-group start, loading,
   DeepSpeed initialisation, teardown and Ray Train's bookkeeping);
-- teardown = the trial's end − its last record;
+- teardown = the trial's end − its last record − the last report's persisting of the model
+  (``final_report.json``, counted with the checkpoints);
 - trials per hour = trials / (sweep's trial phase) × 3600;
 - sweep overhead = (trial phase − Σ trial spans) / trial phase: time no trial runs (Tune's
   scheduling between trials and between the methods' Tuners);
@@ -45,12 +46,17 @@ def trial_costs(sweep_dir: Path) -> list[dict]:
             continue
         span, last = json.loads(timing.read_text()), rows[-1]
         wall = span["ended"] - span["started"]
-        work = last["train_s"] + last["eval_s"] + last.get("checkpoint_s", 0.0)
+        # the last report persists the model after the last row was written: its own side record
+        final = record.parent / "final_report.json"
+        persist = json.loads(final.read_text())["final_report_s"] if final.is_file() else 0.0
+        checkpoint = last.get("checkpoint_s", 0.0) + persist
+        work = last["train_s"] + last["eval_s"] + checkpoint
         out.append({"trial": record.parent.name, "method": last["method"], "span_s": round(wall, 2),
                     "started": span["started"], "ended": span["ended"],
                     "group_start_s": last.get("group_start_s"), "load_s": last.get("load_s"),
                     "ds_init_s": last.get("ds_init_s"), "train_s": last["train_s"], "eval_s": last["eval_s"],
-                    "checkpoint_s": last.get("checkpoint_s"), "teardown_s": round(span["ended"] - last["timestamp"], 2),
+                    "checkpoint_s": round(checkpoint, 3),
+                    "teardown_s": round(span["ended"] - last["timestamp"] - persist, 2),
                     "fixed_s": round(wall - work, 2), "eval_share": round(last["eval_s"] / wall, 3)})
     return out
 

@@ -13,6 +13,9 @@ from sweeps.spec import SpecError, SweepSpec
 # Ray Train's controller polls its worker group every 2 s by default: a trial's end (and its next
 # step) waits for that poll. Trials here are short, so poll often (cheap: one actor call).
 TRAIN_DEFAULTS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+# A local cluster is one machine that nothing drains: no preemption watcher (one actor, and one
+# more process start, per trial).
+LOCAL_DEFAULTS = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 FORWARDED = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "HF_TOKEN", "DS_ACCELERATOR",
              "RAY_USAGE_STATS_ENABLED", "UNLEARN_CACHE", "UNLEARN_SHARED_DIR", "PYTHONPATH")
 
@@ -58,9 +61,9 @@ def connect(address: str | None = None, num_cpus: int | None = None, temp_dir: s
 
     if ray.is_initialized():
         return ray.cluster_resources()
-    env = {"env_vars": {**TRAIN_DEFAULTS, **{k: os.environ[k] for k in FORWARDED + tuple(TRAIN_DEFAULTS)
-                                             if k in os.environ}}}
     address = address or os.environ.get("RAY_ADDRESS")  # inside `ray job submit` the cluster is given
+    defaults = TRAIN_DEFAULTS if address else {**TRAIN_DEFAULTS, **LOCAL_DEFAULTS}
+    env = {"env_vars": {**defaults, **{k: os.environ[k] for k in FORWARDED + tuple(defaults) if k in os.environ}}}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:

@@ -1,15 +1,16 @@
 """What every Ray Train worker of a trial runs: load the target, wrap it in DeepSpeed, run the
 ``unlearn`` loop, and after every epoch checkpoint, evaluate and report.
 
-Evaluation is correct under every ZeRO stage: the weights are gathered (``GatheredParameters`` at
-stage 3) into a plain copy on rank 0, which evaluates while the other ranks wait at the report
-barrier; every worker calls ``ray.train.report`` once per epoch and rank 0's metrics reach Tune.
+Evaluation is correct under every ZeRO stage: below stage 3 rank 0 evaluates the engine's module
+(it holds the full weights); at stage 3 the weights are gathered (``GatheredParameters``) into a
+plain copy on rank 0. Rank 0 evaluates while the other ranks wait at the report barrier; every worker calls ``ray.train.report`` once per epoch and rank 0's metrics reach Tune.
 The last epoch's checkpoint is the unlearned model as a Hugging Face directory, without optimizer
 state; earlier ones are DeepSpeed checkpoints (Ray keeps only the latest).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import gc
@@ -85,9 +86,10 @@ def train_loop(cfg: dict) -> None:
     # DeepSpeed's initialisation; recorded with every epoch's row.
     setup = {"group_start_s": round(started - cfg["trial_started"], 3) if cfg.get("trial_started") else None}
     model, tokenizer = models.load_model(cfg["model_dir"])
-    # Rank 0's plain copy for evaluation, on the worker's device (bf16 when training in bf16).
+    # Rank 0 evaluates the engine's own module below ZeRO-3 (it holds the full weights); at ZeRO-3
+    # a plain copy on the worker's device (bf16 when training in bf16) receives the gathered weights.
     evaluator = None
-    if rank == 0:
+    if rank == 0 and run["zero_stage"] == 3:
         evaluator = copy.deepcopy(model).eval().to(device)
         if scaling["bf16"] and scaling["use_gpu"]:
             evaluator.to(torch.bfloat16)
@@ -113,9 +115,12 @@ def train_loop(cfg: dict) -> None:
                                  zero_stage=run["zero_stage"], bf16=scaling["bf16"], offload=scaling["offload"],
                                  grad_clip=cfg["training"]["grad_clip"])
     setup["load_s"] = round(time.time() - started, 3)
+    _defer_muon_compile()
     ds_engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=lr_schedule,
                                          config=ds_config, dist_init_required=False)
     engine = DeepSpeedEngine(ds_engine)
+    if rank == 0 and evaluator is None:
+        evaluator = ds_engine.module
     start_epoch = _resume(ds_engine, ray.train.get_checkpoint())
     setup["ds_init_s"] = round(time.time() - started - setup["load_s"], 3)
     topology = {"world_size": world, "zero_stage": run["zero_stage"], "micro_batch": run["micro_batch"],
@@ -124,6 +129,7 @@ def train_loop(cfg: dict) -> None:
     eval_config = ev.EvalConfig(**{k: v for k, v in cfg["eval"].items() if k not in ("every_epoch", "final")},
                                 autocast=scaling["bf16"] and not scaling["use_gpu"])
     keep_epochs = cfg.get("checkpoint_every_epoch", True)
+    staging = _staging_dir()
     clock = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "epoch_start": time.time()}
 
     def on_epoch_end(epoch: int, state) -> None:
@@ -132,7 +138,7 @@ def train_loop(cfg: dict) -> None:
         began = time.time()
         _gather_into(ds_engine, evaluator, run["zero_stage"])
         metrics: dict = {"epoch": epoch}
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=staging) as tmp:
             checkpoint = None
             if last and rank == 0:
                 models.save_model(evaluator, tokenizer, os.path.join(tmp, "model"))
@@ -158,8 +164,15 @@ def train_loop(cfg: dict) -> None:
             if (rank == 0 and last) or (not last and keep_epochs):
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             began = time.time()
-            ray.train.report(metrics, checkpoint=checkpoint)  # persists the checkpoint: counted as such
+            # persists the checkpoint (counted as such); the last epoch's row is already written, so
+            # its persisting time goes to the trial's side record
+            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_upload_fn=_move_checkpoint)
             clock["checkpoint_s"] += time.time() - began
+            if last and rank == 0:
+                _note(cfg, final_report_s=round(time.time() - began, 3))
+        if last and staging:
+            with contextlib.suppress(OSError):  # left by another rank's files until they have moved
+                os.rmdir(staging)
         clock["epoch_start"] = time.time()
 
     config = dataclasses.replace(config, start_epoch=start_epoch)
@@ -189,6 +202,49 @@ def _record(cfg: dict, metrics: dict) -> None:
         f.write(json.dumps(row, default=str) + "\n")
 
 
+FINAL = "final_report.json"  # beside the record: how long the last report took to persist the model
+
+
+def _note(cfg: dict, **values) -> None:
+    import json
+
+    if cfg.get("record"):
+        (Path(cfg["record"]).parent / FINAL).write_text(json.dumps(values))
+
+
+def _staging_dir() -> str | None:
+    """Where a checkpoint is written before it is reported: beside the run's checkpoints when the
+    storage is a path (a shared mount included), so that persisting it is a rename, not a copy;
+    else the local temporary directory."""
+    import ray.train
+
+    storage = ray.train.get_context().get_storage()
+    if storage.storage_filesystem.type_name != "local":
+        return None
+    path = os.path.join(storage.experiment_fs_path, ".staging")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _move_checkpoint(checkpoint, name: str):
+    """Ray Train's upload step: move the files into the checkpoint directory (every rank's files
+    land in the same one, as Ray's own copy merges them); copy only across filesystems."""
+    import shutil
+
+    import ray.train
+
+    storage = ray.train.get_context().get_storage()
+    if storage.storage_filesystem.type_name != "local":
+        return storage.persist_current_checkpoint(checkpoint, name)
+    dest = storage.build_checkpoint_path_from_name(name)
+    for folder, _, files in os.walk(checkpoint.path):
+        target = os.path.join(dest, os.path.relpath(folder, checkpoint.path))
+        os.makedirs(target, exist_ok=True)
+        for file in files:  # a rename on one filesystem
+            shutil.move(os.path.join(folder, file), os.path.join(target, file))
+    return ray.train.Checkpoint(dest, filesystem=storage.storage_filesystem)
+
+
 def _resume(ds_engine, checkpoint) -> int:
     """Epochs already done: restore the DeepSpeed state (weights, optimizer, schedule, step) from
     the trial's latest checkpoint when Ray hands one back (a retried worker group or a resumed
@@ -203,11 +259,38 @@ def _resume(ds_engine, checkpoint) -> int:
         return int(tags[-1][5:])
 
 
+def _defer_muon_compile() -> None:
+    """DeepSpeed's ZeRO code imports its Muon optimizer module even when the optimizer is AdamW (to
+    compare classes), and that module's ``@compiler.compile()`` decorators call ``torch.compile`` at
+    import, which imports TorchInductor: 1.5 s of each worker's start on CPU. Those decorators (the
+    only users of ``compiler.compile``) now compile on the first call instead."""
+    import functools
+
+    import torch
+    from deepspeed.runtime import compiler
+
+    def on_first_call(fn):
+        compiled = None
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            nonlocal compiled
+            if compiled is None:
+                compiled = torch.compile(fn)
+            return compiled(*args, **kwargs)
+        return call
+
+    compiler.compile = lambda: on_first_call
+
+
 def _gather_into(ds_engine, evaluator, zero_stage: int) -> None:
-    """Copy the full weights into rank 0's plain evaluation copy (all ranks take part at ZeRO-3)."""
+    """Copy the full weights into rank 0's plain evaluation copy (all ranks take part at ZeRO-3);
+    nothing to do when rank 0 evaluates the engine's module itself."""
     import deepspeed
     import torch
 
+    if evaluator is ds_engine.module:
+        return
     params = list(ds_engine.module.parameters())
     with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=zero_stage == 3):
         if evaluator is not None:
