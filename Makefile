@@ -28,14 +28,9 @@ test: install
 demo: install
 	$(VENV)/bin/unlearn demo
 
-# The performance benchmarks (items printed and written to bench/results/*.json; README table).
+# The performance benchmarks, items 1-5 and 6's test (bench/all.py: parts, durations, bench.json).
 bench: install
-	$(PY) bench/step.py --rounds 2
-	$(PY) bench/memory.py
-	$(PY) bench/generation.py --model smollm2 --out bench/results/generation-smollm2.json
-	@# the demo grid's sweep: the one `make demo` left in runs/demo, else a fresh one (about 12 min more)
-	if [ -f runs/demo/spec.yaml ]; then $(PY) bench/sweep.py --dir runs/demo; else $(PY) bench/sweep.py --run demo; fi
-	$(PY) -m pytest -q tests/test_plan.py
+	$(PY) bench/all.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

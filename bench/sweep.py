@@ -14,7 +14,7 @@ seconds; the sweep writes ``timing.json`` around its trials. From those:
   scheduling between trials and between the methods' Tuners);
 - busy share = Σ (training + evaluation + checkpoints) / trial phase.
 
-    .venv/bin/python bench/sweep.py --run demo        # runs sweeps/specs/demo.yaml (warm caches)
+    .venv/bin/python bench/sweep.py --run demo        # runs sweeps/specs/demo.yaml (warm caches), then deletes it
     .venv/bin/python bench/sweep.py --dir runs/demo   # analyses an existing sweep
 """
 
@@ -23,13 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import record  # noqa: E402  (bench/record.py, beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +55,8 @@ def trial_costs(sweep_dir: Path) -> list[dict]:
         work = last["train_s"] + last["eval_s"] + checkpoint
         out.append({"trial": record.parent.name, "method": last["method"], "span_s": round(wall, 2),
                     "started": span["started"], "ended": span["ended"],
-                    "group_start_s": last.get("group_start_s"), "load_s": last.get("load_s"),
+                    "group_start_s": last.get("group_start_s"), "imports_s": last.get("imports_s"),
+                    "load_s": last.get("load_s"),
                     "ds_init_s": last.get("ds_init_s"), "train_s": last["train_s"], "eval_s": last["eval_s"],
                     "checkpoint_s": round(checkpoint, 3),
                     "teardown_s": round(span["ended"] - last["timestamp"] - persist, 2),
@@ -69,7 +72,10 @@ def summarise(sweep_dir: Path) -> dict:
     phase = json.loads(timing.read_text()) if timing.is_file() else {
         "trials_started": min(t["started"] for t in trials), "trials_ended": max(t["ended"] for t in trials)}
     wall = phase["trials_ended"] - phase["trials_started"]
-    median = lambda key: round(statistics.median(t[key] for t in trials if t[key] is not None), 2)  # noqa: E731
+    def median(key: str) -> float | None:  # None for records older than the field
+        values = [t[key] for t in trials if t.get(key) is not None]
+        return round(statistics.median(values), 2) if values else None
+
     spans = sum(t["span_s"] for t in trials)
     busy = sum(t["train_s"] + t["eval_s"] + (t["checkpoint_s"] or 0) for t in trials)
     refs = sweep_dir / "references.pt"
@@ -78,7 +84,7 @@ def summarise(sweep_dir: Path) -> dict:
         "references_once": refs.is_file() and refs.stat().st_mtime <= phase["trials_started"],
         "trials": len(trials), "trial_phase_s": round(wall, 1), "trials_per_hour": round(len(trials) / wall * 3600, 1),
         "sweep_overhead": round((wall - spans) / wall, 3), "busy_share": round(busy / wall, 3),
-        "median": {k: median(k) for k in ("span_s", "fixed_s", "group_start_s", "load_s", "ds_init_s", "teardown_s",
+        "median": {k: median(k) for k in ("span_s", "fixed_s", "group_start_s", "imports_s", "load_s", "ds_init_s", "teardown_s",
                                           "train_s", "eval_s", "checkpoint_s", "eval_share")},
         "per_trial": trials,
     }
@@ -97,21 +103,22 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--run", help="a spec of sweeps/specs to run first (demo, tiny)")
     group.add_argument("--dir", help="an existing sweep directory")
+    parser.add_argument("--keep", action="store_true", help="with --run: keep the sweep's directory (trained models)")
     args = parser.parse_args()
     sweep_dir = run(args.run) if args.run else Path(args.dir)
-    result = {"benchmark": "sweep", "sweep": sweep_dir.name, **summarise(sweep_dir),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+    result = {"benchmark": "sweep", "sweep": sweep_dir.name, **summarise(sweep_dir), "machine": record.machine(),
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if args.run and not args.keep:  # a model per trial: gigabytes
+        shutil.rmtree(sweep_dir.parent, ignore_errors=True)
     m = result["median"]
     print(f"{result['trials']} trials, {result['trials_per_hour']} trials/hour, sweep overhead "
           f"{result['sweep_overhead']:.1%}, busy share {result['busy_share']:.1%}")
     print(f"references computed once before the trials: {result['references_once']}")
     print(f"median per trial: span {m['span_s']} s = train {m['train_s']} + eval {m['eval_s']} + checkpoints "
-          f"{m['checkpoint_s']} + fixed {m['fixed_s']} (group start {m['group_start_s']}, load {m['load_s']}, "
-          f"DeepSpeed init {m['ds_init_s']}, teardown {m['teardown_s']}); eval share {m['eval_share']:.0%}")
-    out = ROOT / "bench" / "results" / f"sweep-{sweep_dir.name}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+          f"{m['checkpoint_s']} + fixed {m['fixed_s']} (group start {m['group_start_s']}, imports {m['imports_s']}, "
+          f"load {m['load_s']}, DeepSpeed init {m['ds_init_s']}, teardown {m['teardown_s']}); "
+          f"eval share {m['eval_share']:.0%}")
+    record.write(result, ROOT / "bench" / "results" / f"sweep-{sweep_dir.name}.json")
 
 
 if __name__ == "__main__":

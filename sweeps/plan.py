@@ -4,7 +4,8 @@ Notation: Ψ parameters, Ψ_l the largest layer's (the embedding), L layers, h h
 width, V vocabulary, N workers of a trial, B micro-batch, T the longest padded sequence (the
 longest forget / retain example cut at ``training.max_length``, or ``max_length`` when the data is
 not local), e bytes per weight and activation (2 in bf16, 4 in fp32). All numbers are per GPU (per
-worker process on CPU); rank 0 also holds the evaluation copy.
+worker process on CPU); at ZeRO-3 rank 0 also holds the evaluation copy (below it evaluates the
+engine's own module, which holds the full weights).
 
 Model states (weights, gradients, AdamW state); K = 12 with bf16 (fp32 master + m + v), 8 in fp32:
   ZeRO-0  (2e + K)·Ψ                  ZeRO-1  2e·Ψ + K·Ψ/N      (Rajbhandari et al., ZeRO, 2020)
@@ -21,9 +22,10 @@ term) and R reference passes, for a Llama block with SDPA attention (the RMSNorm
   GA + NLL 6.59 (6.60), UnDIAL + NLL 8.55 (9.53).
 Frozen reference (UnDIAL, KL retain): a full copy per worker, as ``sweeps/worker.py`` keeps it: eΨ
   on GPU (bf16 when training in bf16), 4Ψ on CPU.
-Evaluation (rank 0): a full copy, eΨ on GPU (bf16 when training in bf16), 4Ψ on CPU; while it
-  scores, max(E·T·V·(e + 4), E·(T + new)·L·2·h_kv·e) for E = ``eval.batch_size``, in place of the
-  training activations. Peak = states + reference + copy + max(training, evaluation) + reserve.
+Evaluation (rank 0): at ZeRO-3 a full copy, eΨ on GPU (bf16 when training in bf16), 4Ψ on CPU (none
+  below ZeRO-3: the engine's module is evaluated); while it scores, max(E·T·V·(e + 4),
+  E·(T + new)·L·2·h_kv·e) for E = ``eval.batch_size``, in place of the training activations.
+  Peak = states + reference + copy + max(training, evaluation) + reserve.
 
 Time of a trial: ``forget tokens · epochs · c / (N · tokens/s per worker)`` with
   c = 1 + r·[retain term] + (r·[KL retain] + [reference logits on forget]) / 3 (a forward is a third
@@ -405,8 +407,9 @@ def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tok
         return activations(shape, batch, length, scaling.bf16, 1 + g["retain"], g["ref_forget"] + g["kl_retain"])
 
     train = step(g["micro_batch"])
-    copy = (e if scaling.use_gpu else 4) * psi
-    ref = copy if g["ref_model"] else 0
+    full = (e if scaling.use_gpu else 4) * psi  # one whole model in the worker's dtype
+    ref = full if g["ref_model"] else 0
+    copy = full if g["zero_stage"] == 3 else 0  # below ZeRO-3 rank 0 evaluates the engine's own module
     evaluating = evaluation(shape, spec.eval.batch_size, length, spec.eval.max_new_tokens, scaling.bf16)
     reserve = GPU_RESERVE if scaling.use_gpu else 0
     others = states + ref + train + reserve

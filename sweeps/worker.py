@@ -56,6 +56,7 @@ def objective_value(metrics: dict, objective: dict | None) -> float | None:
 
 
 def train_loop(cfg: dict) -> None:
+    entered = time.time()
     import deepspeed
     import ray.train
     import torch
@@ -82,9 +83,10 @@ def train_loop(cfg: dict) -> None:
     loop.set_seed(run["seed"])
 
     method = methods.make(cfg["method"], method_params(cfg))
-    # Fixed cost of a trial: the worker group's start (from the trial's start to here), loading,
-    # DeepSpeed's initialisation; recorded with every epoch's row.
-    setup = {"group_start_s": round(started - cfg["trial_started"], 3) if cfg.get("trial_started") else None}
+    # Fixed cost of a trial: the worker group's start (from the trial's start to this function),
+    # the imports above, loading, DeepSpeed's initialisation; recorded with every epoch's row.
+    setup = {"group_start_s": round(entered - cfg["trial_started"], 3) if cfg.get("trial_started") else None,
+             "imports_s": round(started - entered, 3)}
     model, tokenizer = models.load_model(cfg["model_dir"])
     # Rank 0 evaluates the engine's own module below ZeRO-3 (it holds the full weights); at ZeRO-3
     # a plain copy on the worker's device (bf16 when training in bf16) receives the gathered weights.
