@@ -237,3 +237,24 @@ def test_bad_arguments_are_named():
         losses.npo(logits, labels, torch.zeros(3), 0.0)
     with pytest.raises(ValueError, match="labels"):
         losses.nll(logits, labels[:, :-1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_nll_gradient_matches_cross_entropy(dtype):
+    logits, labels = make(dtype=dtype)
+    weights = torch.rand(labels.shape[0], generator=torch.Generator().manual_seed(3))  # per-sequence weights
+
+    def grad(fn):
+        x = logits.clone().requires_grad_(True)
+        fn(x).backward()
+        return x.grad
+
+    ours = grad(lambda x: (losses.sequence_nll(x, labels) * weights.to(x.dtype)).sum() + losses.nll(x, labels))
+
+    def reference(x):
+        z = x[:, :-1].float() if dtype == torch.bfloat16 else x[:, :-1]
+        per = F.cross_entropy(z.transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
+        return (per.sum(-1) * weights.to(per.dtype)).sum() + per.sum() / (labels[:, 1:] != -100).sum()
+    tol = {torch.float64: 1e-12, torch.float32: 1e-6, torch.bfloat16: 1e-2}[dtype]
+    assert ours.dtype == dtype and torch.allclose(ours.double(), grad(reference).double(), atol=tol)
+    assert (ours[:, -1] == 0).all()  # the last position predicts nothing

@@ -62,11 +62,35 @@ def _reduce(per_token: Tensor, mask: Tensor, num_tokens: float | Tensor | None) 
 def token_nll(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Per-position NLL ``(B, T-1)`` (0 at ignored positions) and the valid mask."""
     z, y, mask = shift(logits, labels)
-    # logsumexp(z) − z_y on the shifted view: no (B, T-1, V) copy (a transposed or flattened view for
-    # cross_entropy costs one, and is about 2x slower on CPU); backward builds softmax once.
-    z = _upcast(z)
-    nll_tok = torch.logsumexp(z, dim=-1) - z.gather(-1, y.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+    nll_tok = _TokenNLL.apply(z, y)  # (B, T-1)
     return torch.where(mask, nll_tok, torch.zeros_like(nll_tok)), mask
+
+
+class _TokenNLL(torch.autograd.Function):
+    """``logsumexp(z) − z_y`` per position on the shifted view, in the compute dtype: no (B, T-1, V)
+    copy (a flattened view for ``cross_entropy`` costs one), and a backward that writes
+    ``g·(softmax(z) − e_y)`` into the gradient buffer chunk by chunk in one exp pass (autograd's
+    logsumexp + gather backward makes three passes and two temporaries)."""
+
+    @staticmethod
+    def forward(ctx, z, y):
+        lse = torch.empty(z.shape[:2], dtype=compute_dtype(z), device=z.device)
+        for i, rows in _row_chunks(z):
+            lse[i, rows] = torch.logsumexp(z[i, rows].to(lse.dtype), dim=-1)
+        ctx.save_for_backward(z, y, lse)
+        return lse - z.gather(-1, y.unsqueeze(-1)).squeeze(-1).to(lse.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        z, y, lse = ctx.saved_tensors
+        g = grad_out.to(lse.dtype)
+        grad = torch.empty_like(z, dtype=lse.dtype)
+        for i, rows in _row_chunks(z):
+            out = grad[i, rows]  # (n, V) view
+            torch.sub(z[i, rows], lse[i, rows].unsqueeze(-1), out=out)
+            out.exp_().mul_(g[i, rows].unsqueeze(-1))
+            out.scatter_add_(-1, y[i, rows].unsqueeze(-1), -g[i, rows].unsqueeze(-1))
+        return grad.to(z.dtype), None
 
 
 def nll(logits: Tensor, labels: Tensor, *, num_tokens=None) -> Tensor:
@@ -164,12 +188,14 @@ def _target_stats(z: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     shape = z.shape[:2]
     a, b, lse = (torch.empty(shape, dtype=dtype, device=z.device) for _ in range(3))
     for i, rows in _row_chunks(z):
-        zc = z[i, rows].to(dtype)  # (n, V)
         yc = y[i, rows].unsqueeze(-1)  # (n, 1)
-        lse_c = torch.logsumexp(zc, dim=-1)
-        lse_not_y = torch.logsumexp(zc.scatter(-1, yc, -math.inf), dim=-1)
+        others = z[i, rows].to(dtype).scatter(-1, yc, -math.inf)  # (n, V): the one chunk copy
+        top = others.amax(dim=-1, keepdim=True)
+        lse_not_y = top.squeeze(-1) + others.sub_(top).exp_().sum(dim=-1).log()
+        z_y = z[i, rows].gather(-1, yc).squeeze(-1).to(dtype)
+        lse_c = torch.logaddexp(lse_not_y, z_y)  # the full logsumexp, from the two parts
         lse[i, rows] = lse_c
-        a[i, rows] = zc.gather(-1, yc).squeeze(-1) - lse_c
+        a[i, rows] = z_y - lse_c
         b[i, rows] = lse_not_y - lse_c
     return a, b, lse
 
