@@ -15,11 +15,14 @@ Model states (weights, gradients, AdamW state); K = 12 with bf16 (fp32 master + 
   number (zero_init=False: each worker loads the full fp32 model first) is the node's CPU need.
 Activations of a micro-step with P passes with gradients (forget; retain when there is a retain
 term) and R reference passes, for a Llama block with SDPA attention (the RMSNorms keep fp32 inputs):
-  P·(B·T·(L·(8h + e·(8h + 4I)) + 4h + 2e·h) + L·B·T²·e) + B·T·V·(P·(e + 4) + 8 + R·(4 + 8))
-  (B, T, V) terms: per pass the logits and the fp32 log-softmax the loss keeps; in backward one
-  pass's fp32 gradient and log-softmax gradient; per reference pass fp32 logits and soft labels.
-  Measured on an H200 (bf16, h 2048, I 7168, V 128256, B·T = 2048): GA 4.30 GiB (formula 4.28),
-  GA + NLL 6.59 (6.60), UnDIAL + NLL 8.55 (9.53).
+  P·(B·T·(L·(8h + e·(8h + 4I)) + 4h + 2e·h) + L·B·T²·e) + B·T·V·(P·e + 8 + R·(4 + 4 + 8))
+  (B, T, V) terms: per pass the logits, which the NLL and Unilogit losses keep and work on chunk
+  by chunk (no fp32 copy); in backward one pass's fp32 gradient and its cast; per reference pass
+  the fp32 log-softmax of the trained logits that UnDIAL and the KL retain term keep, and fp32
+  reference logits and soft labels. Checked on CPU against the bytes autograd saves
+  (tests/test_plan.py). On an H200 (bf16, h 2048, I 7168, V 128256, B·T = 2048), with the losses
+  of the time, which also kept an fp32 copy per pass: GA 4.30 GiB (that formula 4.28), GA + NLL
+  6.59 (6.60), UnDIAL + NLL 8.55 (9.53).
 Frozen reference (UnDIAL, KL retain): a full copy per worker, as ``sweeps/worker.py`` keeps it: eΨ
   on GPU (bf16 when training in bf16), 4Ψ on CPU.
 Evaluation (rank 0): at ZeRO-3 a full copy, eΨ on GPU (bf16 when training in bf16), 4Ψ on CPU (none
@@ -171,7 +174,7 @@ def activations(shape: Shape, batch: int, length: int, bf16: bool, passes: int =
     e, h, tokens = (2 if bf16 else 4), shape.hidden, batch * length
     layers = tokens * (shape.layers * (8 * h + e * (8 * h + 4 * shape.intermediate)) + 4 * h + 2 * e * h) \
         + shape.layers * batch * length ** 2 * e
-    return passes * layers + tokens * shape.vocab * (passes * (e + 4) + 8 + ref_passes * (4 + 8))
+    return passes * layers + tokens * shape.vocab * (passes * e + 8 + ref_passes * (4 + 4 + 8))
 
 
 def evaluation(shape: Shape, batch: int, length: int, new_tokens: int, bf16: bool) -> int:

@@ -1,0 +1,85 @@
+"""The plan's activation formula against ``torch.cuda.max_memory_allocated`` on one GPU.
+
+A bf16 Llama built from a config (h 2048, I 7168, 4 layers, V 128,256; no download), B·T = 2048
+tokens with a padding mask, one micro-step of our losses (``unlearn.losses``): forward, loss,
+backward. Measured: peak allocated during the step minus what was allocated before it (weights,
+and gradients from a first step, so that the peak is the activations'). Formula:
+``sweeps.plan.activations``. Needs torch and transformers only (and this repository's code).
+
+    python bench/activations.py            # on a CUDA machine; writes bench/results/activations.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from unlearn import losses  # noqa: E402
+
+GIB = 2 ** 30
+
+
+def formula(config, batch: int, length: int, passes: int, ref_passes: int) -> int:
+    from sweeps.plan import activations, shape_of
+
+    return activations(shape_of(config, "check"), batch, length, bf16=True, passes=passes, ref_passes=ref_passes)
+
+
+def main() -> None:
+    device = torch.device("cuda")
+    config = LlamaConfig(hidden_size=2048, intermediate_size=7168, num_hidden_layers=4, num_attention_heads=16,
+                         num_key_value_heads=8, vocab_size=128256, max_position_embeddings=4096)
+    model = LlamaForCausalLM(config).to(device, torch.bfloat16)
+    ref = LlamaForCausalLM(config).to(device, torch.bfloat16).eval()
+    rows = []
+    for batch, length in ((4, 512), (2, 1024)):
+        ids = torch.randint(0, config.vocab_size, (batch, length), device=device)
+        mask = torch.ones_like(ids)
+        mask[0, : length // 8] = 0
+        labels = ids.masked_fill(mask == 0, -100)
+
+        def forward(m):
+            return m(input_ids=ids, attention_mask=mask).logits
+
+        cases = {
+            "ga": (1, 0, lambda: losses.ga(forward(model), labels)),
+            "ga+nll": (2, 0, lambda: losses.ga(forward(model), labels) + losses.nll(forward(model), labels)),
+            "unilogit+nll": (2, 0, lambda: losses.unilogit(forward(model), labels) + losses.nll(forward(model), labels)),
+            "undial+nll": (2, 1, lambda: losses.undial(forward(model), _ref_logits(ref, ids, mask), labels, 10.0)
+                           + losses.nll(forward(model), labels)),
+        }
+        for name, (passes, ref_passes, step) in cases.items():
+            step().backward()  # gradients allocated: part of the baseline, as in training
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            step().backward()
+            torch.cuda.synchronize()
+            measured = torch.cuda.max_memory_allocated() - base
+            expected = formula(config, batch, length, passes, ref_passes)
+            rows.append({"case": name, "batch": batch, "length": length, "measured_gib": round(measured / GIB, 2),
+                         "formula_gib": round(expected / GIB, 2), "ratio": round(measured / expected, 3)})
+            print(rows[-1], flush=True)
+            model.zero_grad(set_to_none=True)
+    out = ROOT / "bench" / "results" / "activations.json"
+    out.write_text(json.dumps({"benchmark": "activations", "device": torch.cuda.get_device_name(0),
+                               "torch": torch.__version__, "rows": rows,
+                               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+@torch.no_grad()
+def _ref_logits(ref, ids, mask):
+    return ref(input_ids=ids, attention_mask=mask).logits
+
+
+if __name__ == "__main__":
+    main()
