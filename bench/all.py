@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-import record  # noqa: E402  (bench/record.py, beside this file)
+import record  # bench/record.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

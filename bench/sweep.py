@@ -72,6 +72,7 @@ def summarise(sweep_dir: Path) -> dict:
     phase = json.loads(timing.read_text()) if timing.is_file() else {
         "trials_started": min(t["started"] for t in trials), "trials_ended": max(t["ended"] for t in trials)}
     wall = phase["trials_ended"] - phase["trials_started"]
+
     def median(key: str) -> float | None:  # None for records older than the field
         values = [t[key] for t in trials if t.get(key) is not None]
         return round(statistics.median(values), 2) if values else None
@@ -84,8 +85,8 @@ def summarise(sweep_dir: Path) -> dict:
         "references_once": refs.is_file() and refs.stat().st_mtime <= phase["trials_started"],
         "trials": len(trials), "trial_phase_s": round(wall, 1), "trials_per_hour": round(len(trials) / wall * 3600, 1),
         "sweep_overhead": round((wall - spans) / wall, 3), "busy_share": round(busy / wall, 3),
-        "median": {k: median(k) for k in ("span_s", "fixed_s", "group_start_s", "imports_s", "load_s", "ds_init_s", "teardown_s",
-                                          "train_s", "eval_s", "checkpoint_s", "eval_share")},
+        "median": {k: median(k) for k in ("span_s", "fixed_s", "group_start_s", "imports_s", "load_s", "ds_init_s",
+                                          "teardown_s", "train_s", "eval_s", "checkpoint_s", "eval_share")},
         "per_trial": trials,
     }
 

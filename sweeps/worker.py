@@ -3,7 +3,8 @@
 
 Evaluation is correct under every ZeRO stage: below stage 3 rank 0 evaluates the engine's module
 (it holds the full weights); at stage 3 the weights are gathered (``GatheredParameters``) into a
-plain copy on rank 0. Rank 0 evaluates while the other ranks wait at the report barrier; every worker calls ``ray.train.report`` once per epoch and rank 0's metrics reach Tune.
+plain copy on rank 0. Rank 0 evaluates while the other ranks wait at the report barrier; every
+worker calls ``ray.train.report`` once per epoch and rank 0's metrics reach Tune.
 The last epoch's checkpoint is the unlearned model as a Hugging Face directory, without optimizer
 state; earlier ones are DeepSpeed checkpoints (Ray keeps only the latest).
 """
@@ -286,15 +287,15 @@ def _defer_muon_compile() -> None:
 
 
 def _gather_into(ds_engine, evaluator, zero_stage: int) -> None:
-    """Copy the full weights into rank 0's plain evaluation copy (all ranks take part at ZeRO-3);
-    nothing to do when rank 0 evaluates the engine's module itself."""
+    """At ZeRO-3, copy the full weights into rank 0's plain evaluation copy (all ranks take part);
+    below it rank 0 evaluates the engine's module itself and there is nothing to copy."""
     import deepspeed
     import torch
 
-    if evaluator is ds_engine.module:
+    if zero_stage < 3:
         return
     params = list(ds_engine.module.parameters())
-    with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=zero_stage == 3):
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
         if evaluator is not None:
             with torch.no_grad():
                 for target, source in zip(evaluator.parameters(), params):
