@@ -1,28 +1,25 @@
 """A bring-your-own benchmark from a directory of JSONL files, in the shape of the seed paper's
-e-commerce task (BENCHMARKS.md, intro): forget a seller's listings, score forget and neighbour
-completions by ROUGE-L recall and general ability by multiple choice. Layout and usage:
-``docs/byo-benchmark.md``.
+e-commerce task: forget a seller's listings, score forget and neighbour completions by ROUGE-L
+recall and general ability by multiple choice. Layout and usage: ``docs/benchmarks/jsonl.md``.
 
-``benchmarks.get("jsonl", path=..., undial_gammas=..., max_new_tokens=32, chat=False)`` →
-:class:`Jsonl`; ``.materialize(cache)`` checks every file and copies them into
-``cache/jsonl-<key>/`` (key = hash of the files' contents and the parameters), read back into
-:class:`JsonlData`. The source directory is only read by ``key`` and ``materialize``; workers
-``read`` the cached copy.
+``benchmarks.get("jsonl", path=..., max_new_tokens=32, chat=False)`` → :class:`Jsonl`;
+``.materialize(cache)`` checks every file and copies them into ``cache/jsonl-<key>/`` (key = hash
+of the files' contents and ``chat``), read back into :class:`JsonlData`. The source directory is
+only read by ``key`` and ``materialize``; workers ``read`` the cached copy. With ``model.base`` the
+service prepares a target (fine-tuned on forget ∪ retain) and an oracle (retain only) itself.
 
-Metrics (every value with ``<name>_stderr``):
-- ``jsonl_forget_completion`` / ``jsonl_neighbor_completion``: ROUGE-L recall (the ``rouge``
-  package's, RWKU convention) of the greedy continuation of each raw-text ``prompt`` (BOS added,
-  never chat-templated: the forget texts are trained as raw text), cut at the first newline,
-  against ``completion``; ``jsonl_forget_qa`` / ``jsonl_retain_qa`` the same for ``qa.jsonl``
-  questions, wrapped as the synthetic benchmark wraps them (``Question: …\\nAnswer:``, or the chat
-  template with ``chat``);
-- ``jsonl_utility_mc``: accuracy, the predicted choice being the one with the highest summed
-  log-prob as a completion of the wrapped question (no letters, any number of choices);
-- ``jsonl_mia_min_k_auc``: Min-K% (k = ``mia_k``, 0.4) AUC = P(a ``holdout.jsonl`` text looks
-  more member-like than a forget text), MUSE's PrivLeak AUC; only with a holdout file;
-- ``jsonl_kl_oracle_model_forget`` / ``jsonl_kl_model_oracle_forget`` (and ``…_forget_facts``,
-  the forget tokens the oracle gives p < 0.05): token-mean KL on the forget texts, only when
-  ``references`` got an oracle.
+Metrics (every value with ``<name>_stderr``, all in [0, 1]):
+- ``forget_completion_rouge_l_recall`` / ``neighbor_completion_rouge_l_recall``: ROUGE-L recall
+  (the ``rouge`` package's, RWKU convention) of the greedy continuation of each raw-text ``prompt``
+  (BOS added, never chat-templated: the forget texts are trained as raw text), cut at the first
+  newline, against ``completion``; ``forget_qa_rouge_l_recall`` / ``retain_qa_rouge_l_recall`` the
+  same for ``qa.jsonl`` questions, wrapped as ``Question: …\nAnswer:`` (or the chat template);
+- ``utility_mc_accuracy``: the predicted choice is the one with the highest summed log-prob as a
+  completion of the wrapped question (no letters, any number of choices);
+- ``mia_min_k_auc``: Min-K% (k = 0.4) AUC = P(a ``holdout.jsonl`` text looks more member-like
+  than a forget text), MUSE's PrivLeak AUC; only with a holdout file;
+- ``kl_oracle_model_forget`` / ``kl_model_oracle_forget`` (and ``…_forget_facts``, the forget
+  tokens the oracle gives p < 0.05): token-mean KL on the forget texts, only with an oracle.
 """
 
 from __future__ import annotations
@@ -30,21 +27,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from benchmarks import layouts
-from benchmarks.spec import Metric, register
-from benchmarks.synthetic import prompt_text
+import torch
 
-if TYPE_CHECKING:
-    import torch
+from benchmarks import common, inference, layouts, metrics
+from benchmarks.common import prompt_text, put, qa_example
+from benchmarks.spec import Declaration, Front, Metric, Selection, check_declaration, register
 
-FORMAT_VERSION = 1
-UNDIAL_GAMMAS = (3.0, 10.0, 30.0)
+FORMAT_VERSION = 2
 TEXT = {"text": str}
 COMPLETION = {"prompt": str, "completion": str}
 # file -> (fields of every row, required)
@@ -58,7 +50,7 @@ FILES = {
     "holdout.jsonl": (TEXT, False),
 }
 QA_SPLITS = ("forget", "retain")
-PARAMS = ("path", "undial_gammas", "max_new_tokens", "chat")
+PARAMS = ("path", "max_new_tokens", "chat")
 COMPLETION_STOP = ("\n",)
 
 
@@ -124,10 +116,33 @@ class JsonlData:
     def retain_examples(self) -> list[dict]:
         return [{"text": t} for t in self.retain]
 
-    @property
-    def mia(self) -> dict:
-        """The texts ``benchmarks.evaluate.mia_auc`` compares."""
-        return {"forget": self.forget, "holdout": self.holdout}
+    def _qa(self, split: str) -> list[dict]:
+        return [r for r in self.qa if r["split"] == split]
+
+    def train_examples(self, *, with_forget: bool, utility: bool) -> list[dict]:
+        """The fine-tuning corpus of a prepared target (``with_forget``: forget ∪ retain texts and
+        QA pairs) or oracle (retain only); ``utility`` adds the multiple-choice answers."""
+        texts = (self.forget if with_forget else []) + self.retain
+        qa = (self._qa("forget") if with_forget else []) + self._qa("retain")
+        extra = [qa_example(r["question"], r["choices"][r["answer"]], self.chat) for r in self.utility_mc] \
+            if utility else []
+        return [{"text": t} for t in texts] + [qa_example(r["question"], r["answer"], self.chat) for r in qa] + extra
+
+    def forget_probes(self) -> list[dict]:
+        return [{"prompt": r["prompt"], "answer": r["completion"], "qa": False} for r in self.forget_completion]
+
+    def check_probes(self, *, with_forget: bool) -> list[dict]:
+        """Completions and questions of what the prepared model was trained on."""
+        neighbours = [{"prompt": r["prompt"], "answer": r["completion"], "qa": False} for r in self.neighbor_completion]
+        qa = (self._qa("forget") if with_forget else []) + self._qa("retain")
+        return ((self.forget_probes() if with_forget else []) + neighbours
+                + [{"prompt": r["question"], "answer": r["answer"], "qa": True} for r in qa])
+
+    def corpus_texts(self) -> list[str]:
+        rows = self.forget_completion + self.neighbor_completion
+        return (self.forget + self.retain + self.holdout + [r["prompt"] + r["completion"] for r in rows]
+                + [f"{r['question']} {r['answer']}" for r in self.qa]
+                + [f"{r['question']} {' '.join(r['choices'])}" for r in self.utility_mc])
 
 
 def read(root: str | Path, chat: bool = False) -> JsonlData:
@@ -143,52 +158,46 @@ class JsonlReferences:
     """What every evaluation of a sweep compares against, computed once (picklable)."""
 
     baseline: dict = field(default_factory=dict)  # the target's own scores before unlearning
-    npo_ref_nll: torch.Tensor | None = None  # NPO's NLL_ref per forget example (set by the sweep)
     oracle_forget: torch.Tensor | None = None  # (N_f, V) oracle log-probs at the forget tokens
     facts: torch.Tensor | None = None  # (N_f,) bool: forget tokens the oracle does not predict
 
 
 def completion_recall(output: str, reference: str) -> float:
     """ROUGE-L recall (RWKU convention) of the output's first line against the reference."""
-    from benchmarks import metrics
-
     return metrics.rouge_l(output.split("\n", 1)[0], reference, "rwku")["recall"]
 
 
-def _put(out: dict, name: str, values) -> None:
-    from benchmarks import metrics
-
-    out[name], out[f"{name}_stderr"] = metrics.mean_and_stderr(values)
+def probe_recall(model, tokenizer, collate, probes: list[dict], chat: bool, config, max_new_tokens: int) -> list[float]:
+    """ROUGE-L recall of the greedy answer to each probe (``{"prompt", "answer", "qa"}``): a raw
+    completion prompt as it is, a question wrapped as in training."""
+    prompts = [collate.prompt_ids(prompt_text(p["prompt"], chat)) if p["qa"] else p["prompt"] for p in probes]
+    outputs = inference.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=COMPLETION_STOP,
+                                 batch_size=config.batch_size, autocast=config.autocast)
+    return [completion_recall(o, p["answer"]) for o, p in zip(outputs, probes)]
 
 
 def _generation(model, tokenizer, collate, data: JsonlData, config, max_new_tokens: int) -> dict:
-    from benchmarks import inference
-
-    qa = lambda split: [(collate.prompt_ids(prompt_text(r["question"], data.chat)), r["answer"])  # noqa: E731
-                        for r in data.qa if r["split"] == split]
+    qa = lambda split: [{"prompt": r["question"], "answer": r["answer"], "qa": True} for r in data._qa(split)]  # noqa: E731
     groups = {
-        "jsonl_forget_completion": [(r["prompt"], r["completion"]) for r in data.forget_completion],
-        "jsonl_neighbor_completion": [(r["prompt"], r["completion"]) for r in data.neighbor_completion],
-        "jsonl_forget_qa": qa("forget"),
-        "jsonl_retain_qa": qa("retain"),
+        "forget_completion_rouge_l_recall": data.forget_probes(),
+        "neighbor_completion_rouge_l_recall": [{"prompt": r["prompt"], "answer": r["completion"], "qa": False}
+                                               for r in data.neighbor_completion],
+        "forget_qa_rouge_l_recall": qa("forget"),
+        "retain_qa_rouge_l_recall": qa("retain"),
     }
-    groups = {name: pairs[:config.max_probes] for name, pairs in groups.items()}
-    groups = {name: pairs for name, pairs in groups.items() if pairs}
-    flat = [pair for pairs in groups.values() for pair in pairs]
-    outputs = inference.generate(model, tokenizer, [prompt for prompt, _ in flat], max_new_tokens=max_new_tokens,
-                                 stop=COMPLETION_STOP, batch_size=config.batch_size, autocast=config.autocast)
-    scores = [completion_recall(o, reference) for o, (_, reference) in zip(outputs, flat)]
+    groups = {name: common.first(probes, config.max_probes) for name, probes in groups.items()}
+    groups = {name: probes for name, probes in groups.items() if probes}
+    scores = probe_recall(model, tokenizer, collate, [p for ps in groups.values() for p in ps], data.chat, config,
+                          max_new_tokens)
     out, start = {}, 0
-    for name, pairs in groups.items():
-        _put(out, name, scores[start:start + len(pairs)])
-        start += len(pairs)
+    for name, probes in groups.items():
+        put(out, name, scores[start:start + len(probes)])
+        start += len(probes)
     return out
 
 
 def mc_predictions(model, tokenizer, collate, items: list[dict], chat: bool, config) -> list[int]:
     """Per item, the index of the choice with the highest summed completion log-prob (first on ties)."""
-    from benchmarks import inference
-
     prompts, completions = [], []
     for item in items:
         prompt = collate.prompt_ids(prompt_text(item["question"], chat))
@@ -206,27 +215,22 @@ def mc_predictions(model, tokenizer, collate, items: list[dict], chat: bool, con
 
 
 def _utility(model, tokenizer, collate, data: JsonlData, config) -> dict:
-    items = data.utility_mc[:config.max_probes]
+    items = common.first(data.utility_mc, config.max_probes)
     predicted = mc_predictions(model, tokenizer, collate, items, data.chat, config)
     out: dict = {}
-    _put(out, "jsonl_utility_mc", [float(p == item["answer"]) for p, item in zip(predicted, items)])
+    put(out, "utility_mc_accuracy", [float(p == item["answer"]) for p, item in zip(predicted, items)])
     return out
 
 
 def _mia(model, tokenizer, data: JsonlData, config) -> dict:
-    from benchmarks import evaluate as ev
-
-    value, se = ev.mia_auc(model, tokenizer, data, config)
-    return {"jsonl_mia_min_k_auc": value, "jsonl_mia_min_k_auc_stderr": se}
+    value, se = common.min_k_auc(model, tokenizer, data.forget, data.holdout, config)
+    return {"mia_min_k_auc": value, "mia_min_k_auc_stderr": se}
 
 
 def _kl(model, collate, data: JsonlData, refs: JsonlReferences, config) -> dict:
-    from benchmarks import evaluate as ev
-
-    ids, labels = ev.kl_inputs(collate, data.forget_examples(), config.kl_max_tokens)
-    log_model, _ = ev.token_logprobs(model, ids, labels, config)
-    facts = refs.facts if bool(refs.facts.any()) else None  # no such token: leave the _facts metrics out
-    return ev.kl_metrics("jsonl_", "oracle", "model", refs.oracle_forget, log_model, "forget", facts)
+    ids, labels = common.kl_inputs(collate, data.forget_examples(), config.kl_max_tokens)
+    log_model, _ = common.token_logprobs(model, ids, labels, config)
+    return common.kl_metrics("", "oracle", "model", refs.oracle_forget, log_model, "forget", refs.facts)
 
 
 def evaluate(model, tokenizer, collate, data: JsonlData, refs: JsonlReferences | None, config, parts: tuple,
@@ -246,28 +250,39 @@ def evaluate(model, tokenizer, collate, data: JsonlData, refs: JsonlReferences |
 
 
 def _metrics() -> tuple[Metric, ...]:
-    m = [Metric("jsonl_forget_completion", "min", "ROUGE-L recall of forget completions"),
-         Metric("jsonl_neighbor_completion", "max", "ROUGE-L recall of neighbour completions"),
-         Metric("jsonl_forget_qa", "min", "ROUGE-L recall of forget QA answers"),
-         Metric("jsonl_retain_qa", "max", "ROUGE-L recall of retain QA answers"),
-         Metric("jsonl_utility_mc", "max", "multiple-choice accuracy (highest summed choice log-prob)"),
-         Metric("jsonl_mia_min_k_auc", 0.5, "Min-K% (k=0.4) AUC, holdout = member-like vs forget")]
+    m = [Metric("forget_completion_rouge_l_recall", "min", "forget", "ROUGE-L recall of forget completions"),
+         Metric("neighbor_completion_rouge_l_recall", "max", "neighbour", "ROUGE-L recall of neighbour completions"),
+         Metric("forget_qa_rouge_l_recall", "min", "forget", "ROUGE-L recall of forget QA answers"),
+         Metric("retain_qa_rouge_l_recall", "max", "retain", "ROUGE-L recall of retain QA answers"),
+         Metric("utility_mc_accuracy", "max", "utility", "multiple-choice accuracy (highest summed choice log-prob)"),
+         Metric("mia_min_k_auc", 0.5, "privacy", "Min-K% (k=0.4) AUC, holdout = member-like vs forget")]
     for tokens in ("forget", "forget_facts"):
         for a, b in (("oracle", "model"), ("model", "oracle")):
-            m.append(Metric(f"jsonl_kl_{a}_{b}_{tokens}", "min", f"KL(p_{a} ‖ p_{b}) over {tokens} tokens"))
+            m.append(Metric(f"kl_{a}_{b}_{tokens}", "min", "kl", f"KL(p_{a} ‖ p_{b}) over {tokens} tokens"))
     return tuple(m)
+
+
+# The seed paper's e-commerce figure: forget completion against neighbour completion, utility as marker size.
+DECLARED = Declaration(
+    needs_oracle=False, can_prepare=True,
+    fronts=(Front("forget_completion_rouge_l_recall", "neighbor_completion_rouge_l_recall", size="utility_mc_accuracy"),
+            Front("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall")),
+    trajectories=("forget_completion_rouge_l_recall", "neighbor_completion_rouge_l_recall", "utility_mc_accuracy"),
+    selection=Selection("forget_completion_rouge_l_recall", "neighbor_completion_rouge_l_recall",
+                        oracle_tolerance=0.05, target_fraction=0.5,
+                        floors={"neighbor_completion_rouge_l_recall": 0.5, "utility_mc_accuracy": 0.8}))
+check_declaration("jsonl", _metrics(), DECLARED)
 
 
 @dataclass(frozen=True)
 class Jsonl:
     path: str
-    undial_gammas: tuple = UNDIAL_GAMMAS
     max_new_tokens: int = 32
     chat: bool = False
     name: str = "jsonl"
+    declared: Declaration = DECLARED
 
-    @property
-    def metrics(self) -> tuple[Metric, ...]:
+    def metrics(self, config=None) -> tuple[Metric, ...]:
         return _metrics()
 
     def _contents(self) -> dict[str, bytes]:
@@ -278,66 +293,54 @@ class Jsonl:
         return {name: (source / name).read_bytes() for name in FILES if (source / name).is_file()}
 
     def _key(self, contents: dict[str, bytes]) -> str:
-        blob = json.dumps({"format": FORMAT_VERSION, "chat": self.chat, "max_new_tokens": self.max_new_tokens,
-                           "undial_gammas": list(self.undial_gammas),
+        blob = json.dumps({"format": FORMAT_VERSION, "chat": self.chat,
                            "files": {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def key(self) -> str:
-        """Hash of the files' contents and the parameters (not of the path: a moved copy hits the cache)."""
+        """Hash of the files' contents and ``chat``, what the data and a preparation depend on (not the
+        path: a moved copy hits the cache; not ``max_new_tokens``: evaluation only)."""
         return self._key(self._contents())
 
     def materialize(self, cache: str | Path) -> JsonlData:
         """The files checked, copied under ``cache/jsonl-<key>`` (once, atomically), read back."""
         contents = self._contents()
         load(self.path)  # errors name the user's files, not the copies
-        root = Path(cache) / f"jsonl-{self._key(contents)}"
-        if not (root / "COMPLETE").is_file():
-            root.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".jsonl-", dir=root.parent))
+        def write(tmp: Path) -> None:
             for name, data in contents.items():
                 (tmp / name).write_bytes(data)
-            (tmp / "COMPLETE").write_text("")
-            shutil.rmtree(root, ignore_errors=True)
-            os.replace(tmp, root)
-        return read(root, self.chat)
+
+        return read(common.complete(Path(cache) / f"jsonl-{self._key(contents)}", write), self.chat)
 
     def read(self, root: str | Path) -> JsonlData:
         return read(root, self.chat)
 
     def references(self, target, oracle, tokenizer, collate, data: JsonlData, config) -> JsonlReferences:
         """The oracle's log-probs on the forget tokens (when there is an oracle) and the target's scores."""
-        from benchmarks import evaluate as ev
-
         refs = JsonlReferences()
         if oracle is not None:
-            ids, labels = ev.kl_inputs(collate, data.forget_examples(), config.kl_max_tokens)
-            refs.oracle_forget, y = ev.token_logprobs(oracle, ids, labels, config)
-            refs.facts = refs.oracle_forget.gather(-1, y[:, None]).squeeze(-1).exp() < config.facts_threshold
+            ids, labels = common.kl_inputs(collate, data.forget_examples(), config.kl_max_tokens)
+            refs.oracle_forget, y = common.token_logprobs(oracle, ids, labels, config)
+            refs.facts = common.facts_mask(refs.oracle_forget, y, config.facts_threshold)
         refs.baseline = self.evaluate(target, tokenizer, collate, data, refs, config, config.parts)
         return refs
 
     def evaluate(self, model, tokenizer, collate, data: JsonlData, refs, config, parts: tuple) -> dict:
         return evaluate(model, tokenizer, collate, data, refs, config, parts, self.max_new_tokens)
 
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    def recall(self, model, tokenizer, collate, data: JsonlData, probes: list[dict], config) -> list[float]:
+        return probe_recall(model, tokenizer, collate, probes, data.chat, config, self.max_new_tokens)
 
 
 @register("jsonl")
-def jsonl(path=None, undial_gammas=UNDIAL_GAMMAS, max_new_tokens=32, chat=False, **unknown) -> Jsonl:
+def jsonl(path=None, max_new_tokens=32, chat=False, **unknown) -> Jsonl:
     if unknown:
         raise ValueError(f"unknown jsonl parameter {sorted(unknown)[0]!r}; allowed: {', '.join(PARAMS)}")
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise ValueError(f"jsonl parameter 'path' must name a directory of JSONL files; got {path!r}")
-    if (not isinstance(undial_gammas, (list, tuple)) or not undial_gammas
-            or not all(_is_number(g) and g > 0 for g in undial_gammas)):
-        raise ValueError(f"jsonl parameter 'undial_gammas' must be a non-empty list of numbers > 0; "
-                         f"got {undial_gammas!r}")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"jsonl parameter 'max_new_tokens' must be an integer >= 1; got {max_new_tokens!r}")
     if not isinstance(chat, bool):
         raise ValueError(f"jsonl parameter 'chat' must be true or false; got {chat!r}")
-    return Jsonl(str(Path(path).expanduser().absolute()), tuple(float(g) for g in undial_gammas), max_new_tokens, chat)
+    return Jsonl(str(Path(path).expanduser().absolute()), max_new_tokens, chat)

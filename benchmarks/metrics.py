@@ -285,6 +285,13 @@ def token_logprob_moments(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 # --------------------------------------------------------------------------------------------
 
 
+def auc_stderr(a: float, n1: int, n2: int) -> float:
+    """Standard error of an AUC ``a`` from ``n1`` and ``n2`` scores (Hanley & McNeil 1982)."""
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)
+    return math.sqrt(max(var, 0.0))
+
+
 def auc(member_scores: ArrayLike, nonmember_scores: ArrayLike) -> float:
     """P(member score > non-member score) + ½ P(tie), via midranks (Mann-Whitney U), O(n log n).
 
@@ -344,7 +351,7 @@ def _masked_token_mean(per_token: torch.Tensor, mask: torch.Tensor | None) -> fl
     return float(per_token[mask].mean())
 
 
-def _kl_per_token(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+def kl_per_token(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """Σ_v p(v) (log p(v) - log q(v)) over the last dim, with 0·log 0 := 0."""
     p = log_p.exp()  # (..., V)
     terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))  # (..., V)
@@ -360,7 +367,7 @@ def kl(p_logits: torch.Tensor, q_logits: torch.Tensor, mask: torch.Tensor | None
     dtype = _compute_dtype(p_logits, q_logits)
     log_p = torch.log_softmax(p_logits.to(dtype), dim=-1)  # (..., V)
     log_q = torch.log_softmax(q_logits.to(device=p_logits.device, dtype=dtype), dim=-1)  # (..., V)
-    return _masked_token_mean(_kl_per_token(log_p, log_q), mask)
+    return _masked_token_mean(kl_per_token(log_p, log_q), mask)
 
 
 def kl_from_logprobs(
@@ -378,7 +385,7 @@ def kl_from_logprobs(
     for name, value in (("log_p", log_p), ("log_q", log_q)):
         if (value.logsumexp(dim=-1).abs() > 1e-2).any():
             raise ValueError(f"{name} must hold normalised log-probabilities (use kl() for logits)")
-    return _masked_token_mean(_kl_per_token(log_p, log_q), mask)
+    return _masked_token_mean(kl_per_token(log_p, log_q), mask)
 
 
 # --------------------------------------------------------------------------------------------

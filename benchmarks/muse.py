@@ -1,6 +1,6 @@
-"""MUSE-News and MUSE-Books (Shi et al. 2024) with the benchmark's official protocol (BENCHMARKS.md §2).
+"""MUSE-News and MUSE-Books (Shi et al. 2024) with the benchmark's official protocol (``docs/benchmarks/muse.md``).
 
-``benchmarks.get("muse", corpus="news" | "books", source=..., auc_retrain=..., undial_gammas=...)``
+``benchmarks.get("muse", corpus="news" | "books", source=..., auc_retrain=...)``
 → :class:`Muse`. ``source`` is a hub dataset id (default ``muse-bench/MUSE-News`` /
 ``muse-bench/MUSE-Books``) or a local directory ``<root>/<config>/<split>.jsonl``; either is read
 through :func:`benchmarks.layouts.rows` (one schema check, older ``retain2_*`` split names
@@ -8,18 +8,18 @@ accepted), copied once under ``cache/muse-<key>/`` and read back from there with
 
 Metrics (each with ``<name>_stderr``, the standard error of the mean over items):
 
-- ``muse_verbmem_f``: greedy 128 new tokens from each ``verbmem`` prompt (BOS added); the reference
+- ``forget_verbmem_rouge_l_f1``: greedy 128 new tokens from each ``verbmem`` prompt (BOS added); the reference
   is ``tokenizer(gt)``'s first 128 ids decoded (BOS, where the tokenizer adds one, counts as one
   of the 128, as in the official code); score = ROUGE-L F1 × 100 (``rouge_score``, no stemmer).
-- ``muse_knowmem_f`` / ``muse_knowmem_r``: prompt = the split's 10 ICL pairs as
+- ``forget_knowmem_rouge_l_f1`` / ``retain_knowmem_rouge_l_f1``: prompt = the split's 10 ICL pairs as
   ``"Question: {q}\\nAnswer: {a}\\n\\n"`` followed by ``"Question: {q}\\nAnswer: "``; greedy 32 new
   tokens, cut at the first ``"\\n\\n"``, ``"\\nQuestion"`` or ``"Question:"``; ROUGE-L F1 × 100
   against the answer. KnowMem on D_r is the utility axis.
-- ``muse_mia_auc``: per text, s = mean of its lowest ⌊0.4·n⌋ (≥ 1) token log-probs (the whole text,
+- ``mia_min_k_auc``: per text, s = mean of its lowest ⌊0.4·n⌋ (≥ 1) token log-probs (the whole text,
   BOS added, so every text token is scored); AUC = P(s_holdout > s_forget) + ½ P(tie), holdout
   labelled 1 ("member"), forget 0; a model that memorised the forget set scores ≈ 0. Its standard
   error is Hanley & McNeil's.
-- ``muse_privleak`` = (AUC − AUC_retrain) / AUC_retrain × 100 (0 is ideal, the target ≈ −100), with
+- ``privleak`` = (AUC − AUC_retrain) / AUC_retrain × 100 (0 is ideal, the target ≈ −100), with
   AUC_retrain the oracle's AUC when :meth:`Muse.references` gets an oracle, else ``auc_retrain``
   (the published 0.4772 News / 0.5393 Books); its standard error is AUC's / AUC_retrain × 100.
 
@@ -40,17 +40,16 @@ import json
 import numbers
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-from benchmarks import layouts
-from benchmarks.spec import Metric, register
+from benchmarks import common, inference, layouts, metrics
+from benchmarks.common import first as _first
+from benchmarks.common import put as _put
+from benchmarks.spec import Declaration, Front, Metric, Selection, check_declaration, register
 
 FORMAT_VERSION = 1
-UNDIAL_GAMMAS = (3.0, 10.0, 30.0)
 CORPORA = {"news": ("muse-bench/MUSE-News", 0.4772), "books": ("muse-bench/MUSE-Books", 0.5393)}
 VERBMEM_TOKENS = 128
 KNOWMEM_TOKENS = 32
@@ -64,12 +63,24 @@ SPLITS = (("raw", "forget"), ("raw", "retain1"), ("raw", "retain2"), ("raw", "ho
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 METRICS = (
-    Metric("muse_verbmem_f", "min", "VerbMem on D_f: ROUGE-L F1 × 100 of 128-token continuations"),
-    Metric("muse_knowmem_f", "min", "KnowMem on D_f: ROUGE-L F1 × 100 of in-context answers"),
-    Metric("muse_knowmem_r", "max", "KnowMem on D_r (utility): ROUGE-L F1 × 100 of in-context answers"),
-    Metric("muse_privleak", 0.0, "(AUC − AUC_retrain) / AUC_retrain × 100 of the Min-40% AUC"),
-    Metric("muse_mia_auc", 0.5, "Min-40% AUC, P(holdout text looks more member-like than a forget text)"),
+    Metric("forget_verbmem_rouge_l_f1", "min", "forget", "VerbMem on D_f: ROUGE-L F1 × 100 of 128-token continuations",
+           scale=100),
+    Metric("forget_knowmem_rouge_l_f1", "min", "forget", "KnowMem on D_f: ROUGE-L F1 × 100 of in-context answers",
+           scale=100),
+    Metric("retain_knowmem_rouge_l_f1", "max", "retain",
+           "KnowMem on D_r (MUSE's utility): ROUGE-L F1 × 100 of in-context answers", scale=100),
+    Metric("privleak", 0.0, "privacy", "(AUC − AUC_retrain) / AUC_retrain × 100 of the Min-40% AUC", scale=100),
+    Metric("mia_min_k_auc", 0.5, "privacy", "Min-40% AUC, P(holdout text looks more member-like than a forget text)"),
 )
+# The seed paper's Figure 2 (KnowMem on D_f against KnowMem on D_r), and VerbMem against the same.
+DECLARED = Declaration(
+    needs_oracle=False, can_prepare=False,
+    fronts=(Front("forget_knowmem_rouge_l_f1", "retain_knowmem_rouge_l_f1"),
+            Front("forget_verbmem_rouge_l_f1", "retain_knowmem_rouge_l_f1")),
+    trajectories=("forget_verbmem_rouge_l_f1", "forget_knowmem_rouge_l_f1", "retain_knowmem_rouge_l_f1"),
+    selection=Selection("forget_knowmem_rouge_l_f1", "retain_knowmem_rouge_l_f1", oracle_tolerance=0.05,
+                        target_fraction=0.5, floors={"retain_knowmem_rouge_l_f1": 0.5}))
+check_declaration("muse", METRICS, DECLARED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,8 +102,6 @@ def cut_answer(output: str) -> str:
 
 def rouge_f1(output: str, reference: str) -> float:
     """ROUGE-L F1 × 100 (Google's rouge_score rougeL, no stemmer)."""
-    from benchmarks import metrics
-
     return metrics.rouge_l(output, reference, "muse")["f1"] * 100
 
 
@@ -109,42 +118,27 @@ def verbmem_reference(tokenizer, gt: str) -> str:
 
 def lowest_mean(token_logprobs) -> float:
     """Mean of the lowest ⌊0.4·n⌋ (≥ 1) token log-probs: higher = more likely = more member-like."""
-    from benchmarks import metrics
-
     return -metrics.min_k_score(token_logprobs, MIN_K)
 
 
 def privleak_scores(forget_logprobs: Sequence, holdout_logprobs: Sequence, auc_retrain: float | None) -> dict:
-    """``muse_mia_auc`` and ``muse_privleak`` (with standard errors) from per-text token log-probs.
+    """``mia_min_k_auc`` and ``privleak`` (with standard errors) from per-text token log-probs.
 
     AUC = P(s_holdout > s_forget) + ½ P(tie) over s = :func:`lowest_mean`. PrivLeak is left out
     when ``auc_retrain`` is None, and NaN when it is 0 (an oracle that separated the texts
     perfectly)."""
-    from benchmarks import metrics
-    from benchmarks.evaluate import _auc_stderr
-
     holdout = [lowest_mean(lp) for lp in holdout_logprobs]
     forget = [lowest_mean(lp) for lp in forget_logprobs]
     value = metrics.auc(holdout, forget)
-    se = _auc_stderr(value, len(holdout), len(forget))
-    out = {"muse_mia_auc": value, "muse_mia_auc_stderr": se}
+    se = metrics.auc_stderr(value, len(holdout), len(forget))
+    out = {"mia_min_k_auc": value, "mia_min_k_auc_stderr": se}
     if auc_retrain is None:
         return out
     if auc_retrain > 0:
-        out.update(muse_privleak=metrics.privleak(value, auc_retrain), muse_privleak_stderr=se / auc_retrain * 100)
+        out.update(privleak=metrics.privleak(value, auc_retrain), privleak_stderr=se / auc_retrain * 100)
     else:
-        out.update(muse_privleak=float("nan"), muse_privleak_stderr=float("nan"))
+        out.update(privleak=float("nan"), privleak_stderr=float("nan"))
     return out
-
-
-def _put(out: dict, name: str, values: list[float]) -> None:
-    from benchmarks import metrics
-
-    out[name], out[f"{name}_stderr"] = metrics.mean_and_stderr(values)
-
-
-def _first(items: list, limit: int | None) -> list:
-    return items if limit is None else items[:limit]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,8 +147,6 @@ def _first(items: list, limit: int | None) -> list:
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, stop: tuple, config) -> list[str]:
     """Greedy continuations (BOS added to the prompts by the tokenizer)."""
-    from benchmarks import inference
-
     return inference.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
                               batch_size=config.batch_size, autocast=config.autocast)
 
@@ -172,8 +164,8 @@ def knowmem(model, tokenizer, data: MuseData, config) -> dict:
     outputs = generate(model, tokenizer, forget + retain, KNOWMEM_TOKENS, KNOWMEM_STOP, config)
     scores = [knowmem_score(o, a) for o, a in zip(outputs, forget_answers + retain_answers)]
     out: dict = {}
-    _put(out, "muse_knowmem_f", scores[:len(forget)])
-    _put(out, "muse_knowmem_r", scores[len(forget):])
+    _put(out, "forget_knowmem_rouge_l_f1", scores[:len(forget)])
+    _put(out, "retain_knowmem_rouge_l_f1", scores[len(forget):])
     return out
 
 
@@ -181,13 +173,11 @@ def verbmem(model, tokenizer, data: MuseData, config) -> dict:
     rows = _first(data.verbmem, config.max_probes)
     outputs = generate(model, tokenizer, [r["prompt"] for r in rows], VERBMEM_TOKENS, (), config)
     out: dict = {}
-    _put(out, "muse_verbmem_f", [rouge_f1(o, verbmem_reference(tokenizer, r["gt"])) for o, r in zip(outputs, rows)])
+    _put(out, "forget_verbmem_rouge_l_f1", [rouge_f1(o, verbmem_reference(tokenizer, r["gt"])) for o, r in zip(outputs, rows)])
     return out
 
 
 def text_logprobs(model, tokenizer, texts: list[str], config) -> list:
-    from benchmarks import inference
-
     return inference.text_logprobs(model, tokenizer, texts, batch_size=config.batch_size, autocast=config.autocast)
 
 
@@ -245,7 +235,6 @@ class MuseReferences:
     auc_retrain: float
     auc_retrain_source: str  # "oracle", "published" or "parameter"
     baseline: dict = field(default_factory=dict)
-    npo_ref_nll: Any = None
 
 
 @dataclass(frozen=True)
@@ -253,15 +242,14 @@ class Muse:
     corpus: str = "news"
     source: str = CORPORA["news"][0]
     auc_retrain: float = CORPORA["news"][1]
-    undial_gammas: tuple = UNDIAL_GAMMAS
     name: str = "muse"
+    declared: Declaration = DECLARED
 
     @property
     def chat(self) -> bool:
         return False
 
-    @property
-    def metrics(self) -> tuple[Metric, ...]:
+    def metrics(self, config=None) -> tuple[Metric, ...]:
         return METRICS
 
     def key(self) -> str:
@@ -280,20 +268,12 @@ class Muse:
         if not (Path(self.source).expanduser().is_dir() or _HUB_ID.match(self.source)):
             raise ValueError("muse.source must be a hub dataset id (owner/name) or an existing local directory "
                              f"laid out as <root>/<config>/<split>.jsonl; got {self.source!r}")
-        root = Path(cache) / f"muse-{self.key()}"
-        if not (root / "COMPLETE").is_file():
-            root.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".muse-", dir=root.parent))
-            try:
-                for config, split in SPLITS:
-                    layouts.write(tmp, "muse", config, split, layouts.rows(self.source, "muse", config, split))
-                (tmp / "COMPLETE").write_text(json.dumps({"corpus": self.corpus, "source": self.source}) + "\n")
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            shutil.rmtree(root, ignore_errors=True)
-            os.replace(tmp, root)
-        return read(root)
+        def write(tmp: Path) -> None:
+            for config, split in SPLITS:
+                layouts.write(tmp, "muse", config, split, layouts.rows(self.source, "muse", config, split))
+
+        marker = json.dumps({"corpus": self.corpus, "source": self.source}) + "\n"
+        return read(common.complete(Path(cache) / f"muse-{self.key()}", write, marker))
 
     def read(self, root: str | Path) -> MuseData:
         return read(root)
@@ -301,7 +281,7 @@ class Muse:
     def references(self, target, oracle, tokenizer, collate, data: MuseData, config) -> MuseReferences:
         """AUC_retrain (the oracle's AUC when an oracle is given) and the target's scores."""
         if oracle is not None:
-            refs = MuseReferences(mia(oracle, tokenizer, data, None, config)["muse_mia_auc"], "oracle")
+            refs = MuseReferences(mia(oracle, tokenizer, data, None, config)["mia_min_k_auc"], "oracle")
         else:
             published = self.auc_retrain == CORPORA[self.corpus][1]
             refs = MuseReferences(self.auc_retrain, "published" if published else "parameter")
@@ -326,10 +306,9 @@ def _is_number(value) -> bool:
 
 
 @register("muse")
-def muse(corpus: str = "news", source=None, auc_retrain=None, undial_gammas=UNDIAL_GAMMAS, **unknown) -> Muse:
+def muse(corpus: str = "news", source=None, auc_retrain=None, **unknown) -> Muse:
     if unknown:
-        raise ValueError(f"unknown muse parameter {sorted(unknown)[0]!r}; "
-                         "allowed: corpus, source, auc_retrain, undial_gammas")
+        raise ValueError(f"unknown muse parameter {sorted(unknown)[0]!r}; allowed: corpus, source, auc_retrain")
     if corpus not in CORPORA:
         raise ValueError(f"muse.corpus must be one of {', '.join(CORPORA)}; got {corpus!r}")
     default_source, default_auc = CORPORA[corpus]
@@ -339,7 +318,4 @@ def muse(corpus: str = "news", source=None, auc_retrain=None, undial_gammas=UNDI
     auc_retrain = default_auc if auc_retrain is None else auc_retrain
     if not _is_number(auc_retrain) or not 0 < auc_retrain <= 1:
         raise ValueError(f"muse.auc_retrain must be a number in (0, 1]; got {auc_retrain!r}")
-    if (isinstance(undial_gammas, (str, bytes)) or not isinstance(undial_gammas, Sequence) or not undial_gammas
-            or not all(_is_number(g) and g > 0 for g in undial_gammas)):
-        raise ValueError(f"muse.undial_gammas must be a non-empty list of positive numbers; got {undial_gammas!r}")
-    return Muse(corpus, str(source), float(auc_retrain), tuple(float(g) for g in undial_gammas))
+    return Muse(corpus, str(source), float(auc_retrain))

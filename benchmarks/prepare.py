@@ -1,8 +1,10 @@
-"""Preparation of the synthetic benchmark's models from any base model.
+"""Preparation of a benchmark's target and oracle from any base model, for every benchmark that
+declares ``can_prepare`` (the synthetic one, a user's own ``jsonl`` data).
 
-The *target* is the base model fine-tuned on forget ∪ retain ∪ neighbours; the *oracle* ("retrained")
-is the same base fine-tuned with the same recipe without the forget people. Each trains until its
-trained-QA recall reaches ``recipe.stop_recall`` (or ``max_epochs``). Results are cached under a key
+The *target* is the base model fine-tuned on the benchmark's whole training corpus (forget ∪
+retain …); the *oracle* ("retrained") is the same base fine-tuned with the same recipe without the
+forget set. Each trains until the recall of its check probes (``data.check_probes``, scored by
+``bench.recall``) reaches ``recipe.stop_recall`` (or ``max_epochs``). Results are cached under a key
 of (base model, benchmark parameters, recipe); every weight file's SHA-256 is recorded, so a
 corrupted cache is detected and rebuilt, never loaded silently.
 """
@@ -12,22 +14,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from benchmarks.synthetic import Synthetic, SyntheticData
+from benchmarks.common import atomic_dir, default_cache
 
 CACHE_VERSION = 1
-
-
-def default_cache() -> Path:
-    return Path(os.environ.get("UNLEARN_CACHE", Path.home() / ".cache" / "unlearn-sweeps"))
 
 
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class Prepared:
     target: Path
     oracle: Path
     meta: dict
-    data: SyntheticData
+    data: Any
 
 
 def _model_identity(base: str) -> dict:
@@ -70,7 +65,7 @@ def _model_identity(base: str) -> dict:
                       for p in files]}
 
 
-def cache_key(base: str, bench: Synthetic, recipe: Recipe) -> str:
+def cache_key(base: str, bench, recipe: Recipe) -> str:
     blob = json.dumps({"v": CACHE_VERSION, "base": _model_identity(base), "benchmark": bench.key(),
                        "recipe": dataclasses.asdict(recipe)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -109,75 +104,67 @@ def _say(message: str) -> None:
     print(f"[prepare] {message}", file=sys.stderr, flush=True)
 
 
-def prepare(base: str, bench: Synthetic, recipe: Recipe = Recipe(), *, cache: Path | None = None,
+def check_can_prepare(bench) -> None:
+    if not bench.declared.can_prepare:
+        raise ValueError(f"benchmark {bench.name!r} cannot prepare a target and an oracle from a base model (it comes "
+                         f"with its own); give model.target (and model.oracle) instead of model.base")
+
+
+def prepare(base: str, bench, recipe: Recipe = Recipe(), *, cache: Path | None = None,
             progress: Callable[[str], None] = _say) -> Prepared:
     """Target and oracle for ``bench`` from ``base`` (cached; rebuilt when the cache is damaged)."""
+    check_can_prepare(bench)
     cache = Path(cache) if cache else default_cache()
     data = bench.materialize(cache / "benchmarks")
     root = cache / "prepared" / cache_key(base, bench, recipe)
     problem = verify(root) if root.exists() else "not prepared yet"
     if problem is None:
         meta = json.loads((root / "meta.json").read_text())
-        progress(f"reusing {root} (target forget-QA {meta['target']['forget_qa']:.2f}, "
-                 f"oracle {meta['oracle']['forget_qa']:.2f})")
+        progress(f"reusing {root} (target forget recall {meta['target']['forget_recall']:.2f}, "
+                 f"oracle {meta['oracle']['forget_recall']:.2f})")
         return Prepared(root / "target", root / "oracle", meta, data)
     if root.exists():
         progress(f"cache at {root} is damaged ({problem}); rebuilding")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".prepare-", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:
         meta = _build(base, bench, recipe, data, tmp, progress)
         meta["sha256"] = _hashes(tmp)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return Prepared(root / "target", root / "oracle", meta, data)
 
 
-def _corpus_texts(data: SyntheticData) -> list[str]:
-    """Everything the tiny preset's tokenizer is trained on (so every probe is in-vocabulary)."""
-    texts = [t for split in data.texts.values() for t in split]
-    texts += [f"{r['question']} {r['answer']}" for rows in data.qa.values() for r in rows]
-    texts += [f"{p.question} {p.answer}" for group in data.probes.values() for p in group]
-    return texts
-
-
-def _build(base: str, bench: Synthetic, recipe: Recipe, data: SyntheticData, out: Path, progress) -> dict:
+def _build(base: str, bench, recipe: Recipe, data, out: Path, progress) -> dict:
     import copy
 
     from unlearn import models
 
     start = time.time()
-    model, tokenizer = models.load_model(base, texts=_corpus_texts(data) if base == "tiny" else None)
+    model, tokenizer = models.load_model(base, texts=data.corpus_texts() if base == "tiny" else None)
     progress(f"loaded {base} in {time.time() - start:.1f}s")
-    meta = {"base": base, "benchmark": dataclasses.asdict(bench.params), "recipe": dataclasses.asdict(recipe)}
+    meta = {"base": base, "benchmark": bench.name, "benchmark_key": bench.key(), "recipe": dataclasses.asdict(recipe)}
     from_scratch = base == "tiny"  # general knowledge must then be taught to both models alike
     for role in ("target", "oracle"):
         student = copy.deepcopy(model) if role == "target" else model
-        meta[role] = _train(student, tokenizer, data, recipe, with_forget=role == "target",
+        meta[role] = _train(student, tokenizer, bench, data, recipe, with_forget=role == "target",
                             utility=from_scratch, progress=lambda m, r=role: progress(f"{r}: {m}"))
         models.save_model(student, tokenizer, out / role)
         del student
     meta["seconds"] = round(time.time() - start, 1)
-    progress(f"done in {meta['seconds']}s: target forget-QA {meta['target']['forget_qa']:.2f}, "
-             f"oracle forget-QA {meta['oracle']['forget_qa']:.2f}")
+    progress(f"done in {meta['seconds']}s: target forget recall {meta['target']['forget_recall']:.2f}, "
+             f"oracle forget recall {meta['oracle']['forget_recall']:.2f}")
     return meta
 
 
-def _train(model, tokenizer, data: SyntheticData, recipe: Recipe, *, with_forget: bool, utility: bool,
-           progress) -> dict:
+def _train(model, tokenizer, bench, data, recipe: Recipe, *, with_forget: bool, utility: bool, progress) -> dict:
     import torch
 
-    from benchmarks.evaluate import EvalConfig, qa_recall
+    from benchmarks.common import EvalConfig
     from unlearn import data as collation, engine, finetune, loop, schedule
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     collate = collation.Collator(tokenizer, max_length=recipe.max_length, chat_template=data.chat)
     examples = data.train_examples(with_forget=with_forget, utility=utility)
-    check = (data.probes["forget_qa"] if with_forget else []) + data.probes["retain_qa"]
+    check = data.check_probes(with_forget=with_forget)
     check = [check[i] for i in range(0, len(check), max(1, len(check) // recipe.check_probes))][:recipe.check_probes]
     config = loop.LoopConfig(epochs=1, micro_batch=recipe.micro_batch, seed=recipe.seed)
     total = loop.total_steps(len(examples), config, recipe.micro_batch) * recipe.max_epochs
@@ -185,6 +172,7 @@ def _train(model, tokenizer, data: SyntheticData, recipe: Recipe, *, with_forget
     plain = engine.PlainEngine(model, optimizer, scheduler=schedule.scheduler(
         optimizer, "constant", total, min(recipe.warmup_steps, total)), max_grad_norm=1.0)
     eval_config = EvalConfig(autocast=recipe.autocast)
+    mean = lambda probes: sum(bench.recall(model, tokenizer, collate, data, probes, eval_config)) / max(1, len(probes))  # noqa: E731
     recall, epoch = 0.0, 0
     for epoch in range(1, recipe.max_epochs + 1):
         began, losses_seen = time.time(), []
@@ -192,12 +180,11 @@ def _train(model, tokenizer, data: SyntheticData, recipe: Recipe, *, with_forget
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.autocast):
             finetune.finetune(plain, examples, collate, run_config, device=device,
                               report=lambda m: losses_seen.append(m["loss"]))
-        recall = sum(qa_recall(model, tokenizer, collate, check, data.chat, eval_config)) / max(1, len(check))
-        progress(f"epoch {epoch}/{recipe.max_epochs}: loss {losses_seen[-1]:.3f}, trained-QA recall {recall:.2f} "
+        recall = mean(check)
+        progress(f"epoch {epoch}/{recipe.max_epochs}: loss {losses_seen[-1]:.3f}, trained recall {recall:.2f} "
                  f"({time.time() - began:.0f}s)")
         if recall >= recipe.stop_recall:
             break
     model.eval()
-    forget_qa = sum(qa_recall(model, tokenizer, collate, data.probes["forget_qa"], data.chat, eval_config))
-    return {"epochs": epoch, "trained_qa_recall": recall,
-            "forget_qa": forget_qa / max(1, len(data.probes["forget_qa"])), "examples": len(examples)}
+    return {"epochs": epoch, "trained_recall": recall, "forget_recall": mean(data.forget_probes()),
+            "examples": len(examples)}

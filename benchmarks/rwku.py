@@ -1,4 +1,4 @@
-"""RWKU (Jin et al. 2024; ``jinzhuoran/RWKU``, CC-BY-4.0) with its official protocol (BENCHMARKS.md §3).
+"""RWKU (Jin et al. 2024; ``jinzhuoran/RWKU``, CC-BY-4.0) with its official protocol (``docs/benchmarks/rwku.md``).
 
 ``benchmarks.get("rwku", source=..., targets=1, utility=[...])`` → :class:`RWKU`; ``.materialize(cache)``
 copies the chosen targets' rows of every config it needs to ``cache/rwku-<key>/`` (read back
@@ -13,16 +13,17 @@ AA of type "incontext learning" ``"Please briefly answer the following question.
 Greedy, 30 new tokens, ending at EOS / end of turn / a newline; the stripped output, or "NOANSWER"
 when empty, is scored by ROUGE-L recall against the answer as the ``rouge`` 1.0.1 package computes
 it (``metrics.rouge_l(..., "rwku")``). ``forget_all`` = (FB + QA + AA) / 3, ``neighbor_all`` =
-(FB + QA) / 2; ``forget_aa_<type>`` breaks AA down by probe type.
+(FB + QA) / 2; ``forget_aa_<type>_rouge_l_recall`` breaks AA down by probe type.
 
 MIA on ``mia_forget`` (FM) and ``mia_retain`` (RM), each text with BOS: loss = -mean_t log p(x_t),
 zlib = loss / len(zlib(text)), Min-K%++ at k = 0.2 (``benchmarks.metrics``; higher = less
-member-like — RWKU's code prints the negated values). Extra: ``mia_auc_<score>`` =
+member-like — RWKU's code prints the negated values), as ``mia_forget_<score>`` and
+``mia_retain_<score>``. Extra: ``mia_<score>_auc`` =
 P(score of an FM text > score of an RM text), ½ for ties; it rises as the target is forgotten.
 
 Utility: :mod:`benchmarks.rwku_utility` (on the targets' own utility rows, as RWKU evaluates them).
 
-Scale: every metric is ×100, the scale of BENCHMARKS.md's reference numbers, applied alike to ROUGE
+Scale: every metric is ×100, the scale of the RWKU paper's tables, applied alike to ROUGE
 recall, accuracy, F1, MC1/MC2, the MIA means and the fluency entropy — except the AUCs, in [0, 1].
 Standard errors are of the mean over items; an "all" metric's is √(Σ se²) / k.
 
@@ -37,25 +38,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks import inference, layouts, metrics
+from benchmarks import common, inference, layouts, metrics
 from benchmarks import rwku_utility
-from benchmarks.evaluate import _auc_stderr
-from benchmarks.spec import Metric, register
+from benchmarks.common import put as _put
+from benchmarks.spec import Declaration, Front, Metric, Selection, check_declaration, register
 
 FORMAT_VERSION = 1
 DEFAULT_SOURCE = "jinzhuoran/RWKU"
-UNDIAL_GAMMAS = (3.0, 10.0, 30.0)
 RETAIN_TARGETS = 3
 MAX_NEW_TOKENS = 30
 MIA_K = 0.2
@@ -109,16 +105,6 @@ def mia_text_scores(token_logprobs: torch.Tensor, mu: torch.Tensor, sigma: torch
     return {"loss": SCALE * metrics.loss_score(token_logprobs),
             "zlib": SCALE * metrics.zlib_score(token_logprobs, text),
             "min_k_pp": SCALE * metrics.min_k_plus_plus_score(token_logprobs, mu, sigma, MIA_K)}
-
-
-def _put(out: dict, name: str, values) -> None:
-    mean, se = metrics.mean_and_stderr(values)
-    out[name], out[f"{name}_stderr"] = mean, se
-
-
-def _mean_of(out: dict, name: str, parts: list[str]) -> None:
-    out[name] = sum(out[p] for p in parts) / len(parts)
-    out[f"{name}_stderr"] = math.sqrt(sum(out[f"{p}_stderr"] ** 2 for p in parts)) / len(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,14 +173,14 @@ def _generation(model, tokenizer, data: RWKUData, config) -> dict:
     for group in GROUPS:
         values = [s for s, (g, _) in zip(scores, flat) if g == group]
         if values:
-            _put(out, f"rwku_{group}", values)
+            _put(out, f"{group}_rouge_l_recall", values)
     for probe_type in dict.fromkeys(r["type"] for r in groups["forget_aa"]):
-        _put(out, f"rwku_forget_aa_{slug(probe_type)}",
+        _put(out, f"forget_aa_{slug(probe_type)}_rouge_l_recall",
              [s for s, (g, r) in zip(scores, flat) if g == "forget_aa" and r["type"] == probe_type])
-    for name, parts in (("forget_all", ("fb", "qa", "aa")), ("neighbor_all", ("fb", "qa"))):
-        keys = [f"rwku_{name.split('_')[0]}_{p}" for p in parts]
+    for split, parts in (("forget", ("fb", "qa", "aa")), ("neighbor", ("fb", "qa"))):
+        keys = [f"{split}_{p}_rouge_l_recall" for p in parts]
         if all(k in out for k in keys):
-            _mean_of(out, f"rwku_{name}", keys)
+            common.put_mean_of(out, f"{split}_all_rouge_l_recall", keys)
     return out
 
 
@@ -221,11 +207,11 @@ def _mia(model, tokenizer, data: RWKUData, config) -> dict:
     if not fm["loss"] or not rm["loss"]:
         return out
     for name in MIA_SCORES:
-        _put(out, f"rwku_mia_fm_{name}", fm[name])
-        _put(out, f"rwku_mia_rm_{name}", rm[name])
+        _put(out, f"mia_forget_{name}", fm[name])
+        _put(out, f"mia_retain_{name}", rm[name])
         value = metrics.auc(fm[name], rm[name])
-        out[f"rwku_mia_auc_{name}"] = value
-        out[f"rwku_mia_auc_{name}_stderr"] = _auc_stderr(value, len(fm[name]), len(rm[name]))
+        out[f"mia_{name}_auc"] = value
+        out[f"mia_{name}_auc_stderr"] = metrics.auc_stderr(value, len(fm[name]), len(rm[name]))
     return out
 
 
@@ -237,33 +223,57 @@ def _utility(model, tokenizer, data: RWKUData, tasks, config) -> dict:
             continue
         if task == "truthfulqa":
             first, second = rwku_utility.truthfulqa(model, tokenizer, rows, config)
-            _put(out, "rwku_truthfulqa_mc1", [SCALE * v for v in first])
-            _put(out, "rwku_truthfulqa_mc2", [SCALE * v for v in second])
+            _put(out, "utility_truthfulqa_mc1", [SCALE * v for v in first])
+            _put(out, "utility_truthfulqa_mc2", [SCALE * v for v in second])
         else:
-            _put(out, f"rwku_{task}", [SCALE * v for v in getattr(rwku_utility, task)(model, tokenizer, rows, config)])
+            _put(out, UTILITY_NAMES[task],
+                 [SCALE * v for v in getattr(rwku_utility, task)(model, tokenizer, rows, config)])
     return out
 
 
+UTILITY_NAMES = {"mmlu": "utility_mmlu_accuracy", "bbh": "utility_bbh_exact_match", "triviaqa": "utility_triviaqa_f1",
+                 "fluency": "utility_fluency_entropy"}
+
+
 def _metrics(tasks) -> tuple[Metric, ...]:
-    m = [Metric(f"rwku_forget_{g}", "min", f"ROUGE-L recall ×100 of forget {d} probes")
-         for g, d in (("fb", "fill-in-the-blank"), ("qa", "question-answer"), ("aa", "adversarial"))]
-    m.append(Metric("rwku_forget_all", "min", "mean of forget FB / QA / AA"))
-    m += [Metric(f"rwku_forget_aa_{slug(t)}", "min", f"ROUGE-L recall ×100 of {t} probes") for t in AA_TYPES]
-    m += [Metric(f"rwku_neighbor_{g}", "max", f"ROUGE-L recall ×100 of neighbour {d} probes")
-          for g, d in (("fb", "fill-in-the-blank"), ("qa", "question-answer"))]
-    m.append(Metric("rwku_neighbor_all", "max", "mean of neighbour FB / QA"))
+    def m(name, direction, role, description, scale=100):
+        return Metric(name, direction, role, description, scale)
+
+    out = [m(f"forget_{g}_rouge_l_recall", "min", "forget", f"ROUGE-L recall ×100 of forget {d} probes")
+           for g, d in (("fb", "fill-in-the-blank"), ("qa", "question-answer"), ("aa", "adversarial"))]
+    out.append(m("forget_all_rouge_l_recall", "min", "forget", "mean of forget FB / QA / AA"))
+    out += [m(f"forget_aa_{slug(t)}_rouge_l_recall", "min", "forget", f"ROUGE-L recall ×100 of {t} probes")
+            for t in AA_TYPES]
+    out += [m(f"neighbor_{g}_rouge_l_recall", "max", "neighbour", f"ROUGE-L recall ×100 of neighbour {d} probes")
+            for g, d in (("fb", "fill-in-the-blank"), ("qa", "question-answer"))]
+    out.append(m("neighbor_all_rouge_l_recall", "max", "neighbour", "mean of neighbour FB / QA"))
     for name, what in (("loss", "mean NLL"), ("zlib", "NLL / zlib length"), ("min_k_pp", "Min-K%++ (k=0.2)")):
-        m.append(Metric(f"rwku_mia_fm_{name}", "max", f"{what} ×100 of forget MIA texts (FM)"))
-        m.append(Metric(f"rwku_mia_rm_{name}", "min", f"{what} ×100 of retain MIA texts (RM)"))
-        m.append(Metric(f"rwku_mia_auc_{name}", "max", f"P({what} of an FM text > that of an RM text)"))
-    described = {"mmlu": [("rwku_mmlu", "MMLU 5-shot accuracy ×100")],
-                 "bbh": [("rwku_bbh", "BBH 3-shot CoT exact match ×100")],
-                 "truthfulqa": [("rwku_truthfulqa_mc1", "TruthfulQA MC1 ×100"),
-                                ("rwku_truthfulqa_mc2", "TruthfulQA MC2 ×100")],
-                 "triviaqa": [("rwku_triviaqa", "TriviaQA token F1 ×100")],
-                 "fluency": [("rwku_fluency", "weighted bi/tri-gram entropy ×100 of 256-token answers")]}
-    m += [Metric(n, "max", d, per_epoch=False) for t in tasks for n, d in described[t]]
-    return tuple(m)
+        out.append(m(f"mia_forget_{name}", "max", "privacy", f"{what} ×100 of forget MIA texts (FM)"))
+        out.append(m(f"mia_retain_{name}", "min", "privacy", f"{what} ×100 of retain MIA texts (RM)"))
+        out.append(m(f"mia_{name}_auc", "max", "privacy", f"P({what} of an FM text > that of an RM text)", scale=1))
+    described = {"mmlu": [(UTILITY_NAMES["mmlu"], "MMLU 5-shot accuracy ×100")],
+                 "bbh": [(UTILITY_NAMES["bbh"], "BBH 3-shot CoT exact match ×100")],
+                 "truthfulqa": [("utility_truthfulqa_mc1", "TruthfulQA MC1 ×100"),
+                                ("utility_truthfulqa_mc2", "TruthfulQA MC2 ×100")],
+                 "triviaqa": [(UTILITY_NAMES["triviaqa"], "TriviaQA token F1 ×100")],
+                 "fluency": [(UTILITY_NAMES["fluency"], "weighted bi/tri-gram entropy ×100 of 256-token answers")]}
+    out += [m(n, "max", "utility", d) for t in tasks for n, d in described[t]]
+    return tuple(out)
+
+
+def _declared(tasks) -> Declaration:
+    """The seed paper's Figure 3 (forget against neighbour), and forget against MMLU when evaluated;
+    reports average over the unlearning targets, as the RWKU paper's tables do."""
+    mmlu = (Front("forget_all_rouge_l_recall", UTILITY_NAMES["mmlu"]),) if "mmlu" in tasks else ()
+    declared = Declaration(
+        needs_oracle=False, can_prepare=False,
+        fronts=(Front("forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall"), *mmlu),
+        trajectories=("forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall", *(f.y for f in mmlu)),
+        selection=Selection("forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall", target_fraction=0.5,
+                            floors={"neighbor_all_rouge_l_recall": 0.5}),
+        average_over=("subject",))
+    check_declaration("rwku", _metrics(tasks), declared)
+    return declared
 
 
 @dataclass
@@ -271,7 +281,6 @@ class RWKUReferences:
     """The target's own scores; RWKU has no retrained model, so nothing oracle-relative."""
 
     baseline: dict = field(default_factory=dict)
-    npo_ref_nll: Any = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +292,6 @@ class RWKU:
     source: str = DEFAULT_SOURCE
     targets: Any = 1  # int n (the first n) or a tuple of indices into forget_target / names
     utility: tuple = rwku_utility.TASKS
-    undial_gammas: tuple = UNDIAL_GAMMAS
     name: str = "rwku"
 
     @property
@@ -291,7 +299,10 @@ class RWKU:
         return True
 
     @property
-    def metrics(self) -> tuple[Metric, ...]:
+    def declared(self) -> Declaration:
+        return _declared(self.utility)
+
+    def metrics(self, config=None) -> tuple[Metric, ...]:
         return _metrics(self.utility)
 
     def key(self) -> str:
@@ -320,23 +331,18 @@ class RWKU:
 
     def materialize(self, cache: str | Path) -> RWKUData:
         """The chosen targets' rows under ``cache/rwku-<key>`` (written once, atomically), read back."""
-        root = Path(cache) / f"rwku-{self.key()}"
-        if not (root / "COMPLETE").is_file():
+        def write(tmp: Path) -> None:
             tables = {c: load(self.source, c) for c in configs_for(self.utility)}
             names = [r["target"] for r in tables["forget_target"]]
             chosen = self.chosen(names)
             pool = [n for n in names if n not in chosen][:RETAIN_TARGETS]
-            root.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".rwku-", dir=root.parent))
             by_name = {r["target"]: r for r in tables.pop("forget_target")}
             layouts.write(tmp, "rwku", "forget_target", "train", [by_name[n] for n in chosen])
             for config, rows in tables.items():
                 layouts.write(tmp, "rwku", config, split_of(config), [r for r in rows if r["subject"] in chosen])
             layouts.write(tmp, "rwku", CORPUS, "retain", [r for r in tables[CORPUS] if r["subject"] in pool])
-            (tmp / "COMPLETE").write_text("")
-            shutil.rmtree(root, ignore_errors=True)
-            os.replace(tmp, root)
-        return self.read(root)
+
+        return self.read(common.complete(Path(cache) / f"rwku-{self.key()}", write))
 
     def read(self, root: str | Path) -> RWKUData:
         return read(root, self.utility)
@@ -357,7 +363,7 @@ class RWKU:
         return out
 
 
-def _check_params(source, targets, utility_tasks, undial_gammas) -> tuple:
+def _check_params(source, targets, utility_tasks) -> tuple:
     if not isinstance(source, (str, Path)) or not str(source):
         raise ValueError(f"rwku source must be a hub dataset id or a local directory; got {source!r}")
     if isinstance(targets, bool) or not isinstance(targets, (int, list, tuple)):
@@ -376,16 +382,11 @@ def _check_params(source, targets, utility_tasks, undial_gammas) -> tuple:
     if unknown or len(set(utility_tasks)) != len(utility_tasks):
         raise ValueError(f"rwku utility must be a list of distinct tasks among {', '.join(rwku_utility.TASKS)}; "
                          f"got {list(utility_tasks)!r}")
-    if isinstance(undial_gammas, (str, bytes)) or not isinstance(undial_gammas, (list, tuple)) or not all(
-            isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 for g in undial_gammas):
-        raise ValueError(f"rwku undial_gammas must be a list of positive numbers; got {undial_gammas!r}")
-    return (str(source), targets if isinstance(targets, int) else tuple(targets), tuple(utility_tasks),
-            tuple(float(g) for g in undial_gammas))
+    return str(source), targets if isinstance(targets, int) else tuple(targets), tuple(utility_tasks)
 
 
 @register("rwku")
-def rwku(source=DEFAULT_SOURCE, targets=1, utility=rwku_utility.TASKS, undial_gammas=UNDIAL_GAMMAS, **unknown) -> RWKU:
+def rwku(source=DEFAULT_SOURCE, targets=1, utility=rwku_utility.TASKS, **unknown) -> RWKU:
     if unknown:
-        raise ValueError(f"unknown rwku parameter {sorted(unknown)[0]!r}; allowed: source, targets, utility, "
-                         f"undial_gammas")
-    return RWKU(*_check_params(source, targets, utility, undial_gammas))
+        raise ValueError(f"unknown rwku parameter {sorted(unknown)[0]!r}; allowed: source, targets, utility")
+    return RWKU(*_check_params(source, targets, utility))

@@ -1,29 +1,108 @@
-"""Benchmarks as typed values: metrics with directions, and the registry.
+"""The benchmark contract: metrics with direction, role and scale; figures; a selection rule; the
+registry. Everything a benchmark declares travels with the results (``declaration``), so that
+``reports`` derives its tables and figures from the record and never imports ``benchmarks``.
 
-A metric's ``direction`` is ``"max"``, ``"min"`` or a target number (PrivLeak is best at 0); it
-travels into every result row, so ``reports`` never needs to import ``benchmarks``.
+A metric's ``direction`` is ``"max"``, ``"min"`` or a target number (PrivLeak is best at 0); its
+``role`` says what it measures (``forget``, ``retain``, ``neighbour``, ``utility``, ``privacy``,
+``kl``); its ``scale`` is 1 (values in [0, 1]) or 100 (a paper's ×100 tables).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Union
 
 Direction = Union[str, float]
+ROLES = ("forget", "retain", "neighbour", "utility", "privacy", "kl")
+SCALES = (1, 100)
 
 
 @dataclass(frozen=True)
 class Metric:
     name: str
     direction: Direction
+    role: str
     description: str
-    per_epoch: bool = True  # cheap enough to evaluate after every epoch
+    scale: int = 1
 
     def __post_init__(self):
         if not (self.direction in ("max", "min") or isinstance(self.direction, (int, float))):
             raise ValueError(f"direction of {self.name} must be 'max', 'min' or a target number; "
                              f"got {self.direction!r}")
+        if self.role not in ROLES:
+            raise ValueError(f"role of {self.name} must be one of {', '.join(ROLES)}; got {self.role!r}")
+        if self.scale not in SCALES:
+            raise ValueError(f"scale of {self.name} must be 1 or 100; got {self.scale!r}")
+
+
+@dataclass(frozen=True)
+class Front:
+    """A forget-vs-survive figure: ``x`` a forget metric, ``y`` what must survive, ``size`` an
+    optional third metric drawn as marker size."""
+
+    x: str
+    y: str
+    size: str | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rule that picks one configuration per method: among finished configurations at their
+    final epoch, those whose ``forget`` is at most the oracle's + ``oracle_tolerance`` × scale (with
+    an oracle), else at most ``target_fraction`` × the target's; and whose every ``floors`` metric
+    is at least its fraction × the target's value; the highest ``retain`` wins."""
+
+    forget: str
+    retain: str
+    oracle_tolerance: float = 0.05
+    target_fraction: float = 0.5
+    floors: dict = field(default_factory=dict)  # metric -> fraction of the target's value
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What a benchmark declares besides its metrics."""
+
+    needs_oracle: bool
+    can_prepare: bool
+    fronts: tuple  # (Front, ...)
+    trajectories: tuple  # metric names
+    selection: Selection
+    average_over: tuple = ()  # row labels the reports average over (RWKU's ``subject``)
+
+
+def check_declaration(name: str, metrics: tuple, declared: Declaration) -> None:
+    """Every metric the declaration names exists with a fitting direction (a ValueError otherwise)."""
+    by_name = {m.name: m for m in metrics}
+    used = [m for f in declared.fronts for m in (f.x, f.y, f.size) if m] + list(declared.trajectories)
+    rule = declared.selection
+    used += [rule.forget, rule.retain, *rule.floors]
+    missing = sorted({m for m in used if m not in by_name})
+    if missing:
+        raise ValueError(f"benchmark {name!r} declares {missing[0]!r}, which is not one of its metrics")
+    if by_name[rule.forget].direction != "min":
+        raise ValueError(f"benchmark {name!r}: the selection's forget metric must have direction 'min'")
+    for metric in (rule.retain, *rule.floors):
+        if by_name[metric].direction != "max":
+            raise ValueError(f"benchmark {name!r}: selection metric {metric!r} must have direction 'max'")
+
+
+def declaration(bench, metrics: tuple) -> dict:
+    """The JSON record of a benchmark: its metrics and declarations (``reference_rows.json``)."""
+    declared: Declaration = bench.declared
+    rule = declared.selection
+    return {
+        "name": bench.name,
+        "needs_oracle": declared.needs_oracle,
+        "metrics": {m.name: {"direction": m.direction, "role": m.role, "scale": m.scale,
+                             "description": m.description} for m in metrics},
+        "fronts": [asdict(f) for f in declared.fronts],
+        "trajectories": list(declared.trajectories),
+        "selection": {**asdict(rule), "floors": dict(rule.floors)},
+        "average_over": list(declared.average_over),
+        "facets": [],
+    }
 
 
 _REGISTRY: dict[str, Callable] = {}
@@ -33,6 +112,8 @@ def register(name: str):
     def wrap(factory):
         if name in _REGISTRY:
             raise ValueError(f"benchmark {name!r} is already registered")
+        if name != name.lower():
+            raise ValueError(f"benchmark names are lowercase; got {name!r}")
         _REGISTRY[name] = factory
         return factory
 
@@ -66,23 +147,39 @@ class Data(Protocol):
         """What the retain term trains on."""
 
 
+class Preparable(Protocol):
+    """The data of a benchmark that can prepare a target and an oracle from a base model."""
+
+    def train_examples(self, *, with_forget: bool, utility: bool) -> list[dict]:
+        """The fine-tuning corpus of the target (``with_forget``) or of the oracle (without it);
+        ``utility`` adds general-knowledge examples (a model trained from scratch)."""
+
+    def check_probes(self, *, with_forget: bool) -> list:
+        """Probes whose recall says the training took (``Benchmark.recall`` scores them)."""
+
+    def forget_probes(self) -> list:
+        """Probes of the forget set (recorded: how much the target / oracle know of it)."""
+
+    def corpus_texts(self) -> list[str]:
+        """Every text a from-scratch tokenizer must cover."""
+
+
 class Benchmark(Protocol):
-    """What the sweeps need from a benchmark (``synthetic``, ``muse``, ``rwku``, ``jsonl``).
+    """What the sweeps need from a benchmark (``synthetic``, ``muse``, ``rwku``, ``jsonl`` …).
 
     ``references`` runs once per sweep (``oracle`` may be ``None`` when the benchmark has no
-    retrained model; oracle-relative metrics are then left out or use published constants); it
-    returns a picklable object with a ``baseline`` dict (the target's own scores) and a writable
-    ``npo_ref_nll`` attribute. ``evaluate`` returns flat ``{metric: value, metric_stderr: value}``
-    for the requested ``parts`` (a subset of ``generation``, ``verbmem``, ``mia``, ``kl``,
-    ``utility``; parts the benchmark has not are skipped). A benchmark with several unlearning
-    targets (RWKU) gives its data a ``targets`` list and ``for_target(name)``; the sweep then runs
-    every configuration once per target."""
+    retrained model); it returns a picklable object with a ``baseline`` dict (the target's own
+    scores). ``evaluate`` returns flat ``{metric: value, metric_stderr: value}`` for the requested
+    ``parts`` (a subset of ``common.PARTS``; parts the benchmark has not are skipped). A benchmark
+    with several unlearning targets (RWKU) gives its data a ``targets`` list and
+    ``for_target(name)``; the sweep then runs every configuration once per target. A benchmark whose
+    ``declared.can_prepare`` is true also has ``recall(model, tokenizer, collate, data, probes,
+    config) -> list[float]`` and data of the :class:`Preparable` shape."""
 
     name: str
-    undial_gammas: tuple
+    declared: Declaration
 
-    @property
-    def metrics(self) -> tuple[Metric, ...]: ...
+    def metrics(self, config=None) -> tuple[Metric, ...]: ...
 
     @property
     def chat(self) -> bool: ...

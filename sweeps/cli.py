@@ -55,9 +55,13 @@ def _benchmark(args):
 def cmd_prepare(args) -> int:
     import dataclasses
 
-    from benchmarks.prepare import Recipe, prepare
+    from benchmarks.prepare import Recipe, check_can_prepare, prepare
 
     bench = _benchmark(args)
+    try:
+        check_can_prepare(bench)
+    except ValueError as error:
+        raise SystemExit(f"unlearn: error: {error}") from None
     overrides = {k: v for k, v in (("lr", args.lr), ("max_epochs", args.max_epochs), ("autocast", args.bf16))
                  if v is not None}
     try:
@@ -66,8 +70,8 @@ def cmd_prepare(args) -> int:
         raise SystemExit(f"unlearn: error: {error}") from None
     _check_model(args.base_model)
     prepared = prepare(args.base_model, bench, recipe, cache=args.cache)
-    print(f"target  {prepared.target}  forget-QA recall {prepared.meta['target']['forget_qa']:.3f}")
-    print(f"oracle  {prepared.oracle}  forget-QA recall {prepared.meta['oracle']['forget_qa']:.3f}")
+    print(f"target  {prepared.target}  forget recall {prepared.meta['target']['forget_recall']:.3f}")
+    print(f"oracle  {prepared.oracle}  forget recall {prepared.meta['oracle']['forget_recall']:.3f}")
     return 0
 
 
@@ -83,8 +87,7 @@ def cmd_eval(args) -> int:
     import json
     from pathlib import Path
 
-    from benchmarks import evaluate as ev
-    from benchmarks.prepare import default_cache
+    from benchmarks.common import EvalConfig, default_cache
     from unlearn import data, models
 
     bench = _benchmark(args)
@@ -93,12 +96,12 @@ def cmd_eval(args) -> int:
     dataset = bench.materialize((Path(args.cache) if args.cache else default_cache()) / "benchmarks")
     model, tokenizer = models.load_model(args.model)
     collate = data.Collator(tokenizer, max_length=256, chat_template=dataset.chat)
-    config = ev.EvalConfig(batch_size=args.batch_size, max_probes=args.max_probes, autocast=args.bf16 or False)
+    config = EvalConfig(batch_size=args.batch_size, max_probes=args.max_probes, autocast=args.bf16 or False)
     oracle = models.load_model(args.oracle)[0].eval() if args.oracle else None
     if getattr(dataset, "targets", None):  # RWKU: the first chosen target
         dataset = dataset.for_target(dataset.targets[0])
     values = bench.references(model.eval(), oracle, tokenizer, collate, dataset, config).baseline
-    directions = {m.name: m.direction for m in bench.metrics}
+    directions = {m.name: m.direction for m in bench.metrics(config)}
     print(f"{'metric':<48} {'value':>9} {'± stderr':>9}  best")
     for name in sorted(k for k in values if not k.endswith("_stderr")):
         print(f"{name:<48} {values[name]:>9.4f} {values.get(name + '_stderr', float('nan')):>9.4f}  "
@@ -119,10 +122,18 @@ def cmd_sweep(args) -> int:
     from sweeps.run import run_sweep
 
     try:
-        where = run_sweep(spec, storage=args.storage, address=args.address, resume=args.resume)
+        outcome = run_sweep(spec, storage=args.storage, address=args.address, resume=args.resume)
     except specs.SpecError as error:
         raise SystemExit(f"unlearn: error: {error}") from None
-    print(f"results: {where}")
+    for method, trial, error in outcome.failed:
+        print(f"failed: {method} trial {trial}: {error}")
+    print(f"results: {outcome.sweep_dir}")
+    total = outcome.finished + len(outcome.failed)
+    if outcome.finished == 0 and total:
+        print(f"unlearn: error: no trial finished ({len(outcome.failed)} of {total} failed)", file=sys.stderr)
+        return 1
+    if outcome.failed:
+        print(f"{len(outcome.failed)} of {total} trials failed; the others finished")
     return 0
 
 

@@ -37,25 +37,75 @@ def main(storage: str = "runs", quick: bool = False) -> Path:
 
 
 def print_summary(df, summary) -> None:
-    """Per method: the selected configuration's forget / retain recall, the hypervolume of the
-    forget-vs-retain front, and Unilogit's / UnDIAL's soft-label KL to the oracle."""
+    """Per method: the selected configuration's forget / retain metrics (the benchmark's declared
+    selection), the hypervolume of its first declared front, and the soft-label KL to the oracle on
+    the forget facts (Unilogit's own label; UnDIAL's first γ)."""
+    from reports.figures import softlabels
+    from reports.results import declaration
+
     if "final" not in df or not df["final"].eq(True).any():
         failed = df[df["role"] == "trial"]
         print(f"no trial finished ({len(failed)} failed; their error.txt is beside each trial's results)")
         return
-    picks = summary.select(df).set_index("method")
+    declared = declaration(df)
+    selection = declared["selection"] or {}
+    forget, retain = selection.get("forget"), selection.get("retain")
+    picks = summary.select(df)
     volumes = summary.hypervolumes(df)
-    volumes = volumes[volumes["x"] == summary.FORGET].set_index("method")["hypervolume"]
+    if declared["fronts"] and len(volumes):
+        first = declared["fronts"][0]
+        volumes = volumes[(volumes["x"] == first["x"]) & (volumes["y"] == first["y"])]
+    else:
+        volumes = volumes.iloc[:0]
+    volumes = volumes.set_index(["facet", "method"])["hypervolume"] if len(volumes) else {}
     final = df[(df["role"] == "trial") & df["final"].eq(True)]
-    print(f"{'method':<10}{'forget QA':>10}{'retain QA':>10}{'hypervol.':>10}{'soft-label KL(oracle‖label), facts':>38}")
-    for method in sorted(picks.index):
-        pick = picks.loc[method]
-        label = "softlabel_kl_oracle_unilogit_forget_facts" if method == "unilogit" else (
-            "softlabel_kl_oracle_undial_g10_forget_facts" if method == "undial" else None)
-        kl = final[final["method"] == method][label].mean() if label and label in final else math.nan
-        cells = [pick.get(summary.FORGET, math.nan), pick.get(summary.RETAIN, math.nan), volumes.get(method, math.nan)]
-        print(f"{method:<10}" + "".join(f"{_cell(v):>10}" for v in cells) + f"{_cell(kl):>38}")
-    print("forget / retain QA: the configuration the report's rule selects ('-': none meets it)")
+    faceted = bool(declared["facets"]) and picks["facet"].astype(bool).any()
+    name = 24 if faceted else 10
+    heads = _headers(forget or "-", retain or "-")
+    print(f"{'method':<{name}}" + "".join(f"{h:>10}" for h in heads) + f"{'hypervol.':>10}"
+          f"{'soft-label KL(oracle‖label), facts':>38}")
+    for _, pick in picks.sort_values(["facet", "method"], kind="stable").iterrows():
+        method = pick["method"]
+        mine = final[final["method"] == method]
+        for column in declared["facets"]:
+            value = pick.get(column)
+            if column in mine and value is not None and value == value:  # not NaN
+                mine = mine[mine[column] == value]
+        label = _softlabel_metric(final, method, softlabels(df))
+        kl = mine[label].mean() if label else math.nan
+        cells = [pick.get(forget, math.nan) if forget else math.nan, pick.get(retain, math.nan) if retain else math.nan,
+                 volumes.get((pick["facet"], method), math.nan)]
+        title = f"{method} {pick['facet']}" if faceted else method
+        print(f"{title:<{name}}" + "".join(f"{_cell(v):>10}" for v in cells) + f"{_cell(kl):>38}")
+    print(f"{heads[0]} / {heads[1]}: {forget} / {retain} of the configuration the report's rule selects "
+          "('-': none meets it)" if selection else "the sweep's record declares no selection rule")
+
+
+def _softlabel_metric(final, method: str, labels: list[str]) -> str | None:
+    """By the naming convention ``softlabel_kl_oracle_<label>_forget_facts``: the method's own label,
+    or for UnDIAL the first ``undial_g*`` label recorded (of the declared soft labels)."""
+    candidates = [method] if method != "undial" else [label for label in labels if label.startswith("undial_g")]
+    for label in candidates:
+        column = f"softlabel_kl_oracle_{label}_forget_facts"
+        if column in final and final[column].notna().any():
+            return column
+    return None
+
+
+def _headers(*names: str, width: int = 9) -> list[str]:
+    """Column headers: the names without the words they all share at the start and the end
+    (``a_x_y`` and ``b_x_y`` → ``a``, ``b``), cut to ``width``."""
+    words = [name.split("_") for name in names]
+    start = 0
+    while all(len(w) > start + 1 for w in words) and len({w[start] for w in words}) == 1:
+        start += 1
+    end = 0
+    while all(len(w) > start + end + 1 for w in words) and len({w[-1 - end] for w in words}) == 1:
+        end += 1
+    short = ["_".join(w[start:len(w) - end]) for w in words]
+    if start and min(map(len, short)) < 3:  # too short to read: keep the last shared leading word
+        short = ["_".join(w[start - 1:len(w) - end]) for w in words]
+    return [s if len(s) <= width else s[: width - 1] + "…" for s in short]
 
 
 def _cell(value) -> str:

@@ -129,7 +129,7 @@ def model_shape(spec: SweepSpec) -> Shape:
                                     num_key_value_heads=t.num_kv_heads, tie_word_embeddings=t.tie_word_embeddings),
                         "tiny")
     if name == "smollm2":
-        from benchmarks.prepare import default_cache
+        from benchmarks.common import default_cache
 
         name = str(default_cache() / "models" / "SmolLM2-135M-Instruct")
     path = Path(name).expanduser()
@@ -245,7 +245,7 @@ def data_stats(spec: SweepSpec, shape: Shape, bench) -> DataStats | None:
     from the cache where a sweep materialised them; ``None`` otherwise."""
     import tempfile
 
-    from benchmarks.prepare import default_cache
+    from benchmarks.common import default_cache
 
     try:
         with tempfile.TemporaryDirectory() as tmp:

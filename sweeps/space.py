@@ -21,13 +21,16 @@ def to_tune(value):
 
 
 def param_space(spec: SweepSpec, method: str, subjects=()) -> dict:
-    """The Tune param space of one method: its hyper-parameters plus the seeds as a grid, and the
-    benchmark's unlearning targets (``subject``) as a grid when it has several."""
+    """The Tune param space of one method: its hyper-parameters plus the seeds as a grid, the
+    benchmark's gridded parameters, and its unlearning targets (``subject``) as a grid when it has
+    several."""
     from ray import tune
 
     space = {key: to_tune(value) for key, value in spec.space(method).items()}
     seeds = list(spec.training.seeds)
     space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+    for key, values in spec.benchmark.grid().items():
+        space[key] = tune.grid_search(values)
     if subjects:
         space["subject"] = tune.grid_search(list(subjects))
     return space
@@ -35,7 +38,7 @@ def param_space(spec: SweepSpec, method: str, subjects=()) -> dict:
 
 def grid_size(spec: SweepSpec, method: str) -> int:
     """Trials a grid search over this method runs (× samples for random draws)."""
-    size = len(spec.training.seeds)
+    size = len(spec.training.seeds) * len(spec.benchmark.variants())
     for value in spec.space(method).values():
         if isinstance(value, dict) and "grid" in value:
             size *= len(value["grid"])

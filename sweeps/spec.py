@@ -10,6 +10,8 @@ Ray Tune domain objects directly.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,8 @@ PRIMITIVES = ("grid", "choice", "uniform", "loguniform", "randint")
 TRIAL_KEYS = ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay")
 SCHEDULES = ("constant", "linear", "cosine")
 ALGORITHMS = ("grid", "random", "optuna")
-NEEDS_ORACLE = ("synthetic",)  # benchmarks whose metrics are defined against a retrained model
 EVAL_PARTS = ("generation", "verbmem", "mia", "kl", "utility")
+RESERVED = ("seed", "subject")  # hyper-parameters the sweep itself sets
 
 
 class SpecError(ValueError):
@@ -71,16 +73,55 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
+    """A benchmark and its parameters; a parameter given as ``{grid: [...]}`` is a sweep dimension:
+    every value (every combination, with several) gets its own data, references and, when the
+    models are prepared, its own target and oracle."""
+
     name: str = "synthetic"
     params: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.params, dict):
+            fail("benchmark.params", "a mapping of parameter to value or {grid: [...]}", self.params)
+        for key, value in self.params.items():
+            if isinstance(value, dict) and "grid" in value:
+                if len(value) != 1 or not isinstance(value["grid"], list) or not value["grid"]:
+                    fail(f"benchmark.params.{key}", "{grid: [value, ...]} with a non-empty list", value)
+        for label, params in self.variants():
+            try:
+                self.build(label)
+            except ValueError as error:
+                raise SpecError(f"benchmark: {error}") from None
+
+    def grid(self) -> dict:
+        """The parameters swept as a grid: name -> values."""
+        return {k: list(v["grid"]) for k, v in self.params.items() if isinstance(v, dict) and "grid" in v}
+
+    def variants(self) -> list[tuple[dict, dict]]:
+        """(label, params) per grid point: ``label`` holds the gridded parameters' values (empty
+        without a grid), ``params`` every parameter."""
+        grid = self.grid()
+        fixed = {k: v for k, v in self.params.items() if k not in grid}
+        out = []
+        for values in itertools.product(*grid.values()):
+            label = dict(zip(grid, values))
+            out.append((label, {**fixed, **label}))
+        return out
+
+    def build(self, label: dict | None = None):
+        """The benchmark of one grid point (its label), or of the fixed parameters without a grid."""
         import benchmarks
 
-        try:
-            benchmarks.get(self.name, **self.params)
-        except ValueError as error:
-            raise SpecError(f"benchmark: {error}") from None
+        label = label or {}
+        params = next((p for lab, p in self.variants() if lab == label), None) if self.grid() else dict(self.params)
+        if params is None:
+            raise SpecError(f"benchmark: no grid point {label!r}")
+        return benchmarks.get(self.name, **params)
+
+
+def variant_key(label: dict) -> str:
+    """The text that names a grid point (and an unlearning target) in the references file."""
+    return json.dumps(label, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -239,12 +280,48 @@ class SweepSpec:
             check_space(name, space or {})
         if not isinstance(self.storage, str) or not self.storage:
             fail("storage", "a directory path or URI", self.storage)
-        if self.model.target and not self.model.oracle and self.benchmark.name in NEEDS_ORACLE:
+        declared = self.benchmark.build(self.benchmark.variants()[0][0]).declared
+        if self.model.target and not self.model.oracle and declared.needs_oracle:
             fail("model.oracle", f"a model directory (the {self.benchmark.name} benchmark compares with the "
                  "retrained model)", self.model.oracle)
+        if self.model.base and not declared.can_prepare:
+            fail("model.base", f"left out: the {self.benchmark.name} benchmark comes with its own models and cannot "
+                 "prepare them from a base model; give model.target (and model.oracle)", self.model.base)
+        for key in self.benchmark.grid():
+            for method in self.methods:
+                own = _method_keys(method)
+                if key in own or key in RESERVED:
+                    fail(f"benchmark.params.{key}", f"a name that is not a hyper-parameter of {method} (it would "
+                         "collide with one)", key)
 
     def space(self, method: str) -> dict:
         return dict(self.methods[method] or {})
+
+
+def _method_keys(method: str) -> list[str]:
+    from unlearn import methods
+
+    return [f.name for f in dataclasses.fields(methods.get(method))] + list(TRIAL_KEYS)
+
+
+def softlabel_gammas(spec: SweepSpec) -> tuple:
+    """The UnDIAL γ values of the soft-label analysis: every value the sweep's UnDIAL space can take
+    (a range: its two ends), or UnDIAL's default γ when the sweep does not run UnDIAL."""
+    from benchmarks.common import DEFAULT_SOFTLABEL_GAMMAS
+    from unlearn import methods
+
+    if "undial" not in spec.methods:
+        return DEFAULT_SOFTLABEL_GAMMAS
+    value = spec.space("undial").get("gamma", methods.get("undial").gamma)
+    values = candidates("methods.undial.gamma", value) or list(DEFAULT_SOFTLABEL_GAMMAS)
+    return tuple(sorted({float(v) for v in values}))
+
+
+def needs_ref_nll(spec: SweepSpec) -> bool:
+    """Whether a method of the sweep uses precomputed reference NLLs (NPO)."""
+    from unlearn import methods
+
+    return any(methods.get(m).needs_ref_nll for m in spec.methods)
 
 
 def check_space(method: str, space: dict) -> None:

@@ -41,6 +41,18 @@ def method_params(cfg: dict) -> dict:
     return {k: v for k, v in cfg["hp"].items() if k in cfg["method_fields"]}
 
 
+def grid_point(cfg: dict) -> tuple[dict, str]:
+    """This trial's grid point of the benchmark (model, data, parameters) and the key of its
+    references (the grid point's label, with the unlearning target when there are several)."""
+    from sweeps.spec import variant_key
+
+    label = {name: cfg["hp"][name] for name in cfg.get("facets", ())}
+    cell = cfg["cells"][variant_key(label)]
+    if cfg.get("subjects"):
+        label["subject"] = cfg["hp"]["subject"]
+    return cell, variant_key(label)
+
+
 def objective_value(metrics: dict, objective: dict | None) -> float | None:
     """The scalar a non-grid search optimises: the metric when every bound holds, else a value
     worse than any admissible one (bounded metrics in this service lie within [-1e3, 1e3])."""
@@ -63,8 +75,8 @@ def train_loop(cfg: dict) -> None:
     import torch
     import torch.distributed as dist
 
-    from benchmarks import evaluate as ev
     import benchmarks
+    from benchmarks.common import EvalConfig
     from sweeps.deepspeed_config import deepspeed_config
     from sweeps.engine import DeepSpeedEngine
     from unlearn import data as collation
@@ -88,7 +100,8 @@ def train_loop(cfg: dict) -> None:
     # the imports above, loading, DeepSpeed's initialisation; recorded with every epoch's row.
     setup = {"group_start_s": round(entered - cfg["trial_started"], 3) if cfg.get("trial_started") else None,
              "imports_s": round(started - entered, 3)}
-    model, tokenizer = models.load_model(cfg["model_dir"])
+    cell, refs_key = grid_point(cfg)
+    model, tokenizer = models.load_model(cell["model_dir"])
     # Rank 0 evaluates the engine's own module below ZeRO-3 (it holds the full weights); at ZeRO-3
     # a plain copy on the worker's device (bf16 when training in bf16) receives the gathered weights.
     evaluator = None
@@ -99,11 +112,13 @@ def train_loop(cfg: dict) -> None:
     ref_model = copy.deepcopy(model).eval().to(device) if method.needs_ref_model else None
     if ref_model is not None and scaling["bf16"] and scaling["use_gpu"]:
         ref_model.to(torch.bfloat16)  # frozen: bf16 like the trained weights (the losses upcast its logits)
-    bench = benchmarks.get(cfg["benchmark"]["name"], **cfg["benchmark"]["params"])
-    dataset = bench.read(cfg["data_root"])
-    refs = torch.load(cfg["refs"], weights_only=False, mmap=True)  # pages in only what this rank reads
+    bench = benchmarks.get(cfg["benchmark"]["name"], **cell["params"])
+    dataset = bench.read(cell["data_root"])
+    # pages in only what this rank reads
+    entry = torch.load(cfg["refs"], weights_only=False, mmap=True)[refs_key]
+    refs, ref_nll = entry["refs"], entry["ref_nll"]
     if cfg.get("subjects"):  # one unlearning target of a multi-target benchmark (RWKU)
-        dataset, refs = dataset.for_target(cfg["hp"]["subject"]), refs[cfg["hp"]["subject"]]
+        dataset = dataset.for_target(cfg["hp"]["subject"])
     collate = collation.Collator(tokenizer, max_length=cfg["training"]["max_length"], chat_template=dataset.chat)
     forget = loop.with_index(dataset.forget_examples())
     retain = dataset.retain_examples()
@@ -129,8 +144,9 @@ def train_loop(cfg: dict) -> None:
     topology = {"world_size": world, "zero_stage": run["zero_stage"], "micro_batch": run["micro_batch"],
                 "grad_accum": run["grad_accum"], "effective_batch": effective, "device": str(device),
                 "bf16": scaling["bf16"], "start_epoch": start_epoch}
-    eval_config = ev.EvalConfig(**{k: v for k, v in cfg["eval"].items() if k not in ("every_epoch", "final")},
-                                autocast=scaling["bf16"] and not scaling["use_gpu"])
+    eval_config = EvalConfig(**{k: v for k, v in cfg["eval"].items() if k not in ("every_epoch", "final")},
+                             autocast=scaling["bf16"] and not scaling["use_gpu"],
+                             softlabel_gammas=tuple(cfg.get("softlabel_gammas", ())))
     keep_epochs = cfg.get("checkpoint_every_epoch", True)
     staging = _staging_dir()
     clock = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "epoch_start": time.time()}
@@ -181,7 +197,7 @@ def train_loop(cfg: dict) -> None:
     config = dataclasses.replace(config, start_epoch=start_epoch)
     try:
         loop.run(engine, method, forget, retain, collate, config, ref_model=ref_model,
-                 ref_nll=refs.npo_ref_nll if method.needs_ref_nll else None, device=device, on_epoch_end=on_epoch_end)
+                 ref_nll=ref_nll if method.needs_ref_nll else None, device=device, on_epoch_end=on_epoch_end)
     except loop.Diverged as error:
         # Every rank sees the same all-reduced loss, so every rank stops here and reports once more.
         metrics = {"status": "diverged", "error": str(error), "method": cfg["method"], "final": True,

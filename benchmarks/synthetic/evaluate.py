@@ -1,6 +1,6 @@
 """Evaluation of a model on the synthetic benchmark, against references computed once.
 
-Metrics (names in ``benchmarks.synthetic``; every value comes with ``<name>_stderr``):
+Metrics (declared in ``benchmarks.synthetic``; every value comes with ``<name>_stderr``):
 - ROUGE-L recall of greedy answers per probe group (RWKU convention), forget "all" = mean of
   FB / QA / AA; ROUGE-L F1 of verbatim continuations (MUSE convention);
 - MIA: Min-K% (k = 0.4) statistic, AUC = P(holdout looks more member-like than forget) (MUSE's
@@ -8,45 +8,23 @@ Metrics (names in ``benchmarks.synthetic``; every value comes with ``<name>_stde
 - ``kl_X_Y_T`` = token mean of KL(p_X ‖ p_Y) over token set T: ``forget`` (all forget tokens),
   ``forget_facts`` (those the oracle does not predict, p_oracle(y) < 0.05), ``retain``;
 - ``softlabel_kl_*``: the same KL between the oracle and Unilogit's soft label built from the
-  evaluated model, and UnDIAL's built from the initial model for each γ (constant during training,
-  so computed once with the references).
+  evaluated model, and UnDIAL's built from the initial model for each γ of
+  ``config.softlabel_gammas`` (constant during training, so computed once with the references).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
-from benchmarks import inference, metrics
-from benchmarks.synthetic import Probe, SyntheticData, prompt_text
+from benchmarks import common, inference, metrics
+from benchmarks.common import EvalConfig, kl_inputs, kl_metrics, put, token_logprobs
+from benchmarks.synthetic.data import Probe, SyntheticData
 from unlearn import losses
 
 GENERATION_GROUPS = ("forget_fb", "forget_qa", "forget_aa", "forget_qa_paraphrase", "retain_qa",
                      "retain_qa_paraphrase", "neighbor_fb", "neighbor_qa", "utility_qa")
-PARTS = ("generation", "verbmem", "mia", "kl", "utility")  # a benchmark ignores parts it has not
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    batch_size: int = 16
-    max_new_tokens: int = 24
-    verbatim_tokens: int = 48
-    max_probes: int | None = None  # per group; None = all
-    kl_max_tokens: int = 2048
-    facts_threshold: float = 0.05
-    mia_k: float = 0.4
-    autocast: bool = False
-    parts: tuple = PARTS
-
-    def __post_init__(self):
-        unknown = sorted(set(self.parts) - set(PARTS))
-        if unknown:
-            raise ValueError(f"eval part {unknown[0]!r} unknown; allowed: {', '.join(PARTS)}")
-        for name in ("batch_size", "max_new_tokens", "verbatim_tokens", "kl_max_tokens"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"eval.{name} must be an integer >= 1; got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -59,7 +37,6 @@ class References:
     oracle_auc: float
     softlabel: dict = field(default_factory=dict)  # UnDIAL soft-label KLs (initial model, per γ)
     baseline: dict = field(default_factory=dict)  # the target's own scores before unlearning
-    npo_ref_nll: torch.Tensor | None = None  # NPO's NLL_ref per forget example, for every NPO trial
 
 
 @dataclass
@@ -67,16 +44,11 @@ class Scores:
     """A model's scores when there is no oracle to compare with (``unlearn eval`` without one)."""
 
     baseline: dict
-    npo_ref_nll: torch.Tensor | None = None
-
-
-def _subset(probes: list[Probe], limit: int | None) -> list[Probe]:
-    return probes if limit is None else probes[:limit]
 
 
 def answers(model, tokenizer, collate, probes: list[Probe], chat: bool, config: EvalConfig) -> list[str]:
     """Greedy answers to probes, wrapped exactly as the training QA pairs were."""
-    prompts = [collate.prompt_ids(prompt_text(p.question, chat)) for p in probes]
+    prompts = [collate.prompt_ids(common.prompt_text(p.question, chat)) for p in probes]
     return inference.generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
                               stop=("\n", "Question:"), batch_size=config.batch_size, autocast=config.autocast)
 
@@ -86,50 +58,31 @@ def qa_recall(model, tokenizer, collate, probes: list[Probe], chat: bool, config
     return [metrics.rouge_l(o, p.answer, "rwku")["recall"] for o, p in zip(outputs, probes)]
 
 
-def _put(out: dict, name: str, values) -> None:
-    out[name], out[f"{name}_stderr"] = metrics.mean_and_stderr(values)
-
-
 def _generation(model, tokenizer, collate, data: SyntheticData, config: EvalConfig) -> dict:
-    groups = {g: _subset(data.probes[g], config.max_probes) for g in GENERATION_GROUPS}
+    groups = {g: common.first(data.probes[g], config.max_probes) for g in GENERATION_GROUPS}
     flat = [p for g in GENERATION_GROUPS for p in groups[g]]
     scores = qa_recall(model, tokenizer, collate, flat, data.chat, config)
     out, start = {}, 0
     for g in GENERATION_GROUPS:
-        _put(out, f"{g}_rouge_l_recall", scores[start:start + len(groups[g])])
+        put(out, f"{g}_rouge_l_recall", scores[start:start + len(groups[g])])
         start += len(groups[g])
-    parts = [f"forget_{g}_rouge_l_recall" for g in ("fb", "qa", "aa")]
-    out["forget_all_rouge_l_recall"] = sum(out[p] for p in parts) / 3
-    out["forget_all_rouge_l_recall_stderr"] = math.sqrt(sum(out[f"{p}_stderr"] ** 2 for p in parts)) / 3
+    common.put_mean_of(out, "forget_all_rouge_l_recall", [f"forget_{g}_rouge_l_recall" for g in ("fb", "qa", "aa")])
     return out
 
 
 def _verbmem(model, tokenizer, data: SyntheticData, config: EvalConfig) -> dict:
-    rows = data.verbatim if config.max_probes is None else data.verbatim[:config.max_probes]
+    rows = common.first(data.verbatim, config.max_probes)
     outputs = inference.generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=config.verbatim_tokens,
                                  batch_size=config.batch_size, autocast=config.autocast)
     refs = [tokenizer.decode(tokenizer(r["gt"], add_special_tokens=False)["input_ids"][:config.verbatim_tokens])
             for r in rows]
     out: dict = {}
-    _put(out, "forget_verbmem_rouge_l_f1", [metrics.rouge_l(o, g, "muse")["f1"] for o, g in zip(outputs, refs)])
+    put(out, "forget_verbmem_rouge_l_f1", [metrics.rouge_l(o, g, "muse")["f1"] for o, g in zip(outputs, refs)])
     return out
 
 
 def mia_auc(model, tokenizer, data: SyntheticData, config: EvalConfig) -> tuple[float, float]:
-    """MUSE PrivLeak AUC and its standard error (Hanley & McNeil 1982)."""
-    def stat(texts):  # mean of the lowest k of the log-probs: higher = more member-like
-        lps = inference.text_logprobs(model, tokenizer, texts, batch_size=config.batch_size, autocast=config.autocast)
-        return [-metrics.min_k_score(lp, config.mia_k) for lp in lps]
-
-    holdout, forget = stat(data.mia["holdout"]), stat(data.mia["forget"])
-    value = metrics.auc(holdout, forget)
-    return value, _auc_stderr(value, len(holdout), len(forget))
-
-
-def _auc_stderr(a: float, n1: int, n2: int) -> float:
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)
-    return math.sqrt(max(var, 0.0))
+    return common.min_k_auc(model, tokenizer, data.mia["forget"], data.mia["holdout"], config)
 
 
 def _mia(model, tokenizer, data, refs: References | None, config: EvalConfig) -> dict:
@@ -139,46 +92,6 @@ def _mia(model, tokenizer, data, refs: References | None, config: EvalConfig) ->
         out.update(privleak=metrics.privleak(value, refs.oracle_auc), privleak_stderr=se / refs.oracle_auc * 100)
     elif refs is not None:  # too few MIA texts: the oracle separated them perfectly
         out.update(privleak=float("nan"), privleak_stderr=float("nan"))
-    return out
-
-
-def kl_inputs(collate, examples: list[dict], max_tokens: int) -> tuple[list[list[int]], list[list[int]]]:
-    """(ids, labels) of the examples, taken in order until ``max_tokens`` labelled tokens."""
-    ids, labels, total = [], [], 0
-    for i, example in enumerate(examples):
-        x, y = collate.encode(example, i)
-        ids.append(x)
-        labels.append(y)
-        total += sum(1 for t in y[1:] if t != -100)
-        if total >= max_tokens:
-            break
-    return ids, labels
-
-
-def token_logprobs(model, ids, labels, config: EvalConfig, build=None):
-    """Log-probs ``(N, V)`` at the labelled positions, in order; ``build(z, y)`` maps the aligned
-    logits to other log-probs first (a soft label)."""
-    rows, targets = [], []
-    for z, y, mask in inference.aligned_logits(model, ids, labels, batch_size=config.batch_size,
-                                               autocast=config.autocast):
-        log_p = build(z, y) if build else torch.log_softmax(z, dim=-1)  # (B, T-1, V)
-        rows.append(log_p[mask])
-        targets.append(y[mask])
-    return torch.cat(rows), torch.cat(targets)
-
-
-def _kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    return (log_p.exp() * (log_p - log_q)).sum(-1)  # (N,)
-
-
-def kl_metrics(prefix: str, a: str, b: str, log_a, log_b, tokens: str, subset=None) -> dict:
-    """``{prefix}kl_a_b_tokens`` and the reverse, both with standard errors."""
-    out: dict = {}
-    for x, y, lx, ly in ((a, b, log_a, log_b), (b, a, log_b, log_a)):
-        per = _kl_rows(lx, ly)
-        _put(out, f"{prefix}kl_{x}_{y}_{tokens}", per.tolist())
-        if subset is not None and bool(subset.any()):  # no token the oracle fails to predict: no value
-            _put(out, f"{prefix}kl_{x}_{y}_{tokens}_facts", per[subset].tolist())
     return out
 
 
@@ -212,17 +125,16 @@ def evaluate(model, tokenizer, collate, data: SyntheticData, refs: References | 
     return out
 
 
-def references(target, oracle, tokenizer, collate, data: SyntheticData, config: EvalConfig = EvalConfig(),
-               gammas=(3.0, 10.0, 30.0)) -> References:
+def references(target, oracle, tokenizer, collate, data: SyntheticData, config: EvalConfig = EvalConfig()) -> References:
     """Oracle distributions, the oracle's MIA AUC, UnDIAL's soft-label KLs and the target's scores."""
     forget = kl_inputs(collate, data.forget_examples(), config.kl_max_tokens)
     retain = kl_inputs(collate, data.retain_eval_examples(), config.kl_max_tokens)
     oracle_forget, y = token_logprobs(oracle, *forget, config)
     oracle_retain, _ = token_logprobs(oracle, *retain, config)
-    facts = oracle_forget.gather(-1, y[:, None]).squeeze(-1).exp() < config.facts_threshold
+    facts = common.facts_mask(oracle_forget, y, config.facts_threshold)
     oracle_auc, _ = mia_auc(oracle, tokenizer, data, config)
     refs = References(oracle_forget, oracle_retain, facts, oracle_auc)
-    for gamma in gammas:
+    for gamma in config.softlabel_gammas:
         label, _ = token_logprobs(target, *forget, config,
                                   build=lambda z, t, g=gamma: losses.lowered_target_logprobs(z, t, g))
         refs.softlabel.update(kl_metrics("softlabel_", "oracle", f"undial_g{gamma:g}", oracle_forget, label,

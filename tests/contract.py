@@ -1,0 +1,107 @@
+"""The benchmark contract as checks (used by ``test_benchmark_contract.py`` for every registered
+benchmark and by the test of the example in ``docs/adding-a-benchmark.md``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import benchmarks
+from benchmarks import common
+from benchmarks.common import EvalConfig
+from benchmarks.spec import ROLES, SCALES, declaration
+from unlearn.data import Collator
+from unlearn.models import TinyConfig, load_model
+
+CONFIG = EvalConfig(batch_size=8, max_new_tokens=8, verbatim_tokens=8, kl_max_tokens=256, softlabel_gammas=(10.0,))
+TINY = TinyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64)
+
+
+def check_declaration(bench) -> None:
+    """Every metric has a direction, a role and a scale; the declaration names only declared
+    metrics and is plain JSON."""
+    metrics = bench.metrics(CONFIG)
+    names = [m.name for m in metrics]
+    assert len(names) == len(set(names)), "a metric is declared twice"
+    for m in metrics:
+        assert m.direction in ("min", "max") or isinstance(m.direction, (int, float)), m
+        assert m.role in ROLES and m.scale in SCALES and m.description, m
+        assert not m.name.endswith("_stderr"), m
+    record = json.loads(json.dumps(declaration(bench, metrics)))
+    used = {f[k] for f in record["fronts"] for k in ("x", "y", "size") if f[k]} | set(record["trajectories"])
+    used |= {record["selection"]["forget"], record["selection"]["retain"], *record["selection"]["floors"]}
+    assert used <= set(names), used - set(names)
+    assert record["fronts"] and record["trajectories"]
+    assert isinstance(record["needs_oracle"], bool) and isinstance(bench.declared.can_prepare, bool)
+
+
+def check_bad_parameter(name: str, params: dict) -> None:
+    with pytest.raises(ValueError) as error:
+        benchmarks.get(name, **params, no_such_parameter=1)
+    message = str(error.value)
+    assert "no_such_parameter" in message and "\n" not in message, message
+
+
+def check_materialize(bench, cache: Path, monkeypatch) -> object:
+    """Idempotent; a failure half-way through leaves nothing behind (and the failure is injected
+    into the one cache writer every benchmark uses)."""
+    original, calls = common.complete, []
+
+    def failing(root, write, *args):
+        def write_then_fail(tmp):
+            write(tmp)
+            calls.append(tmp)
+            raise OSError("disk full (injected)")
+        return original(root, write_then_fail, *args)
+
+    broken = cache / "broken"
+    monkeypatch.setattr(common, "complete", failing)
+    with pytest.raises(OSError, match="injected"):
+        bench.materialize(broken)
+    monkeypatch.setattr(common, "complete", original)
+    assert calls, "materialize must write through benchmarks.common.complete"
+    assert not any(broken.iterdir()), f"left behind: {list(broken.iterdir())}"
+
+    good = cache / "good"
+    data = bench.materialize(good)
+    before = {p: p.stat().st_mtime_ns for p in good.rglob("*")}
+    again = bench.materialize(good)
+    assert again.root == data.root and {p: p.stat().st_mtime_ns for p in good.rglob("*")} == before
+    assert [p.name for p in good.iterdir()] == [data.root.name]  # no temporary directory left
+    assert bench.read(data.root).forget_examples() == data.forget_examples() != []
+    return data
+
+
+def tiny_models(data):
+    """A target and an oracle: two tiny models with one tokenizer trained on the benchmark's texts."""
+    texts = [e.get("text") or f"{e['question']} {e['answer']}" for e in data.forget_examples() + data.retain_examples()]
+    target, tokenizer = load_model("tiny", texts=texts, tiny=TINY)
+    oracle, _ = load_model("tiny", texts=texts, tiny=TinyConfig(**{**TINY.__dict__, "seed": 1}))
+    return target.eval(), oracle.eval(), tokenizer
+
+
+def check_evaluation(bench, data) -> dict:
+    """Every declared metric is computed from the model's outputs, with its standard error."""
+    target, oracle, tokenizer = tiny_models(data)
+    part = data.for_target(data.targets[0]) if getattr(data, "targets", None) else data
+    collate = Collator(tokenizer, max_length=128, chat_template=part.chat)
+    refs = bench.references(target, oracle, tokenizer, collate, part, CONFIG)
+    assert set(refs.baseline) == set(bench.evaluate(target, tokenizer, collate, part, refs, CONFIG, CONFIG.parts))
+    values = bench.evaluate(oracle, tokenizer, collate, part, refs, CONFIG, CONFIG.parts)
+    declared = {m.name for m in bench.metrics(CONFIG)}
+    computed = {k for k in values if not k.endswith("_stderr")}
+    assert declared == computed, (sorted(declared - computed), sorted(computed - declared))
+    for name in computed:
+        assert f"{name}_stderr" in values, name
+        assert isinstance(values[name], float) and (math.isfinite(values[name]) or name.startswith("privleak")), name
+    assert values != refs.baseline  # computed from the model evaluated, not copied from the target
+    if bench.declared.can_prepare:
+        probes = part.check_probes(with_forget=True)
+        recall = bench.recall(target, tokenizer, collate, part, probes, CONFIG)
+        assert len(recall) == len(probes) > 0 and all(0.0 <= r <= 1.0 for r in recall)
+        assert part.train_examples(with_forget=False, utility=False) != part.train_examples(with_forget=True, utility=False)
+        assert part.forget_probes() and part.corpus_texts()
+    return values

@@ -1,0 +1,38 @@
+"""The benchmark contract, for every registered benchmark on its committed fixture: declared
+metrics (direction, scale, role) all computed with standard errors, figures and a selection rule
+that name only declared metrics, one-line errors for a bad parameter, and an idempotent
+``materialize`` that leaves nothing behind when it fails."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import benchmarks
+import contract
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PARAMS = {  # every registered benchmark has a fixture here
+    "synthetic": {"seed": 1, "people": 8, "forget_fraction": 0.2, "facts": 3, "bios": 1},
+    "muse": {"source": str(FIXTURES / "muse_news")},
+    "rwku": {"source": str(FIXTURES / "rwku"), "targets": 1},
+    "jsonl": {"path": str(FIXTURES / "byo")},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", benchmarks.names())
+def test_contract(name, tmp_path, monkeypatch):
+    assert name in PARAMS, f"benchmark {name!r} has no fixture in {__file__}"
+    bench = benchmarks.get(name, **PARAMS[name])
+    contract.check_declaration(bench)
+    contract.check_bad_parameter(name, PARAMS[name])
+    data = contract.check_materialize(bench, tmp_path, monkeypatch)
+    contract.check_evaluation(bench, data)
