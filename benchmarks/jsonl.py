@@ -92,7 +92,7 @@ def load(root: str | Path) -> dict[str, list[dict]]:
     for name, (schema, required) in FILES.items():
         path = root / name
         if path.is_file():
-            out[name] = check_rows(layouts._read_rows(path), name, str(path))
+            out[name] = check_rows(layouts.read_jsonl(path), name, str(path))
         elif required:
             raise ValueError(f"{path}: required file not found (each line of {name}: {layouts.describe(schema)})")
     return out

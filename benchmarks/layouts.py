@@ -92,7 +92,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def _read_rows(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     if path.suffix == ".parquet":
         import pandas as pd
 
@@ -131,7 +131,7 @@ def load(root: str | Path, layout: str, config: str, split: str) -> list[dict]:
     """Rows of one split of a local directory, checked against the layout's schema."""
     _check_config(layout, config)
     path = _split_file(Path(root), config, split)
-    return check_rows(_read_rows(path), layout, config, str(path))
+    return check_rows(read_jsonl(path), layout, config, str(path))
 
 
 def hub_rows(repo: str, config: str, split: str) -> list[dict]:

@@ -1,84 +1,196 @@
-"""A sweep on RWKU (the committed fixture, a tiny model as the target, no oracle): every
-configuration runs once per unlearning target (``subject``), every trial is evaluated with RWKU's
-protocol, and the report averages over the targets with their spread. Local cluster on loopback."""
+"""Sweeps on the real benchmarks' committed fixtures, in one local Ray cluster on loopback: MUSE
+(a tiny target, no oracle), RWKU (every configuration once per unlearning target) and a user's own
+JSONL data through ``unlearn sweep`` with ``model.base`` (target and oracle prepared by the service,
+a grid over a benchmark parameter). Each ends in a report whose summary, fronts, trajectories and
+(with an oracle) KL panels follow from what the benchmark declares."""
 
+import json
 import math
+import re
 import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
+from browser import check_opens, chromium  # noqa: F401  (the browser fixture)
 from sweeps import cluster, spec as specs
 from sweeps.results import read_rows
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "rwku"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TRAINING = {"epochs": 2, "micro_batch": 2, "seeds": [0], "max_length": 128}
+FAILURE = {"max_retries": 0, "checkpoint_every_epoch": False}
 
 
 @pytest.fixture(scope="module")
-def rwku_sweep(tmp_path_factory, unlearn_cache):
+def ray_cluster(unlearn_cache):
     import ray
 
-    from benchmarks import rwku
-    from sweeps.run import run_sweep
-    from unlearn import models
-
-    texts = [r["text"] for r in rwku.load(FIXTURE, "train_positive_llama3")]
-    model, tokenizer = models.load_model("tiny", texts=texts, tiny=models.TinyConfig(seed=0))
-    target = models.save_model(model, tokenizer, tmp_path_factory.mktemp("tiny-target"))
-    spec = specs.from_dict({
-        "name": "rwku-tiny",
-        "model": {"target": str(target)},
-        "benchmark": {"name": "rwku", "params": {"source": str(FIXTURE), "targets": 2, "utility": ["mmlu", "triviaqa"]}},
-        "methods": {"ga": {"lr": {"grid": [1.0e-3, 3.0e-3]}}},
-        "training": {"epochs": 2, "micro_batch": 2, "seeds": [0], "max_length": 128},
-        "failure": {"max_retries": 0, "checkpoint_every_epoch": False},
-        "eval": {"every_epoch": ["generation"], "final": ["generation", "mia", "utility"], "batch_size": 8},
-        "scaling": {"workers": 1, "zero_stage": 2},
-    })
-    storage = tmp_path_factory.mktemp("runs")
     cluster.connect(num_cpus=2, temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    said = []
-    sweep_dir = run_sweep(spec, storage=str(storage), progress=said.append)
-    yield {"dir": sweep_dir, "said": said}
+    yield
     ray.shutdown()
 
 
-def test_every_configuration_runs_once_per_target(rwku_sweep):
-    trials = sorted((rwku_sweep["dir"] / "ga").glob("run_trial_*"))
-    assert len(trials) == 4, rwku_sweep["said"]  # 2 learning rates × 2 targets
-    seen = set()
+def _tiny_target(texts: list[str], where: Path) -> Path:
+    from unlearn import models
+
+    model, tokenizer = models.load_model("tiny", texts=texts, tiny=models.TinyConfig(seed=0))
+    return models.save_model(model, tokenizer, where)
+
+
+def _sweep(spec: dict, storage: Path) -> Path:
+    from sweeps.run import run_sweep
+
+    outcome = run_sweep(specs.from_dict(spec), storage=str(storage), progress=lambda _: None)
+    assert outcome.finished > 0 and not outcome.failed, outcome
+    return outcome.sweep_dir
+
+
+def _report(sweep_dir: Path):
+    import reports
+
+    df = reports.load([sweep_dir])
+    out = sweep_dir / "report.html"
+    reports.render(df, out)
+    return df, out.read_text(), out
+
+
+@pytest.fixture(scope="module")
+def rwku_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
+    from benchmarks import rwku
+
+    texts = [r["text"] for r in rwku.load(FIXTURES / "rwku", "train_positive_llama3")]
+    target = _tiny_target(texts, tmp_path_factory.mktemp("rwku-target"))
+    sweep_dir = _sweep({
+        "name": "rwku-tiny", "model": {"target": str(target)},
+        "benchmark": {"name": "rwku", "params": {"source": str(FIXTURES / "rwku"), "targets": 2,
+                                                 "utility": ["mmlu", "triviaqa"]}},
+        "methods": {"ga": {"lr": 3.0e-3}}, "training": TRAINING, "failure": FAILURE,
+        "eval": {"every_epoch": ["generation"], "final": ["generation", "mia", "utility"], "batch_size": 8},
+        "scaling": {"workers": 1, "zero_stage": 2},
+    }, tmp_path_factory.mktemp("runs"))
+    return sweep_dir
+
+
+@pytest.fixture(scope="module")
+def muse_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
+    texts = [json.loads(line)["text"] for split in ("forget", "retain1", "retain2", "holdout")
+             for line in (FIXTURES / "muse_news" / "raw" / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+    target = _tiny_target(texts, tmp_path_factory.mktemp("muse-target"))
+    return _sweep({
+        "name": "muse-tiny", "model": {"target": str(target)},
+        "benchmark": {"name": "muse", "params": {"source": str(FIXTURES / "muse_news")}},
+        "methods": {"npo": {"lr": 3.0e-3}}, "training": TRAINING, "failure": FAILURE,
+        "eval": {"every_epoch": ["generation"], "final": ["generation", "verbmem", "mia"], "batch_size": 8},
+        "scaling": {"workers": 1, "zero_stage": 2},
+    }, tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def byo_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
+    """``unlearn sweep`` then ``unlearn report`` on the JSONL fixture, preparing from ``base: tiny``,
+    with ``max_new_tokens`` swept as a grid."""
+    from sweeps import cli
+
+    root = tmp_path_factory.mktemp("byo")
+    spec = {
+        "name": "byo-tiny",
+        "model": {"base": "tiny", "prepare": {"lr": 3.0e-3, "max_epochs": 30, "micro_batch": 8, "stop_recall": 0.9,
+                                              "max_length": 128}},
+        "benchmark": {"name": "jsonl", "params": {"path": str(FIXTURES / "byo"), "max_new_tokens": {"grid": [8, 16]}}},
+        "methods": {"gd": {"lr": 3.0e-3}}, "training": TRAINING, "failure": FAILURE,
+        "eval": {"every_epoch": ["generation", "kl"], "final": ["generation", "utility", "mia", "kl"], "batch_size": 8},
+        "scaling": {"workers": 1, "zero_stage": 2},
+    }
+    (root / "byo.yaml").write_text(yaml.safe_dump(spec))
+    assert cli.main(["sweep", str(root / "byo.yaml"), "--storage", str(root / "runs")]) == 0
+    report = root / "report.html"
+    assert cli.main(["report", str(root / "runs" / "byo-tiny"), "-o", str(report)]) == 0
+    return root / "runs" / "byo-tiny", report
+
+
+def _check_report(df, text: str, fronts: int, *, kl: bool) -> None:
+    """A summary with a selected configuration or the rule's stated reason, the declared fronts,
+    a trajectory figure, and KL panels exactly when the benchmark has KL metrics."""
+    summary = text[text.index("<h3>Summary</h3>"):text.index("<h3>Reference models</h3>")]
+    assert "rule not applicable" not in summary
+    assert re.search(r"\(epoch \d+; trials|no finished configuration", summary), summary[:2000]
+    assert text.count("alt='front figure'") == fronts
+    assert text.count("alt='trajectory figure'") >= 1
+    assert (text.count("alt='kl_c figure'") >= 1) == kl
+    assert not df[df["role"] == "trial"].empty
+
+
+def test_rwku_runs_every_configuration_once_per_target(rwku_sweep):
+    trials = sorted((rwku_sweep / "ga").glob("run_trial_*"))
+    assert len(trials) == 2  # one learning rate × 2 targets
+    subjects = set()
     for trial in trials:
         rows = read_rows(trial)
         assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["final"] is True and rows[-1]["status"] == "ok"
-        final = rows[-1]
-        for name in ("rwku_forget_fb", "rwku_forget_qa", "rwku_forget_aa", "rwku_forget_all", "rwku_neighbor_all",
-                     "rwku_mia_fm_loss", "rwku_mmlu", "rwku_triviaqa"):
-            assert math.isfinite(final[name]), name
-        params = __import__("json").loads((trial / "params.json").read_text())
-        seen.add((params["lr"], params["subject"]))
-    assert {s for _, s in seen} == {"Stephen King", "Bruce Lee"} and len(seen) == 4
+        for name in ("forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall", "mia_forget_loss",
+                     "utility_mmlu_accuracy", "utility_triviaqa_f1"):
+            assert math.isfinite(rows[-1][name]), name
+        subjects.add(json.loads((trial / "params.json").read_text())["subject"])
+    assert subjects == {"Stephen King", "Bruce Lee"}
+    record = json.loads((rwku_sweep / "reference_rows.json").read_text())
+    assert sorted((r["role"], r["subject"]) for r in record["rows"]) == [("target", "Bruce Lee"),
+                                                                          ("target", "Stephen King")]
+    assert record["benchmark"]["average_over"] == ["subject"] and not record["benchmark"]["needs_oracle"]
 
 
-def test_reference_rows_per_target_and_no_oracle(rwku_sweep):
-    import json
-
-    rows = json.loads((rwku_sweep["dir"] / "reference_rows.json").read_text())["rows"]
-    assert sorted((r["role"], r["subject"]) for r in rows) == [("target", "Bruce Lee"), ("target", "Stephen King")]
-
-
-def test_report_averages_over_targets(rwku_sweep):
-    import reports
+def test_rwku_report_averages_over_targets_and_opens(rwku_sweep, chromium, tmp_path):  # noqa: F811
     from reports.pareto import configurations
 
-    df = reports.load([rwku_sweep["dir"]])
-    trials = df[df["role"] == "trial"]
+    df, text, path = _report(rwku_sweep)
     table = configurations(df)
-    table = table[table["epoch"] == 2]
-    assert len(table) == 2 and set(table["n_subjects"]) == {2}  # one row per learning rate
-    for _, row in table.iterrows():
-        values = trials[(trials["lr"] == row["lr"]) & (trials["epoch"] == 2)]["rwku_forget_all"]
-        assert row["rwku_forget_all"] == pytest.approx(values.mean())
-        assert row["rwku_forget_all_std"] == pytest.approx(values.std(ddof=1), nan_ok=True)
-    out = rwku_sweep["dir"] / "report.html"
-    reports.render(df, out)
-    assert out.read_text().count("alt='front figure'") == 2  # forget All vs neighbour All, and vs MMLU
+    final = table[table["epoch"] == 2]
+    assert len(final) == 1 and set(final["n_subjects"]) == {2}
+    values = df[(df["role"] == "trial") & (df["epoch"] == 2)]["forget_all_rouge_l_recall"]
+    assert final["forget_all_rouge_l_recall"].iloc[0] == pytest.approx(values.mean())
+    _check_report(df, text, fronts=2, kl=False)  # forget vs neighbour (the paper's Figure 3), vs MMLU
+    check_opens(chromium, path, tmp_path)
+
+
+def test_muse_report_shows_knowmem_front(muse_sweep):
+    df, text, _ = _report(muse_sweep)
+    _check_report(df, text, fronts=2, kl=False)  # KnowMem forget vs retain (Figure 2), VerbMem vs KnowMem retain
+    final = df[(df["role"] == "trial") & (df["epoch"] == 2)].iloc[0]
+    assert 0 <= final["forget_knowmem_rouge_l_f1"] <= 100 and math.isfinite(final["privleak"])
+
+
+def test_byo_sweep_prepares_target_and_oracle_and_facets_by_the_grid(byo_sweep):
+    import reports
+
+    sweep_dir, report = byo_sweep
+    environment = json.loads((sweep_dir / "environment.json").read_text())
+    grid = environment["grid"]
+    assert [g["label"] for g in grid] == [{"max_new_tokens": 8}, {"max_new_tokens": 16}]
+    assert all(Path(g["target"]).name == "target" and Path(g["oracle"]).name == "oracle" for g in grid)
+    assert grid[0]["target"] == grid[1]["target"]  # evaluation-only parameter: one preparation serves both
+    record = json.loads((sweep_dir / "reference_rows.json").read_text())
+    assert record["benchmark"]["facets"] == ["max_new_tokens"]
+    assert sorted((r["role"], r["max_new_tokens"]) for r in record["rows"]) == [
+        ("oracle", 8), ("oracle", 16), ("target", 8), ("target", 16)]
+    params = sorted(json.loads(p.read_text())["max_new_tokens"] for p in sweep_dir.glob("gd/*/params.json"))
+    assert params == [8, 16]
+    df = reports.load([sweep_dir])
+    text = report.read_text()
+    _check_report(df, text, fronts=4, kl=True)  # 2 declared fronts × 2 grid points
+    assert "max_new_tokens=8" in text and "max_new_tokens=16" in text
+    assert df.loc[df["role"] == "trial", "kl_oracle_model_forget"].notna().all()
+
+
+def test_benchmark_without_preparation_refuses_base_before_anything_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    spec = tmp_path / "rwku.yaml"
+    spec.write_text(yaml.safe_dump({"name": "x", "model": {"base": "tiny"}, "methods": {"ga": {"lr": 1e-3}},
+                                    "benchmark": {"name": "rwku", "params": {"source": str(FIXTURES / "rwku")}},
+                                    "storage": str(tmp_path / "runs")}))
+    run = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", str(spec)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode != 0
+    assert run.stderr.strip().count("\n") == 0 and "model.base" in run.stderr, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rwku.yaml"]
