@@ -1,7 +1,9 @@
 """Sweep results → pandas, Pareto fronts, hypervolume, KL analysis figures and one HTML report.
 
-``load(paths)`` → tidy DataFrame; ``export(df, path)`` → CSV / Parquet; ``pareto_front(df,
-objectives)``; ``hypervolume(points, objectives, reference)``; ``render(df_or_paths, output)`` → HTML.
+``load(paths)`` → tidy DataFrame; ``declaration(df)`` → the benchmark's declaration recorded with a
+sweep (metrics, fronts, trajectories, selection rule, facets); ``export(df, path)`` → CSV / Parquet;
+``pareto_front(df, objectives)``; ``hypervolume(points, objectives, reference)``;
+``render(df_or_paths, output)`` → HTML.
 The names are resolved on first use, so that ``import reports.cli`` (the ``unlearn`` command line)
 does not import pandas or matplotlib.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import importlib
 
 _API = {"load": "reports.results", "export": "reports.results", "directions": "reports.results",
+        "declaration": "reports.results",
         "pareto_front": "reports.pareto", "hypervolume": "reports.pareto", "reference_point": "reports.pareto",
         "configurations": "reports.pareto", "render": "reports.html"}
 __all__ = sorted(_API)

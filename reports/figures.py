@@ -1,12 +1,17 @@
-"""Figures of one sweep, as ``matplotlib.figure.Figure`` objects (no pyplot state).
+"""Figures of one sweep (one facet combination of it), as ``matplotlib.figure.Figure`` objects (no
+pyplot state). Which metrics to plot comes from the benchmark's declaration in the sweep's record
+(``reports.results.declaration``): its fronts, its trajectories and its metrics of role ``kl``.
 
 What the Unilogit paper (ACL 2025) plots: forget vs retain scatter with one Pareto front per method
 (each point a hyper-parameter setting × epoch, seeds averaged, error bars = std over seeds or the
-evaluation's standard error for one seed), trajectories over epochs, and the KL analysis —
-(a) KL between each distillation method's soft labels and the oracle, (b) its progression over
-epochs, (c) KL between the unlearned model and the oracle with the target as baseline. Every KL is
-shown in both directions, KL(oracle ‖ ·) and KL(· ‖ oracle), on all forget tokens (``forget``) and
-on those the oracle does not predict (``forget_facts``). Epoch 0 is the target before unlearning.
+evaluation's standard error for one seed; optionally a third metric as marker area), trajectories
+over epochs, and the KL analysis — (a) KL between each distillation method's soft labels and the
+oracle, (b) its progression over epochs, (c) KL between the unlearned model and the oracle with the
+target as baseline. Every KL is shown in both directions, KL(oracle ‖ ·) and KL(· ‖ oracle), on each
+token set recorded (``forget``: all forget tokens; ``forget_facts``: those the oracle does not
+predict; ``retain``). KL metrics are found by role and read with the naming convention
+``[softlabel_]kl_<a>_<b>_<tokens>`` = KL(p_a ‖ p_b) over ``<tokens>``. Epoch 0 is the target before
+unlearning.
 """
 
 from __future__ import annotations
@@ -16,25 +21,19 @@ import re
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from reports.results import directions as _directions
 from reports.pareto import configurations, pareto_front, scores
+from reports.results import declaration, facet_columns, facet_label
+from reports.results import directions as _directions
+from reports.results import scale as _scale
 
-FRONT_PAIRS = (  # (x: forget, y: what should survive)
-    ("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall"),
-    ("forget_verbmem_rouge_l_f1", "utility_qa_rouge_l_recall"),
-    ("forget_all_rouge_l_recall", "neighbor_qa_rouge_l_recall"),
-    ("muse_knowmem_f", "muse_knowmem_r"),  # MUSE (the seed paper's MUSE figures)
-    ("muse_verbmem_f", "muse_knowmem_r"),
-    ("rwku_forget_all", "rwku_neighbor_all"),  # RWKU (forget vs neighbour, and vs MMLU)
-    ("rwku_forget_all", "rwku_mmlu"),
-    ("jsonl_forget_completion", "jsonl_neighbor_completion"),  # bring-your-own (the e-commerce shape)
-)
-TRAJECTORY_METRICS = ("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", "utility_qa_rouge_l_recall")
-TOKEN_SETS = ("forget", "forget_facts")
-_SOFTLABEL = re.compile(r"^softlabel_kl_oracle_(?P<label>.+)_forget$")
+TOKEN_SETS = ("forget", "forget_facts", "retain")  # the naming convention's token sets, in panel order
+_KL = re.compile(r"^(?P<softlabel>softlabel_)?kl_(?P<pair>.+)_(?P<tokens>" + "|".join(
+    sorted(TOKEN_SETS, key=len, reverse=True)) + r")$")
 _MARKERS = "osD^vP*Xh<>"
+_AREA = (12.0, 220.0)  # marker area (points²) of the smallest and the largest size value
 
 
 def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
@@ -43,8 +42,9 @@ def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_row(df: pd.DataFrame, role: str) -> pd.Series | None:
-    """The ``target`` or ``oracle`` row of a sweep, if recorded; with several unlearning targets
-    (RWKU subjects) the mean of their rows, as the trials are averaged over subjects."""
+    """The ``target`` or ``oracle`` row of a sweep (of one facet combination), if recorded; with
+    several unlearning targets (``average_over``, e.g. subjects) the mean of their rows, as the trials are averaged
+    over them."""
     rows = df[df["role"] == role]
     if len(rows) <= 1:
         return rows.iloc[0] if len(rows) else None
@@ -54,44 +54,102 @@ def reference_row(df: pd.DataFrame, role: str) -> pd.Series | None:
     return row
 
 
+def parse_kl(metric: str) -> dict | None:
+    """``[softlabel_]kl_<a>_<b>_<tokens>`` → ``{"metric", "softlabel", "a", "b", "tokens"}``, where one
+    of ``a``, ``b`` is ``oracle`` or ``model``; ``None`` for a name that does not follow it."""
+    match = _KL.match(metric)
+    if not match:
+        return None
+    pair = match.group("pair")
+    for known in ("oracle", "model"):
+        if pair.startswith(f"{known}_"):
+            a, b = known, pair[len(known) + 1:]
+            break
+        if pair.endswith(f"_{known}"):
+            a, b = pair[: -len(known) - 1], known
+            break
+    else:
+        return None
+    if not a or not b:
+        return None
+    return {"metric": metric, "softlabel": bool(match.group("softlabel")), "a": a, "b": b,
+            "tokens": match.group("tokens")}
+
+
+def kl_metrics(df: pd.DataFrame) -> list[dict]:
+    """The declared metrics of role ``kl`` that are columns of ``df``, parsed by ``parse_kl``, in
+    declaration order."""
+    declared = declaration(df)["metrics"]
+    parsed = [parse_kl(name) for name, spec in declared.items() if spec.get("role") == "kl" and name in df]
+    return [p for p in parsed if p]
+
+
 def softlabels(df: pd.DataFrame) -> list[str]:
-    """Soft-label names with a KL to the oracle in ``df`` (``unilogit``, ``undial_g10`` …)."""
-    return [m.group("label") for m in map(_SOFTLABEL.match, df.columns) if m]
+    """Soft-label names with a declared KL to the oracle in ``df`` (``unilogit``, ``undial_g10`` …)."""
+    out = []
+    for kl in kl_metrics(df):
+        label = kl["b"] if kl["a"] == "oracle" else kl["a"] if kl["b"] == "oracle" else None
+        if kl["softlabel"] and label and label not in out:
+            out.append(label)
+    return out
 
 
-def pareto_figure(df: pd.DataFrame, x: str, y: str) -> Figure:
-    """Forget metric ``x`` vs ``y`` of one sweep: every configuration × epoch, each method's front as
-    a step line (the boundary of the region it dominates), the target and the oracle marked."""
-    _one_sweep(df)
+def model_kl_metrics(df: pd.DataFrame) -> list[str]:
+    """The declared KL metrics between the unlearned model and the oracle present in ``df``."""
+    return [kl["metric"] for kl in kl_metrics(df) if not kl["softlabel"] and {kl["a"], kl["b"]} == {"oracle", "model"}]
+
+
+def pareto_figure(df: pd.DataFrame, x: str, y: str, size: str | None = None) -> Figure:
+    """Forget metric ``x`` vs ``y`` of one sweep (one facet combination): every configuration ×
+    epoch, each method's front as a step line (the boundary of the region it dominates), the target
+    and the oracle marked. With ``size``, each marker's area grows linearly with that metric (the
+    legend states its range)."""
+    title = _problem(df)
     fig = Figure(figsize=(7.5, 5.5), layout="constrained")
     ax = fig.add_subplot()
     objectives = {x: _directions(df)[x], y: _directions(df)[y]}
     points = configurations(ok_trials(df)).dropna(subset=[x, y])
+    size = size if size and size in points else None
+    area = _areas(points, df, size) if size else None
     for k, (method, group) in enumerate(points.groupby("method", sort=True)):
-        color = _color(k)
-        ax.errorbar(group[x], group[y], xerr=_spread(group, x), yerr=_spread(group, y), fmt=_MARKERS[k % len(_MARKERS)],
-                    color=color, alpha=0.75, markersize=5, capsize=2, linewidth=0.8, label=_text(method))
+        color, marker = _color(k), _MARKERS[k % len(_MARKERS)]
+        if size:
+            ax.errorbar(group[x], group[y], xerr=_spread(group, x), yerr=_spread(group, y), fmt="none",
+                        color=color, alpha=0.5, capsize=2, linewidth=0.8)
+            ax.scatter(group[x], group[y], s=area(group[size]), marker=marker, color=color, alpha=0.6,
+                       edgecolors="black", linewidths=0.4, label=_text(method))
+        else:
+            ax.errorbar(group[x], group[y], xerr=_spread(group, x), yerr=_spread(group, y), fmt=marker,
+                        color=color, alpha=0.75, markersize=5, capsize=2, linewidth=0.8, label=_text(method))
         front = pareto_front(group, objectives)
         front = front.iloc[np.lexsort(scores(front, objectives).T[::-1])]
         ax.plot(front[x], front[y], drawstyle="steps-post", color=color, linewidth=1.8, label=_text(f"_front {method}"))
     _mark_references(ax, df, x, y)
+    if size:
+        values = points[size].dropna()
+        ax.add_line(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", markeredgecolor="gray",
+                           label=_text(f"marker area ∝ {_with_scale(df, size)}: "
+                                       f"{_fmt(values.min())} to {_fmt(values.max())}")))
     if not len(points):
         ax.text(0.5, 0.5, "no finished trial has both metrics", ha="center", transform=ax.transAxes)
-    ax.set_xlabel(_axis_label(x, objectives[x]))
-    ax.set_ylabel(_axis_label(y, objectives[y]))
-    ax.set_title(_text(f"{df['sweep'].iloc[0]}: {y} vs {x}"), fontsize=10)
+    ax.set_xlabel(_axis_label(df, x, objectives[x]))
+    ax.set_ylabel(_axis_label(df, y, objectives[y]))
+    ax.set_title(_text(f"{title}: {y} vs {x}" + (f" (size: {size})" if size else "")), fontsize=10)
     ax.grid(alpha=0.3)
     _legend(ax, 8)
     return fig
 
 
-def trajectory_figure(df: pd.DataFrame, metrics: tuple = TRAJECTORY_METRICS) -> Figure:
-    """Each method's configurations over epochs (one column per method, one row per metric)."""
-    _one_sweep(df)
+def trajectory_figure(df: pd.DataFrame, metrics=None) -> Figure:
+    """Each method's configurations over epochs (one column per method, one row per metric; by
+    default the benchmark's declared trajectories)."""
+    title = _problem(df)
+    metrics = declaration(df)["trajectories"] if metrics is None else metrics
     metrics = [m for m in metrics if m in df]
     points = configurations(ok_trials(df))
     methods = sorted(points["method"].unique()) or ["(no finished trial)"]
-    fig = Figure(figsize=(3.6 * len(methods) + 1, 2.6 * max(1, len(metrics))), layout="constrained")
+    fig = Figure(figsize=(3.6 * len(methods) + 1, 2.6 * max(1, len(metrics)) + 0.4), layout="constrained")
+    fig.suptitle(_text(title), fontsize=10)
     axes = fig.subplots(max(1, len(metrics)), len(methods), squeeze=False, sharex=True)
     target, oracle = reference_row(df, "target"), reference_row(df, "oracle")
     for col, method in enumerate(methods):
@@ -103,39 +161,48 @@ def trajectory_figure(df: pd.DataFrame, metrics: tuple = TRAJECTORY_METRICS) -> 
                 _line(ax, config, metric, target, color=_color(k), label=_text(label))
             if oracle is not None and pd.notna(oracle.get(metric)):
                 ax.axhline(oracle[metric], color="green", linestyle="--", linewidth=1, label="oracle")
-            ax.set_title(_text(f"{method}: {metric}"), fontsize=8)
+            ax.set_title(_text(f"{method}: {_with_scale(df, metric)}"), fontsize=8)
             ax.grid(alpha=0.3)
         axes[-1, col].set_xlabel("epoch (0 = target)")
         axes[-1, col].xaxis.set_major_locator(MaxNLocator(integer=True))
         _legend(axes[0, col], 7)
+    if not metrics:
+        axes[0, 0].text(0.5, 0.5, "no trajectory metric declared or recorded", ha="center",
+                        transform=axes[0, 0].transAxes)
     return fig
 
 
 def softlabel_kl_figure(df: pd.DataFrame) -> Figure:
     """(a) Mean KL between each soft label and the oracle: at the start (built from the target) and,
     for a label built from the model being unlearned (Unilogit), over its finished trials' epochs."""
-    _one_sweep(df)
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = fig.subplots(1, len(TOKEN_SETS), squeeze=False)[0]
+    title = _problem(df)
+    lookup = _kl_lookup(df, softlabel=True)
+    tokens_sets = _token_sets(lookup)
+    fig = Figure(figsize=(5.5 * max(1, len(tokens_sets)), 4.4), layout="constrained")
+    fig.suptitle(_text(title), fontsize=10)
+    axes = fig.subplots(1, max(1, len(tokens_sets)), squeeze=False)[0]
     target, trials = reference_row(df, "target"), ok_trials(df)
-    for ax, tokens in zip(axes, TOKEN_SETS):
+    for ax, tokens in zip(axes, tokens_sets or [None]):
         names, bars = [], []
-        for label in softlabels(df):
-            columns = [f"softlabel_kl_oracle_{label}_{tokens}", f"softlabel_kl_{label}_oracle_{tokens}"]
+        for label in softlabels(df) if tokens else []:
+            columns = [lookup.get(("oracle", label, tokens)), lookup.get((label, "oracle", tokens))]
+            if not any(columns):
+                continue
             if target is not None:
                 names.append(f"{_pretty(label)}\nat start")
-                bars.append([(target.get(c, np.nan), target.get(f"{c}_stderr", np.nan)) for c in columns])
+                bars.append([(target.get(c, np.nan), target.get(f"{c}_stderr", np.nan)) if c else (np.nan, np.nan)
+                             for c in columns])
             own = trials[trials["method"] == label]
             if len(own):
                 names.append(f"{_pretty(label)}\nduring training")
-                bars.append([(own[c].mean(), own[c].std()) if c in own else (np.nan, np.nan) for c in columns])
+                bars.append([(own[c].mean(), own[c].std()) if c and c in own else (np.nan, np.nan) for c in columns])
         values = np.array(bars, dtype=float).reshape(len(bars), 2, 2)
         where = np.arange(len(bars))
         for j, direction in enumerate(("KL(oracle ‖ label)", "KL(label ‖ oracle)")):
             ax.bar(where + (j - 0.5) * 0.4, values[:, j, 0], 0.4, yerr=values[:, j, 1], capsize=2,
                    color=_color(j), label=direction)
         ax.set_xticks(where, [_text(n) for n in names], fontsize=8)
-        ax.set_title(f"soft label vs oracle, tokens: {tokens}", fontsize=10)
+        ax.set_title(f"soft label vs oracle, tokens: {tokens or '-'}", fontsize=10)
         ax.set_ylabel("mean KL (nats)")
         ax.grid(axis="y", alpha=0.3)
         _legend(ax, 8)
@@ -148,14 +215,17 @@ def softlabel_kl_progress_figure(df: pd.DataFrame) -> Figure:
     """(b) Soft-label KL to the oracle over epochs: per configuration of the method that builds its
     labels from the model being unlearned (Unilogit); labels built once from the target (UnDIAL, per γ:
     every trial records the target's value) as constant lines."""
-    _one_sweep(df)
+    title = _problem(df)
+    lookup = _kl_lookup(df, softlabel=True)
     target, points = reference_row(df, "target"), configurations(ok_trials(df))
-    fig, axes = _kl_grid("soft label")
+    fig, axes = _kl_grid("soft label", _token_sets(lookup), title)
     for (row, col), ax in np.ndenumerate(axes):
-        tokens = TOKEN_SETS[col]
+        tokens = _token_sets(lookup)[col] if _token_sets(lookup) else None
         k = 0
-        for label in softlabels(df):
-            metric = _kl_name("softlabel_", label, row, tokens)
+        for label in softlabels(df) if tokens else []:
+            metric = lookup.get(("oracle", label, tokens) if row == 0 else (label, "oracle", tokens))
+            if metric is None:
+                continue
             own = points[points["method"] == label]
             if len(own):
                 labels = _config_labels(own, df.attrs.get("hyperparameters", []))
@@ -166,6 +236,8 @@ def softlabel_kl_progress_figure(df: pd.DataFrame) -> Figure:
                 ax.axhline(target[metric], color=_color(k), linestyle="--", linewidth=1.2,
                            label=_text(f"{_pretty(label)} (fixed)"))
                 k += 1
+        if not k:
+            ax.text(0.5, 0.5, "no soft-label KL recorded", ha="center", transform=ax.transAxes)
         _legend(ax, 6)
     return fig
 
@@ -173,11 +245,18 @@ def softlabel_kl_progress_figure(df: pd.DataFrame) -> Figure:
 def model_kl_figure(df: pd.DataFrame) -> Figure:
     """(c) KL between the unlearned model and the oracle over epochs, every configuration coloured
     by method; the target (before unlearning) as the dashed baseline."""
-    _one_sweep(df)
+    title = _problem(df)
+    lookup = _kl_lookup(df, softlabel=False)
+    lookup = {key: metric for key, metric in lookup.items() if {key[0], key[1]} == {"oracle", "model"}}
+    tokens_sets = _token_sets(lookup)
     target, points = reference_row(df, "target"), configurations(ok_trials(df))
-    fig, axes = _kl_grid("model")
+    fig, axes = _kl_grid("model", tokens_sets, title)
     for (row, col), ax in np.ndenumerate(axes):
-        metric = _kl_name("", "model", row, TOKEN_SETS[col])
+        pair = ("oracle", "model") if row == 0 else ("model", "oracle")
+        metric = lookup.get((*pair, tokens_sets[col])) if tokens_sets else None
+        if metric is None:
+            ax.text(0.5, 0.5, "no model KL recorded", ha="center", transform=ax.transAxes)
+            continue
         for k, (method, group) in enumerate(points.groupby("method", sort=True)):
             labels = _config_labels(group, df.attrs.get("hyperparameters", []))
             for n, (_, config) in enumerate(group.groupby(labels, sort=True)):
@@ -188,29 +267,35 @@ def model_kl_figure(df: pd.DataFrame) -> Figure:
     return fig
 
 
+def _kl_lookup(df: pd.DataFrame, softlabel: bool) -> dict:
+    """(a, b, tokens) → the declared KL metric of that kind present in ``df``."""
+    return {(kl["a"], kl["b"], kl["tokens"]): kl["metric"] for kl in kl_metrics(df) if kl["softlabel"] == softlabel}
+
+
+def _token_sets(lookup: dict) -> list[str]:
+    present = {tokens for _, _, tokens in lookup}
+    return [t for t in TOKEN_SETS if t in present]
+
+
 def _fixed(df: pd.DataFrame, metric: str, target) -> bool:
     values = df.loc[df["role"] == "trial", metric].dropna() if metric in df else pd.Series(dtype=float)
     return target is not None and pd.notna(target.get(metric)) and len(values) > 0 \
         and bool(np.allclose(values, target[metric]))
 
 
-def _kl_grid(what: str):
-    fig = Figure(figsize=(11, 7), layout="constrained")
-    axes = fig.subplots(2, len(TOKEN_SETS), squeeze=False, sharex=True)
+def _kl_grid(what: str, tokens_sets: list[str], title: str):
+    fig = Figure(figsize=(5.5 * max(1, len(tokens_sets)), 7.3), layout="constrained")
+    fig.suptitle(_text(title), fontsize=10)
+    axes = fig.subplots(2, max(1, len(tokens_sets)), squeeze=False, sharex=True)
     for (row, col), ax in np.ndenumerate(axes):
         direction = f"KL(oracle ‖ {what})" if row == 0 else f"KL({what} ‖ oracle)"
-        ax.set_title(f"{direction}, tokens: {TOKEN_SETS[col]}", fontsize=10)
+        ax.set_title(f"{direction}, tokens: {tokens_sets[col] if tokens_sets else '-'}", fontsize=10)
         ax.set_ylabel("mean KL (nats)")
         ax.grid(alpha=0.3)
         if row == 1:
             ax.set_xlabel("epoch (0 = target)")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig, axes
-
-
-def _kl_name(prefix: str, other: str, row: int, tokens: str) -> str:
-    """Row 0: KL(oracle ‖ other), ``{prefix}kl_oracle_{other}_{tokens}``; row 1: the reverse."""
-    return f"{prefix}kl_oracle_{other}_{tokens}" if row == 0 else f"{prefix}kl_{other}_oracle_{tokens}"
 
 
 def _line(ax, config: pd.DataFrame, metric: str, target, color, label) -> None:
@@ -240,7 +325,7 @@ def _mark_references(ax, df: pd.DataFrame, x: str, y: str) -> None:
 
 
 def _spread(group: pd.DataFrame, metric: str) -> np.ndarray:
-    """Std over seeds and unlearning targets where a configuration has several (RWKU's mean ± std
+    """Std over seeds and unlearning targets where a configuration has several (a paper's mean ± std
     over targets), else the evaluation's standard error."""
     std = group.get(f"{metric}_std", pd.Series(np.nan, index=group.index))
     stderr = group.get(f"{metric}_stderr", pd.Series(np.nan, index=group.index))
@@ -261,9 +346,33 @@ def _short(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _axis_label(metric: str, direction) -> str:
+def _axis_label(df: pd.DataFrame, metric: str, direction) -> str:
     better = {"min": "lower is better", "max": "higher is better"}.get(direction, f"best at {direction}")
-    return _text(f"{metric} ({better})")
+    return _text(f"{_with_scale(df, metric)} ({better})")
+
+
+def _with_scale(df: pd.DataFrame, metric: str) -> str:
+    """The metric's name, with ``×100`` when the benchmark declares it on a paper's ×100 scale."""
+    value = _scale(df, metric)
+    return f"{metric} (×{_short(value)})" if value not in (None, 1) else metric
+
+
+def _areas(points: pd.DataFrame, df: pd.DataFrame, size: str):
+    """Marker area as a linear function of ``size`` over the plotted points (NaN: the smallest)."""
+    values = points[size].astype(float)
+    low, high = values.min(), values.max()
+
+    def area(column: pd.Series) -> np.ndarray:
+        column = column.astype(float)
+        if not np.isfinite(high - low) or high == low:
+            return np.where(column.notna(), np.mean(_AREA), _AREA[0])
+        return np.where(column.notna(), _AREA[0] + (column - low) / (high - low) * (_AREA[1] - _AREA[0]), _AREA[0])
+
+    return area
+
+
+def _fmt(value) -> str:
+    return "-" if pd.isna(value) else f"{float(value):.3g}"
 
 
 def _pretty(label: str) -> str:
@@ -285,6 +394,17 @@ def _color(k: int) -> str:
     return f"C{k % 10}"
 
 
-def _one_sweep(df: pd.DataFrame) -> None:
+def _problem(df: pd.DataFrame) -> str:
+    """``sweep`` or ``sweep, facet=value``: a figure shows one sweep and one facet combination."""
     if df["sweep"].nunique() != 1:
         raise ValueError(f"figures show one sweep; got {df['sweep'].nunique()} (select one: df[df.sweep == name])")
+    values = {}
+    for column in facet_columns(df):
+        seen = df[column].dropna().unique()
+        if len(seen) > 1:
+            raise ValueError(f"figures show one facet combination; {column} takes {len(seen)} values here "
+                             "(split the sweep with reports.results.facet_groups)")
+        if len(seen):
+            values[column] = seen[0]
+    label = facet_label(values)
+    return f"{df['sweep'].iloc[0]}, {label}" if label else str(df["sweep"].iloc[0])

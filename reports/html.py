@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from reports import figures, summary
-from reports.results import load, metrics
+from reports.results import declaration, facet_groups, facet_label, load, metrics
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1250px; padding: 0 16px; color: #222; }
 h1 { font-size: 24px; } h2 { border-bottom: 2px solid #ccc; margin-top: 40px; } h3 { margin-top: 28px; }
+h4 { margin: 20px 0 6px; }
 .scroll { overflow-x: auto; max-height: 640px; overflow-y: auto; border: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 12px; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; white-space: nowrap; }
@@ -64,17 +65,16 @@ _SCRIPT = """
   document.body.setAttribute("data-sortable", "ready");
 })();
 """
-_SUMMARY_METRICS = ("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", "utility_qa_rouge_l_recall",
-                    "forget_verbmem_rouge_l_f1", "privleak")
 _CAPTIONS = {
     "front": "Each point: one configuration × epoch, seeds averaged; error bars: std over seeds (the evaluation's "
              "standard error for a single seed). Step lines: each method's Pareto front. ★ target before unlearning, "
              "✚ oracle (retrained without the forget set). Failed trials are not plotted.",
     "trajectory": "Seed means over epochs (epoch 0 = the target); bands: ±std over seeds; dashed: the oracle.",
-    "kl_a": "(a) KL between each distillation method's soft labels and the oracle's outputs on the forget set, both "
-            "directions. UnDIAL's labels are built from the target (fixed per γ); Unilogit's from the model being "
-            "unlearned, shown at the start and as mean ± std over its finished trials' epochs. Left: all forget "
-            "tokens; right: those the oracle does not predict (p_oracle(y) < 0.05).",
+    "kl_a": "(a) KL between each distillation method's soft labels and the oracle's outputs, both directions. "
+            "UnDIAL's labels are built from the target (fixed per γ); Unilogit's from the model being unlearned, "
+            "shown at the start and as mean ± std over its finished trials' epochs. One panel per token set recorded: "
+            "forget (all forget tokens), forget_facts (those the oracle does not predict, p_oracle(y) < 0.05), "
+            "retain.",
     "kl_b": "(b) The same KL over epochs, per Unilogit configuration (seed means); UnDIAL's fixed labels as dashed "
             "lines.",
     "kl_c": "(c) KL between the unlearned model and the oracle over epochs, every configuration coloured by method; "
@@ -109,14 +109,19 @@ def render(data, output: str | Path | None = None, *, include_examples: bool = F
 
 def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
     name = df["sweep"].iloc[0]
+    declared = declaration(df, name)
     trials = _last_rows(df[df["role"] == "trial"])
     counts = trials["status"].value_counts().to_dict() if len(trials) else {}
+    labels = [c for c in (*declared["facets"], *declared["average_over"]) if c in df]
+    about = (f"Benchmark {declared['name']}" if declared["name"] else "") + (
+        f"; facets (separate problems): {', '.join(declared['facets'])}" if declared["facets"] else "")
     parts = [f"<section id='sweep-{index}'><h2>Sweep {_e(name)}</h2>",
              f"<p>{_e(record.get('path', ''))} — {len(trials)} trial(s): "
              + (_e(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))) or "none") + "</p>",
-             "<h3>Summary</h3>", _summary(df), "<h3>Reference models</h3>",
-             _table(df[df["role"].isin(["target", "oracle"])], ["role", *metrics(df)], sortable=False),
-             "<h3>Figures</h3>", _figures(df), "<h3>All trials</h3>",
+             f"<p class=note>{_e(about)}</p>" if about else "",
+             "<h3>Summary</h3>", _summary(df, declared), "<h3>Reference models</h3>",
+             _table(df[df["role"].isin(["target", "oracle"])], ["role", *labels, *metrics(df)], sortable=False),
+             "<h3>Figures</h3>", _figures(df, declared), "<h3>All trials</h3>",
              "<p class=note>One row per trial: its last evaluated epoch (the final one for finished trials). "
              "Click a header to sort; hover a value for its standard error.</p>",
              _table(trials, _trial_columns(df, trials), sortable=True),
@@ -128,47 +133,84 @@ def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
     return "".join(parts)
 
 
-def _summary(df: pd.DataFrame) -> str:
-    rows = []
-    for _, pick in summary.select(df).iterrows():
-        trials = _last_rows(df[(df["role"] == "trial") & (df["method"] == pick["method"])])
-        hps = [h for h in df.attrs.get("hyperparameters", []) if h != "seed" and h in pick and pd.notna(pick[h])]
-        config = pick["note"] or (", ".join(f"{h}={_fmt(pick[h])}" for h in hps)
-                                  + f" (epoch {_fmt(pick['epoch'])}; trials {pick['trials']})")
-        rows.append([pick["method"], f"{(trials['status'] == 'ok').sum()} / {len(trials)}", config,
-                     pick.get("n_seeds", math.nan), *[pick.get(m, math.nan) for m in _SUMMARY_METRICS]])
-    chosen = _grid(["method", "finished / all trials", "selected configuration", "seeds", *_SUMMARY_METRICS], rows)
-    volumes = summary.hypervolumes(df)
-    pairs = list(volumes.groupby(["x", "y"], sort=False)["reference"].first().items())
-    table = volumes.pivot_table(index="method", columns=["x", "y"], values="hypervolume", dropna=False, sort=False)
-    rows = [[method, *[table.loc[method].get(pair, math.nan) for pair, _ in pairs]] for method in table.index]
-    rows.append(["reference point (x, y)", *[f"({_fmt(ref[0])}, {_fmt(ref[1])})" for _, ref in pairs]])
-    hypervolume = _grid(["method", *[f"{y} vs {x}" for (x, y), _ in pairs]], rows)
-    return (f"<p>{_e(summary.RULE)}</p>{chosen}<p>Hypervolume of each method's front (every finished configuration "
-            "× epoch, seeds averaged) up to one reference point per figure shared by all methods: the worst value of "
-            "each metric over the sweep's finished trials, the target and the oracle. Higher is better.</p>"
-            + (hypervolume if pairs else "<p class=note>No pair of metrics to compute it on.</p>"))
+def _summary_metrics(df: pd.DataFrame, declared: dict) -> list[str]:
+    """The selection's forget and retain metrics, its floor metrics, then the privacy metrics."""
+    selection = declared.get("selection") or {}
+    names = [selection.get("forget"), selection.get("retain"), *selection.get("floors", {})]
+    names += [m for m, spec in declared["metrics"].items() if spec.get("role") == "privacy"]
+    out = []
+    for name in names:
+        if name and name in df and name not in out:
+            out.append(name)
+    return out
 
 
-def _figures(df: pd.DataFrame) -> str:
-    present = lambda m: m in df and df[m].notna().any()  # noqa: E731
-    fronts = [figures.pareto_figure(df, x, y) for x, y in figures.FRONT_PAIRS if present(x) and present(y)]
-    made = []
-    if any(present(m) for m in figures.TRAJECTORY_METRICS):
-        made.append((figures.trajectory_figure(df), "trajectory"))
-    if figures.softlabels(df):
-        made += [(figures.softlabel_kl_figure(df), "kl_a"), (figures.softlabel_kl_progress_figure(df), "kl_b")]
-    if present("kl_oracle_model_forget"):
-        made.append((figures.model_kl_figure(df), "kl_c"))
-    if not fronts and not made:
-        return "<p class=note>No metric to plot.</p>"
-    return ("<div class=fronts>" + "".join(_figure(fig, "front") for fig in fronts) + "</div>"
-            + "".join(_figure(fig, kind) for fig, kind in made))
+def _summary(df: pd.DataFrame, declared: dict) -> str:
+    columns = _summary_metrics(df, declared)
+    picks, volumes = summary.select(df), summary.hypervolumes(df)
+    groups = facet_groups(df)
+    parts = [f"<p>{_e(summary.rule(declared))}</p><p>Hypervolume of each method's front (every finished "
+             "configuration × epoch, seeds averaged) up to one reference point per figure shared by all methods: the "
+             "worst value of each metric over the finished trials, the target and the oracle. Higher is better.</p>"]
+    for values, group in groups:
+        label = facet_label(values)
+        if label:
+            parts.append(f"<h4>{_e(label)}</h4>")
+        rows = []
+        mine = picks[picks["facet"] == label] if len(picks) else picks
+        for _, pick in mine.iterrows():
+            trials = _last_rows(group[(group["role"] == "trial") & (group["method"] == pick["method"])])
+            hps = [h for h in df.attrs.get("hyperparameters", []) if h != "seed" and h not in values
+                   and h in pick and pd.notna(pick[h])]
+            config = pick["note"] or (", ".join(f"{h}={_fmt(pick[h])}" for h in hps)
+                                      + f" (epoch {_fmt(pick['epoch'])}; trials {pick['trials']})")
+            rows.append([pick["method"], f"{(trials['status'] == 'ok').sum()} / {len(trials)}", config,
+                         pick.get("n_seeds", math.nan), *[pick.get(m, math.nan) for m in columns]])
+        parts.append(_grid(["method", "finished / all trials", "selected configuration", "seeds", *columns], rows)
+                     if rows else "<p class=note>No trial.</p>")
+        own = volumes[volumes["facet"] == label] if len(volumes) else volumes
+        pairs = list(own.groupby(["x", "y"], sort=False)["reference"].first().items())
+        if not pairs:
+            parts.append("<p class=note>No declared front with both metrics recorded to compute a hypervolume on.</p>")
+            continue
+        table = own.pivot_table(index="method", columns=["x", "y"], values="hypervolume", dropna=False, sort=False)
+        rows = [[method, *[table.loc[method].get(pair, math.nan) for pair, _ in pairs]] for method in table.index]
+        rows.append(["reference point (x, y)", *[f"({_fmt(ref[0])}, {_fmt(ref[1])})" for _, ref in pairs]])
+        parts.append(_grid(["method", *[f"hypervolume: {y} vs {x}" for (x, y), _ in pairs]], rows))
+    return "".join(parts)
 
 
-def _figure(fig, kind: str) -> str:
+def _figures(df: pd.DataFrame, declared: dict) -> str:
+    parts = []
+    for values, group in facet_groups(df):
+        label = facet_label(values)
+        present = lambda m: bool(m) and m in group and group[m].notna().any()  # noqa: E731,B023
+        fronts = [(figures.pareto_figure(group, f["x"], f["y"], size=f["size"] if present(f["size"]) else None),
+                   f["size"] if present(f["size"]) else None)
+                  for f in declared["fronts"] if present(f["x"]) and present(f["y"])]
+        made = []
+        if any(present(m) for m in declared["trajectories"]):
+            made.append((figures.trajectory_figure(group), "trajectory"))
+        kls = [kl for kl in figures.kl_metrics(group) if present(kl["metric"])]
+        if any(kl["softlabel"] for kl in kls) and figures.softlabels(group):
+            made += [(figures.softlabel_kl_figure(group), "kl_a"),
+                     (figures.softlabel_kl_progress_figure(group), "kl_b")]
+        if any(not kl["softlabel"] and (kl["a"], kl["b"]) == ("oracle", "model") for kl in kls):
+            made.append((figures.model_kl_figure(group), "kl_c"))
+        if label:
+            parts.append(f"<h4>{_e(label)}</h4>")
+        if not fronts and not made:
+            parts.append("<p class=note>No declared metric to plot.</p>")
+            continue
+        parts.append("<div class=fronts>" + "".join(_figure(fig, "front", size) for fig, size in fronts) + "</div>"
+                     + "".join(_figure(fig, kind) for fig, kind in made))
+    return "".join(parts)
+
+
+def _figure(fig, kind: str, size: str | None = None) -> str:
+    caption = _CAPTIONS[kind] + (f" Marker area grows with {size} (legend: its range)." if size else "")
     return (f"<figure><img alt='{_e(kind)} figure' src='{_png(fig)}'>"
-            f"<figcaption>{_e(_CAPTIONS[kind])}</figcaption></figure>")
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
 def _failed(trials: pd.DataFrame) -> str:

@@ -1,7 +1,7 @@
 """Pareto fronts, hypervolume and seed averaging over the tidy results table.
 
 Every objective is turned into a score to minimise: ``"min"`` → x, ``"max"`` → −x, a number t →
-|x − t| (PrivLeak is best at 0). Row a dominates b when score(a) ≤ score(b) everywhere and < somewhere.
+|x − t| (a privacy score may be best at 0). Row a dominates b when score(a) ≤ score(b) everywhere and < somewhere.
 Hypervolume = Lebesgue measure of ∪ᵢ [score(pᵢ), score(ref)] (the region the front dominates, up to
 the reference point), computed exactly by slicing along the last objective (Zitzler's HSO).
 """
@@ -96,17 +96,26 @@ def _hso(s: np.ndarray, ref: np.ndarray) -> float:
     return sum((cuts[i] - s[i, -1]) * _hso(s[: i + 1, :-1], ref[:-1]) for i in range(len(s)) if cuts[i] > s[i, -1])
 
 
-def configurations(df: pd.DataFrame, hyperparameters: list[str] | None = None) -> pd.DataFrame:
-    """Trial rows averaged over seeds and unlearning targets (RWKU ``subject``, as the RWKU paper's
-    tables average over targets): one row per sweep × method × hyper-parameters (but those two) ×
-    epoch, with each metric's mean, ``<metric>_std`` across seeds and targets (NaN for one),
-    ``<metric>_stderr`` of the mean (√Σse² / n), ``n_seeds``, ``n_subjects`` and ``trials``."""
+def configurations(df: pd.DataFrame, hyperparameters: list[str] | None = None,
+                   average_over: list[str] | None = None) -> pd.DataFrame:
+    """Trial rows averaged over seeds and unlearning targets (the ``average_over`` columns — by
+    default those the sweeps' benchmark declarations name, or ``subject`` for sweeps without a
+    declaration — as benchmark papers average their tables over targets): one row per sweep × method ×
+    hyper-parameters (but the seed and those) × epoch, with each metric's mean, ``<metric>_std``
+    across seeds and targets (NaN for one), ``<metric>_stderr`` of the mean (√Σse² / n),
+    ``n_seeds``, ``n_subjects`` (distinct targets averaged over) and ``trials``."""
     hyperparameters = df.attrs.get("hyperparameters", []) if hyperparameters is None else hyperparameters
-    keys = ["sweep", "method", *[h for h in hyperparameters if h not in ("seed", "subject") and h in df], "epoch"]
+    average_over = _averaged(df) if average_over is None else list(average_over)
+    keys = ["sweep", "method", *[h for h in hyperparameters if h != "seed" and h not in average_over and h in df],
+            "epoch"]
     metric_names = [m for m in df.attrs.get("directions", {}) if m in df]
     rows = df[df["role"] == "trial"]
     if rows.empty:
         return pd.DataFrame(columns=[*keys, *metric_names, "n_seeds", "n_subjects", "trials"])
+    targets = [a for a in average_over if a in rows]
+    if targets:  # one label per target (a combination of the averaged-over columns)
+        rows = rows.assign(_target=rows[targets].astype(str).agg("\x1f".join, axis=1)
+                           .where(rows[targets].notna().any(axis=1)))
     grouped = rows.groupby(keys, dropna=False, sort=False)  # a hyper-parameter of str and int is unorderable
     out = grouped[metric_names].mean()
     out = out.join(grouped[metric_names].std(ddof=1).add_suffix("_std"))
@@ -115,8 +124,23 @@ def configurations(df: pd.DataFrame, hyperparameters: list[str] | None = None) -
     counts = grouped[[e.removesuffix("_stderr") for e in errors]].count().set_axis(errors, axis=1)
     out[errors] = np.sqrt(squares[errors]) / counts.where(counts > 0)
     out["n_seeds"] = grouped["seed"].nunique() if "seed" in rows else grouped["trial"].nunique()
-    out["n_subjects"] = grouped["subject"].nunique() if "subject" in rows else 1
+    out["n_subjects"] = grouped["_target"].nunique() if targets else 1
     out["trials"] = grouped["trial"].agg(lambda t: ", ".join(sorted(set(map(str, t)))))
     result = out.reset_index()
     result.attrs = dict(df.attrs)
     return result
+
+
+def _averaged(df: pd.DataFrame) -> list[str]:
+    """The ``average_over`` names of the declarations of the sweeps in ``df`` (``subject`` for a
+    sweep that declares nothing)."""
+    records = df.attrs.get("sweeps", {})
+    names = sorted(map(str, df["sweep"].dropna().unique())) if "sweep" in df else []
+    if not names or not records:
+        return ["subject"]
+    out: list[str] = []
+    for name in names:
+        benchmark = (records.get(name) or {}).get("benchmark")
+        declared = list(benchmark.get("average_over") or []) if isinstance(benchmark, dict) else ["subject"]
+        out += [a for a in declared if a not in out]
+    return out

@@ -41,25 +41,119 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise ValueError(f"two sweeps named {duplicated[0]!r}; load them separately")
-    rows, known, hyperparameters, records = [], {}, [], {}
+    rows, known, scales, hyperparameters, records = [], {}, {}, [], {}
     for sweep in sweeps:
         refs = _read_json(sweep / "reference_rows.json") or {}
-        _merge_directions(known, refs.get("directions", {}), sweep.name)
+        benchmark = refs.get("benchmark") if isinstance(refs.get("benchmark"), dict) else None
+        declared = (benchmark or {}).get("metrics") or {}
+        recorded = refs.get("directions", {})
+        _merge_directions(known, {**{m: d["direction"] for m, d in declared.items()
+                                     if m not in recorded and "direction" in d}, **recorded}, sweep.name)
+        _merge_scales(scales, {m: d["scale"] for m, d in declared.items() if d.get("scale") is not None}, sweep.name)
         rows += [dict(row, sweep=sweep.name) for row in refs.get("rows", [])]
         for trial_dir in _trial_dirs(sweep):
             params, trial_rows = _trial(trial_dir, sweep.name)
             hyperparameters += [key for key in params if key not in hyperparameters]
             rows += trial_rows
         records[sweep.name] = {"path": str(sweep), "spec": _read_text(sweep / "spec.yaml"),
-                               "environment": _read_json(sweep / "environment.json")}
+                               "environment": _read_json(sweep / "environment.json"), "benchmark": benchmark}
     df = pd.DataFrame(rows)
     for column in ("sweep", "role", "method", "trial", "status", "error", "epoch"):
         if column not in df:
             df[column] = pd.Series(dtype=float if column == "epoch" else object)
     front = ["sweep", "role", "method", "trial", *hyperparameters, "epoch", "status", "error"]
     df = df[front + [c for c in df.columns if c not in front]]
-    df.attrs = {"directions": known, "hyperparameters": hyperparameters, "sweeps": records}
+    df.attrs = {"directions": known, "scales": scales, "hyperparameters": hyperparameters, "sweeps": records}
     return df
+
+
+def declaration(df: pd.DataFrame, sweep: str | None = None) -> dict:
+    """The benchmark declaration of ``sweep`` (default: the one sweep of ``df``), as recorded in its
+    ``reference_rows.json``, with every key present: ``name``, ``needs_oracle``, ``metrics`` (name →
+    ``direction``, ``role``, ``scale``, ``description``), ``fronts`` (``x``, ``y``, ``size``),
+    ``trajectories``, ``selection`` (``None`` when not declared), ``average_over``, ``facets`` and
+    ``declared`` (``False`` for a sweep whose record has no declaration: then nothing is declared
+    and ``average_over`` defaults to ``["subject"]``)."""
+    records = df.attrs.get("sweeps", {})
+    if sweep is None:
+        names = sorted(map(str, df["sweep"].dropna().unique())) if "sweep" in df else []
+        names = names or sorted(records)
+        if len(names) != 1:
+            raise ValueError(f"declaration() of a frame of {len(names)} sweeps: name one (sweep=...)")
+        sweep = names[0]
+    record = records.get(sweep) or {}
+    return _normalise(record.get("benchmark"))
+
+
+def _normalise(benchmark) -> dict:
+    if not isinstance(benchmark, dict):
+        return {"name": None, "needs_oracle": False, "metrics": {}, "fronts": [], "trajectories": [],
+                "selection": None, "average_over": ["subject"], "facets": [], "declared": False}
+    fronts = []
+    for front in benchmark.get("fronts") or []:
+        if isinstance(front, dict) and front.get("x") and front.get("y"):
+            fronts.append({"x": front["x"], "y": front["y"], "size": front.get("size") or None})
+        elif isinstance(front, (list, tuple)) and len(front) >= 2:
+            fronts.append({"x": front[0], "y": front[1], "size": front[2] if len(front) > 2 else None})
+    selection = benchmark.get("selection")
+    if isinstance(selection, dict) and selection.get("forget") and selection.get("retain"):
+        selection = {"forget": selection["forget"], "retain": selection["retain"],
+                     "oracle_tolerance": selection.get("oracle_tolerance"),
+                     "target_fraction": selection.get("target_fraction"),
+                     "floors": dict(selection.get("floors") or {})}
+    else:
+        selection = None
+    metrics = {name: {"direction": spec.get("direction"), "role": spec.get("role"), "scale": spec.get("scale") or 1,
+                      "description": spec.get("description", "")}
+               for name, spec in (benchmark.get("metrics") or {}).items() if isinstance(spec, dict)}
+    return {"name": benchmark.get("name"), "needs_oracle": bool(benchmark.get("needs_oracle", False)),
+            "metrics": metrics, "fronts": fronts, "trajectories": list(benchmark.get("trajectories") or []),
+            "selection": selection, "average_over": list(benchmark.get("average_over") or []),
+            "facets": list(benchmark.get("facets") or []), "declared": True}
+
+
+def scale(df: pd.DataFrame, metric: str) -> float:
+    """The declared scale of ``metric`` (1: values in [0, 1]; 100: a paper's ×100 scale); 1 when
+    no loaded sweep declares one."""
+    return df.attrs.get("scales", {}).get(metric, 1)
+
+
+def facet_columns(df: pd.DataFrame) -> list[str]:
+    """The declared facets of the one sweep of ``df`` that are columns of ``df``."""
+    return [f for f in declaration(df)["facets"] if f in df]
+
+
+def facet_groups(df: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
+    """The rows of a one-sweep frame split by facet combination: ``[(values, rows), ...]`` in sorted
+    order, ``values`` being facet → value (``[({}, df)]`` without facets). A row that leaves a facet
+    empty (a reference shared by every value) belongs to every combination."""
+    columns = facet_columns(df)
+    if not columns:
+        return [({}, df)]
+    combos = df[columns].dropna().drop_duplicates()
+    keys = [tuple(row) for row in combos.itertuples(index=False)]
+    try:
+        keys = sorted(keys)
+    except TypeError:  # values of several types
+        keys = sorted(keys, key=lambda k: tuple(map(str, k)))
+    out = []
+    for key in keys:
+        mask = pd.Series(True, index=df.index)
+        for column, value in zip(columns, key):
+            mask &= df[column].isna() | (df[column] == value)
+        out.append((dict(zip(columns, key)), df[mask]))
+    return out or [({}, df)]
+
+
+def facet_label(values: dict) -> str:
+    """``forget_size=2, split=a`` for a facet combination (empty without facets)."""
+    return ", ".join(f"{name}={_short(value)}" for name, value in values.items())
+
+
+def _short(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def directions(df: pd.DataFrame) -> dict:
@@ -146,6 +240,13 @@ def _merge_directions(into: dict, new: dict, sweep: str) -> None:
     for metric, direction in new.items():
         if into.setdefault(metric, direction) != direction:
             raise ValueError(f"sweep {sweep!r} records direction {direction!r} for {metric}, another sweep "
+                             f"{into[metric]!r}; load them separately")
+
+
+def _merge_scales(into: dict, new: dict, sweep: str) -> None:
+    for metric, value in new.items():
+        if into.setdefault(metric, value) != value:
+            raise ValueError(f"sweep {sweep!r} declares scale {value!r} for {metric}, another sweep "
                              f"{into[metric]!r}; load them separately")
 
 

@@ -83,8 +83,11 @@ def print_summary(df, summary) -> None:
 
 def _softlabel_metric(final, method: str, labels: list[str]) -> str | None:
     """By the naming convention ``softlabel_kl_oracle_<label>_forget_facts``: the method's own label,
-    or for UnDIAL the first ``undial_g*`` label recorded (of the declared soft labels)."""
-    candidates = [method] if method != "undial" else [label for label in labels if label.startswith("undial_g")]
+    or for UnDIAL the first ``undial_g*`` label present (the declared soft labels first)."""
+    prefix, suffix = "softlabel_kl_oracle_", "_forget_facts"
+    recorded = [c[len(prefix):-len(suffix)] for c in final.columns if c.startswith(prefix) and c.endswith(suffix)]
+    candidates = [method] if method != "undial" else \
+        [label for label in (*labels, *recorded) if label.startswith("undial_g")]
     for label in candidates:
         column = f"softlabel_kl_oracle_{label}_forget_facts"
         if column in final and final[column].notna().any():

@@ -1,6 +1,7 @@
-"""reports: loading sweep results, Pareto fronts and hypervolume against brute force, the summary
-rule, the KL figures on a result tree laid out like ``sweeps/run.py`` writes it, the CLI, and the
-import boundary (no torch / ray / deepspeed)."""
+"""reports: loading sweep results and the benchmark declaration they record, Pareto fronts and
+hypervolume against brute force, the declared selection rule (oracle bound, target fraction, floors,
+facets), the figures the declaration asks for, on result trees laid out like ``sweeps/run.py`` writes
+them, the CLI, and the import boundary (no torch / ray / deepspeed, no benchmark's metric names)."""
 
 import itertools
 import json
@@ -12,111 +13,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 from matplotlib.container import BarContainer
+
+from helpers.report_sweeps import (DEFAULT_TRIALS, FORGET, GAMMAS, RETAIN, UTILITY, declaration, directions,
+                                   make_sweep)
 
 import reports
 from reports import figures, summary
 from reports.pareto import configurations, reference_point
+from reports.results import facet_groups
 
 ROOT = Path(__file__).resolve().parents[1]
-GAMMAS = (3, 10, 30)
-FINAL_ONLY = ("forget_verbmem_rouge_l_f1", "mia_min_k_auc", "privleak")
-HEX = {"unilogit": "95357", "undial": "337b1"}
-
-
-def directions() -> dict:
-    """The synthetic benchmark's metrics and directions, as ``reference_rows.json`` records them."""
-    out = {f"forget_{g}_rouge_l_recall": "min" for g in ("fb", "qa", "aa", "all", "qa_paraphrase")}
-    out["forget_verbmem_rouge_l_f1"] = "min"
-    out.update({f"{g}_rouge_l_recall": "max" for g in ("retain_qa", "retain_qa_paraphrase", "neighbor_fb",
-                                                         "neighbor_qa", "utility_qa")})
-    out.update(mia_min_k_auc=0.5, privleak=0.0)
-    for a, b in (("oracle", "model"), ("model", "oracle")):
-        out.update({f"kl_{a}_{b}_{tokens}": "min" for tokens in ("forget", "forget_facts", "retain")})
-    for label in ("unilogit", *(f"undial_g{g}" for g in GAMMAS)):
-        for tokens in ("forget", "forget_facts"):
-            out[f"softlabel_kl_oracle_{label}_{tokens}"] = out[f"softlabel_kl_{label}_oracle_{tokens}"] = "min"
-    return out
-
-
-def metric_values(strength: float, rng, final: bool = True) -> dict:
-    """Plausible metrics of a model unlearned with ``strength`` (0 = the target, 1 = wrecked)."""
-    out = {}
-    for name in directions():
-        if name in FINAL_ONLY and not final:
-            continue
-        if name.startswith("softlabel_kl") and "undial" in name:
-            value = 1.0 + GAMMAS.index(int(name.split("_g")[1].split("_")[0])) + ("facts" in name)  # fixed labels
-        elif name.startswith(("softlabel_kl", "kl_")):
-            value = 2.0 + 3 * strength + ("facts" in name) + 0.1 * rng.random()
-        elif name.startswith("forget"):
-            value = max(0.0, 1.0 - strength + 0.05 * rng.random())
-        elif name == "privleak":
-            value = -100 * (1 - strength)
-        elif name == "mia_min_k_auc":
-            value = 0.5 * strength
-        else:
-            value = 0.95 - 0.5 * strength + 0.05 * rng.random()
-        out[name], out[f"{name}_stderr"] = value, 0.01 + 0.02 * rng.random()
-    return out
-
-
-DEFAULT_TRIALS = (
-    *({"method": "unilogit", "lr": lr, "seed": seed} for lr in (1e-3, 3e-3) for seed in (0, 1)),
-    *({"method": "undial", "lr": lr, "seed": 0, "gamma": 10} for lr in (1e-3, 3e-3)),
-    {"method": "undial", "lr": 1e4, "seed": 0, "gamma": 10, "fail": "diverged"},
-    {"method": "undial", "lr": 3e-2, "seed": 0, "gamma": 10, "fail": "error"},
-    {"method": "unilogit", "lr": 3e-2, "seed": 0, "fail": "no-result"},
-    {"method": "unilogit", "lr": 1e-2, "seed": 0, "fail": "incomplete"},
-)
-
-
-def make_sweep(root: Path, name: str = "tiny", trials=DEFAULT_TRIALS, epochs: int = 2) -> Path:
-    """A result tree as ``sweeps/run.py`` and Ray Tune write it, with synthetic numbers."""
-    rng = np.random.default_rng(0)
-    sweep = root / name
-    sweep.mkdir(parents=True)
-    (sweep / "spec.yaml").write_text(f"name: {name}\nmethods:\n  unilogit:\n    lr:\n      grid: [0.001, 0.003]\n")
-    (sweep / "environment.json").write_text(json.dumps({
-        "python": "3.11.7", "torch": "2.13.0+cpu", "deepspeed": "0.19.8", "ray": "2.60.0", "cuda": False,
-        "scaling": {"workers": 2, "use_gpu": False, "zero_stage": 2}, "training": {"epochs": epochs, "seeds": [0, 1]},
-        "target": "/cache/target", "oracle": "/cache/oracle", "data": "/cache/data"}))
-    target = {"role": "target", **metric_values(0.0, rng)}
-    oracle = {"role": "oracle", **metric_values(0.9, rng), "retain_qa_rouge_l_recall": 0.95}
-    oracle.update({k: 0.0 for k in oracle if k.startswith("kl_")})
-    (sweep / "reference_rows.json").write_text(json.dumps({"rows": [target, oracle], "directions": directions()}))
-    counters = dict.fromkeys(HEX, 0)
-    for spec in trials:
-        method, fail = spec["method"], spec.get("fail")
-        index = counters[method] = counters.get(method, 0) + 1
-        trial_id = f"{HEX.get(method, 'abcde')}_{index - 1:05d}"
-        params = {k: v for k, v in spec.items() if k not in ("method", "fail", "drop", "method_name", "error")}
-        trial = sweep / method / f"run_trial_{trial_id}_{index - 1}_lr={spec['lr']:.4f},seed={spec['seed']}_2026-11-28"
-        trial.mkdir(parents=True)
-        (trial / "params.json").write_text(json.dumps(params))
-        rows = []
-        for epoch in range(1, {"diverged": 2, "incomplete": 2, "error": 1, "no-result": 1}.get(fail, epochs + 1)):
-            strength = min(1.0, spec["lr"] * 150 * epoch)
-            row = {"epoch": epoch, **metric_values(strength, rng, final=epoch == epochs)}
-            for dropped in spec.get("drop", ()):
-                row.pop(dropped, None)
-                row.pop(f"{dropped}_stderr", None)
-            row.update(loss=1.0, forget_loss=0.8, retain_loss=0.2, step=4 * epoch, lr=spec["lr"], world_size=2,
-                       zero_stage=2, micro_batch=4, grad_accum=1, effective_batch=8, device="cpu", status="ok",
-                       final=epoch == epochs, method=spec.get("method_name", method), wall_s=5.0 * epoch,
-                       train_s=1.0, eval_s=0.5, trial_id=trial_id, training_iteration=epoch, time_total_s=6.0,
-                       config=params, hostname="vm")
-            rows.append(row)
-        if fail != "no-result":
-            (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        if fail in ("diverged", "error", "no-result"):
-            inner = {"diverged": "unlearn.loop.Diverged: non-finite loss after step 6: {'loss': nan}",
-                     "error": spec.get("error", "RuntimeError: worker died"),
-                     "no-result": "ValueError: bad value"}[fail]
-            (trial / "error.txt").write_text(f"{inner}\n\nray.exceptions.RayTaskError: ...\n{inner}\n")
-        if not fail:
-            (sweep / "train" / f"train-{trial_id}" / "checkpoint_2026-11-28_03-03-09" / "model").mkdir(parents=True)
-    return sweep
 
 
 @pytest.fixture
@@ -146,6 +54,34 @@ def test_load_keeps_every_trial_and_marks_failures(sweep):
     assert reports.directions(df)["privleak"] == 0.0 and reports.directions(df)["retain_qa_rouge_l_recall"] == "max"
     assert ok.loc[ok["epoch"] == 1, "privleak"].isna().all() and ok.loc[ok["epoch"] == 2, "privleak"].notna().all()
     assert df.attrs["sweeps"]["tiny"]["environment"]["target"] == "/cache/target"
+    # the benchmark's declaration travels with the sweep, reachable from the frame and from a slice of it
+    assert df.attrs["sweeps"]["tiny"]["benchmark"] == declaration()
+    declared = reports.declaration(df[df["sweep"] == "tiny"])
+    assert declared["declared"] and declared["selection"]["forget"] == FORGET and declared["facets"] == []
+    assert [f["x"] for f in declared["fronts"]] == [f["x"] for f in declaration()["fronts"]]
+    assert df.attrs["scales"]["privleak"] == 100 and df.attrs["scales"][FORGET] == 1
+
+
+def test_declaration_needs_one_sweep_or_a_name(tmp_path):
+    make_sweep(tmp_path / "storage", "a")
+    make_sweep(tmp_path / "storage", "b", trials=DEFAULT_TRIALS[:1],
+               benchmark=declaration(selection={"forget": "forget_fb_rouge_l_recall", "retain": RETAIN}))
+    df = reports.load(tmp_path / "storage")
+    with pytest.raises(ValueError, match="name one"):
+        reports.declaration(df)
+    assert reports.declaration(df, "b")["selection"]["forget"] == "forget_fb_rouge_l_recall"
+    assert reports.declaration(df, "a")["selection"]["forget"] == FORGET
+
+
+def test_conflicting_scales_are_refused_in_one_line(tmp_path):
+    make_sweep(tmp_path / "storage", "a")
+    rescaled = declaration()
+    rescaled["metrics"][FORGET]["scale"] = 100
+    make_sweep(tmp_path / "storage", "b", trials=DEFAULT_TRIALS[:1], benchmark=rescaled)
+    with pytest.raises(ValueError, match="load them separately") as error:
+        reports.load(tmp_path / "storage")
+    assert "\n" not in str(error.value) and FORGET in str(error.value)
+    assert reports.load(tmp_path / "storage" / "b").attrs["scales"][FORGET] == 100  # each alone is fine
 
 
 def test_load_accepts_a_storage_directory_and_rejects_empty_ones(tmp_path):
@@ -166,6 +102,7 @@ def test_export_csv_and_parquet(sweep, tmp_path):
     assert len(back) == len(df) and back["status"].tolist() == df["status"].tolist()
     assert back["final"].dropna().tolist() == df["final"].dropna().tolist()
     assert set(back["batch"].dropna()) == {"8", "auto"}
+    assert reports.declaration(back) == reports.declaration(df) and back.attrs["scales"] == df.attrs["scales"]
     csv = pd.read_csv(reports.export(df, tmp_path / "t.csv"))
     np.testing.assert_allclose(csv["forget_qa_rouge_l_recall"], df["forget_qa_rouge_l_recall"])
     with pytest.raises(ValueError, match="csv or .parquet"):
@@ -251,26 +188,152 @@ def test_configurations_average_seeds(sweep):
     assert len(configurations(figures.ok_trials(df))) == len(points) + 2 * 2  # unilogit's seeds now differ
 
 
-def test_selection_rule(sweep):
-    df = reports.load(sweep)
-    chosen = summary.select(df).set_index("method")
-    oracle_forget = df.loc[df["role"] == "oracle", summary.FORGET].iloc[0]
-    points = configurations(figures.ok_trials(df))
-    final = points[points["epoch"] == 2]
-    for method in ("unilogit", "undial"):
-        mine = final[(final["method"] == method) & (final[summary.FORGET] <= oracle_forget + summary.TOLERANCE)]
-        if mine.empty:
-            assert "no finished configuration" in chosen.loc[method, "note"]
-        else:
-            assert chosen.loc[method, summary.RETAIN] == mine[summary.RETAIN].max()
-    df.loc[df["role"] == "oracle", summary.FORGET] = 1.0  # everything qualifies: the best retain wins
-    chosen = summary.select(df).set_index("method")
-    assert chosen.loc["unilogit", summary.RETAIN] == final.loc[final["method"] == "unilogit", summary.RETAIN].max()
+def test_configurations_average_over_the_declared_targets(tmp_path):
+    """``average_over`` columns are averaged like seeds; a sweep declaring none keeps them apart, and
+    a sweep without a declaration averages over ``subject``."""
+    trials = [{"method": "ga", "lr": lr, "seed": 0, "subject": subject, "values": {FORGET: value}}
+              for lr in (1e-3, 2e-3) for subject, value in (("Ann", 0.2), ("Bob", 0.4))]
+    expected = {"averaged": (2, 2), "kept apart": (4, 1), "no declaration": (2, 2)}
+    for name, benchmark in (("averaged", declaration(average_over=["subject"])),
+                            ("kept apart", declaration(average_over=[])), ("no declaration", None)):
+        df = reports.load(make_sweep(tmp_path, name.replace(" ", "-"), trials, benchmark=benchmark))
+        points = configurations(df)
+        points = points[points["epoch"] == 2]
+        assert (len(points), points["n_subjects"].max()) == expected[name], name
+        if expected[name][1] == 2:
+            assert points[FORGET].tolist() == pytest.approx([0.3, 0.3])
+
+
+def _values(forget, retain, utility=0.9, **more) -> dict:
+    return {FORGET: forget, RETAIN: retain, UTILITY: utility, **more}
+
+
+TARGET = {"role": "target", FORGET: 0.8, RETAIN: 0.95, UTILITY: 0.9}
+ORACLE = {"role": "oracle", FORGET: 0.1, RETAIN: 0.95, UTILITY: 0.9}
+
+
+def _rule_sweep(tmp_path, points, references=(TARGET, ORACLE), name="rule", **changes) -> pd.DataFrame:
+    """A sweep whose finished trials hold ``points`` ((method, lr, values)) at every epoch."""
+    trials = [{"method": method, "lr": lr, "seed": 0, "values": values} for method, lr, values in points]
+    return reports.load(make_sweep(tmp_path, name, trials, references=list(references),
+                                   benchmark=declaration(**changes)))
+
+
+@pytest.mark.parametrize("scale", [1, 100])
+def test_selection_bound_is_the_oracles_forget_plus_the_tolerance_on_the_declared_scale(tmp_path, scale):
+    metrics = declaration()["metrics"]
+    metrics[FORGET]["scale"] = scale
+    oracle = {**ORACLE, FORGET: 0.1 * scale}
+    points = [("ga", 1e-3, _values(0.12 * scale, 0.6)), ("ga", 2e-3, _values(0.14 * scale, 0.8)),
+              ("ga", 3e-3, _values(0.30 * scale, 0.95)),  # the best retain, but over the bound 0.15
+              ("ga", 4e-3, _values(0.05 * scale, 0.8)),  # ties with 2e-3 on retain: the lower forget wins
+              ("npo", 1e-3, _values(0.5 * scale, 0.9))]
+    chosen = summary.select(_rule_sweep(tmp_path, points, (TARGET, oracle), metrics=metrics)).set_index("method")
+    assert chosen.loc["ga", "lr"] == 4e-3 and chosen.loc["ga", "note"] == ""
+    assert chosen.loc["ga", FORGET] == pytest.approx(0.05 * scale) and chosen.loc["ga", RETAIN] == 0.8
+    assert chosen.loc["ga", "bound"] == pytest.approx(0.15 * scale)
+    assert f"no finished configuration has {FORGET} ≤ {0.15 * scale:.4g}" in chosen.loc["npo", "note"]
+    assert "oracle" in chosen.loc["npo", "note"]
+
+
+@pytest.mark.parametrize("oracle", ["absent", "without the forget metric"])
+def test_selection_without_an_oracle_value_uses_the_target_fraction(tmp_path, oracle):
+    references = [{**TARGET, FORGET: 0.6}]
+    if oracle != "absent":
+        references.append({**ORACLE, FORGET: None})
+    points = [("ga", 1e-3, _values(0.25, 0.7)), ("ga", 2e-3, _values(0.35, 0.9)),  # 0.35 > 0.5 × 0.6
+              ("ga", 3e-3, _values(0.29, 0.7))]  # ties on retain, higher forget: loses
+    chosen = summary.select(_rule_sweep(tmp_path, points, references)).set_index("method")
+    assert chosen.loc["ga", "lr"] == 1e-3 and chosen.loc["ga", "bound"] == pytest.approx(0.3)
+    changed = summary.select(_rule_sweep(tmp_path, points, references, name="other",
+                                         selection={**declaration()["selection"], "target_fraction": 0.6}))
+    assert changed.set_index("method").loc["ga", "lr"] == 2e-3  # bound 0.36 now admits 0.35
+
+
+def test_a_floor_excludes_a_wrecked_model_that_would_otherwise_win(tmp_path):
+    points = [("ga", 1e-3, _values(0.02, 0.85, utility=0.1)),  # wrecked: utility far below the target's 0.9
+              ("ga", 2e-3, _values(0.10, 0.80, utility=0.85))]
+    without = summary.select(_rule_sweep(tmp_path, points, name="no-floor",
+                                         selection={**declaration()["selection"], "floors": {}}))
+    assert without.set_index("method").loc["ga", "lr"] == 1e-3
+    with_floor = summary.select(_rule_sweep(tmp_path, points, name="floor")).set_index("method")
+    assert with_floor.loc["ga", "lr"] == 2e-3 and with_floor.loc["ga", "note"] == ""
+    strict = summary.select(_rule_sweep(tmp_path, points, name="strict",
+                                        selection={**declaration()["selection"], "floors": {UTILITY: 0.99}}))
+    note = strict.set_index("method").loc["ga", "note"]
+    assert UTILITY in note and "0.891" in note and "0.99 × the target's" in note  # 0.99 × 0.9
+
+
+def test_selection_notes_when_the_rule_cannot_apply(tmp_path):
+    points = [("ga", 1e-3, _values(0.02, 0.85))]
+    no_reference = summary.select(_rule_sweep(tmp_path, points, [{**ORACLE, FORGET: None}], name="a"))
+    assert no_reference["note"].str.startswith("rule not applicable").all()
+    assert no_reference["note"].str.contains("oracle row or of the target row").all()
+    no_retain = summary.select(_rule_sweep(tmp_path, [("ga", 1e-3, _values(0.02, None))], name="b"))
+    assert no_retain["note"].tolist() == [f"rule not applicable: no trial records {RETAIN}"]
+    no_rule = summary.select(_rule_sweep(tmp_path, points, name="c", selection=None))
+    assert no_rule["note"].str.contains("declares no selection rule").all()
+
+
+def test_rule_sentence_comes_from_the_declaration():
+    sentence = summary.rule(declaration())
+    assert f"the highest {RETAIN}" in sentence and f"whose {FORGET} is at most the oracle's + 0.05" in sentence
+    assert "0.5 × the target's" in sentence and f"whose {UTILITY} is at least 0.5 × the target's" in sentence
+    scaled = declaration()
+    scaled["metrics"][FORGET]["scale"] = 100
+    assert "the oracle's + 5 " in summary.rule(scaled)
+    assert "forget_size" in summary.rule(declaration(facets=["forget_size"]))
+    assert "declares no selection rule" in summary.rule(reports.results._normalise(None))
+
+
+FACET_TRIALS = [{"method": "ga", "lr": lr, "seed": 0, "forget_size": size, "values": _values(forget, retain)}
+                for size in (1, 2) for lr, forget, retain in ((1e-3, 0.12, 0.5), (2e-3, 0.4, 0.9))]
+FACET_REFERENCES = [{"role": "target", "forget_size": 1, FORGET: 0.9, RETAIN: 0.95},
+                    {"role": "oracle", "forget_size": 1, FORGET: 0.1, RETAIN: 0.95},
+                    {"role": "target", "forget_size": 2, FORGET: 0.8, RETAIN: 0.95},
+                    {"role": "oracle", "forget_size": 2, FORGET: 0.5, RETAIN: 0.95}]
+
+
+@pytest.fixture
+def faceted(tmp_path) -> pd.DataFrame:
+    return reports.load(make_sweep(tmp_path, "faceted", FACET_TRIALS, references=FACET_REFERENCES,
+                                   facets={"forget_size": [1, 2]}))
+
+
+def test_facets_are_separate_problems_for_selection_and_hypervolume(faceted):
+    """forget_size=1: bound 0.1 + 0.05 admits only forget 0.12; forget_size=2: bound 0.55 admits both.
+    Pooled (oracle mean 0.3), both would pick the same configuration."""
+    chosen = summary.select(faceted)
+    assert chosen["facet"].tolist() == ["forget_size=1", "forget_size=2"]
+    assert chosen["forget_size"].tolist() == [1, 2] and chosen["lr"].tolist() == [1e-3, 2e-3]
+    assert chosen["bound"].tolist() == pytest.approx([0.15, 0.55])
+    volumes = summary.hypervolumes(faceted)
+    volumes = volumes[(volumes["x"] == FORGET) & (volumes["y"] == RETAIN)].set_index("facet")
+    # reference point per facet: the worst forget (the target's) and the worst retain (0.5) of that facet
+    assert volumes.loc["forget_size=1", "reference"] == pytest.approx((0.9, 0.5))
+    assert volumes.loc["forget_size=1", "hypervolume"] == pytest.approx((0.9 - 0.4) * (0.9 - 0.5))
+    assert volumes.loc["forget_size=2", "hypervolume"] == pytest.approx((0.8 - 0.4) * (0.9 - 0.5))
+
+
+def test_facets_split_the_figures(faceted):
+    groups = facet_groups(faceted)
+    assert [values for values, _ in groups] == [{"forget_size": 1}, {"forget_size": 2}]
+    assert all(set(group["forget_size"]) == {values["forget_size"]} for values, group in groups)
+    assert all(sorted(group.loc[group["role"] != "trial", "role"]) == ["oracle", "target"] for _, group in groups)
+    for values, group in groups:
+        ax = figures.pareto_figure(group, FORGET, RETAIN).axes[0]
+        assert f"forget_size={values['forget_size']}" in ax.get_title()
+        oracle = next(c for c in ax.containers if c.get_label() == "oracle (retrained)")
+        assert oracle.lines[0].get_xdata()[0] == {1: 0.1, 2: 0.5}[values["forget_size"]]
+        assert "forget_size=" in figures.trajectory_figure(group).get_suptitle()
+    with pytest.raises(ValueError, match="facet"):
+        figures.pareto_figure(faceted, FORGET, RETAIN)
 
 
 def test_front_figure_draws_each_methods_front_and_the_references(sweep):
     df = reports.load(sweep)
-    x, y = figures.FRONT_PAIRS[0]
+    front_decl = reports.declaration(df)["fronts"][0]
+    x, y = front_decl["x"], front_decl["y"]
     fig = figures.pareto_figure(df, x, y)
     ax = fig.axes[0]
     points = configurations(figures.ok_trials(df))
@@ -282,15 +345,50 @@ def test_front_figure_draws_each_methods_front_and_the_references(sweep):
         assert line.get_drawstyle() == "steps-post" and len(front) >= 1
     labels = ax.get_legend_handles_labels()[1]
     assert {"undial", "unilogit", "target (before unlearning)", "oracle (retrained)"} <= set(labels)
+    assert not any("marker area" in label for label in labels)
+    assert "×100" not in ax.get_xlabel() + ax.get_ylabel()
+    assert "×100" in figures.pareto_figure(df, x, "privleak").axes[0].get_ylabel()  # declared on the ×100 scale
+
+
+def test_front_figure_sizes_markers_by_a_third_metric(sweep):
+    df = reports.load(sweep)
+    ax = figures.pareto_figure(df, FORGET, RETAIN, size=UTILITY).axes[0]
+    points = configurations(figures.ok_trials(df))
+    areas, sizes = [], []
+    for method in ("undial", "unilogit"):
+        scatter = next(c for c in ax.collections if isinstance(c, PathCollection) and c.get_label() == method)
+        mine = points[points["method"] == method]
+        for (x, y), area in zip(scatter.get_offsets(), scatter.get_sizes()):
+            match = mine[np.isclose(mine[FORGET], x) & np.isclose(mine[RETAIN], y)]
+            sizes.append(match[UTILITY].iloc[0])
+            areas.append(area)
+    areas, sizes = np.array(areas), np.array(sizes)
+    assert len(areas) == len(points) and np.ptp(areas) > 0
+    # area is an increasing linear function of the size metric
+    np.testing.assert_allclose((areas - areas.min()) / np.ptp(areas), (sizes - sizes.min()) / np.ptp(sizes))
+    labels = ax.get_legend_handles_labels()[1]
+    assert any(label.startswith(f"marker area ∝ {UTILITY}") for label in labels)
+
+
+def test_kl_names_follow_the_convention():
+    assert figures.parse_kl("softlabel_kl_oracle_undial_g10_forget_facts") == {
+        "metric": "softlabel_kl_oracle_undial_g10_forget_facts", "softlabel": True, "a": "oracle", "b": "undial_g10",
+        "tokens": "forget_facts"}
+    assert figures.parse_kl("kl_model_oracle_retain") == {
+        "metric": "kl_model_oracle_retain", "softlabel": False, "a": "model", "b": "oracle", "tokens": "retain"}
+    assert figures.parse_kl("softlabel_kl_x_oracle_forget")["a"] == "x"
+    assert figures.parse_kl("kl_a_b_forget") is None and figures.parse_kl("kl_oracle_model_elsewhere") is None
 
 
 def test_kl_panels_hold_real_values(sweep):
     df = reports.load(sweep)
     target = df[df["role"] == "target"].iloc[0]
     unilogit = figures.ok_trials(df)[lambda d: d["method"] == "unilogit"]
-    # (a) bars: Unilogit at start and during training, UnDIAL per γ; both directions, both token sets
+    assert figures.softlabels(df) == ["unilogit", *(f"undial_g{g}" for g in GAMMAS)]
+    # (a) bars: Unilogit at start and during training, UnDIAL per γ; both directions, each token set
     fig = figures.softlabel_kl_figure(df)
-    for ax, tokens in zip(fig.axes, figures.TOKEN_SETS):
+    assert [ax.get_title().rsplit(" ", 1)[1] for ax in fig.axes] == ["forget", "forget_facts"]
+    for ax, tokens in zip(fig.axes, ("forget", "forget_facts")):
         bars = [c for c in ax.containers if isinstance(c, BarContainer)]
         forward = [bar.get_height() for bar in bars[0]]
         expected = [target[f"softlabel_kl_oracle_unilogit_{tokens}"],
@@ -306,25 +404,94 @@ def test_kl_panels_hold_real_values(sweep):
         assert len(curves) == 2 and all(np.isfinite(line.get_ydata()).all() and len(line.get_xdata()) == 3
                                         for line in curves)
         assert sum(line.get_label().startswith("undial") for line in ax.lines) == len(GAMMAS)
-    # (c) every configuration's model KL, and the target as baseline
+    # (c) every configuration's model KL, and the target as baseline: both directions × three token sets
     fig = figures.model_kl_figure(df)
-    for ax, metric in zip(fig.axes, ["kl_oracle_model_forget", "kl_oracle_model_forget_facts",
-                                     "kl_model_oracle_forget", "kl_model_oracle_forget_facts"]):
+    expected = [f"kl_{a}_{b}_{tokens}" for a, b in (("oracle", "model"), ("model", "oracle"))
+                for tokens in ("forget", "forget_facts", "retain")]
+    assert len(fig.axes) == len(expected)
+    for ax, metric in zip(fig.axes, expected):
         baseline = next(line for line in ax.lines if line.get_label() == "target (baseline)")
         assert baseline.get_ydata()[0] == target[metric]
         curves = [line for line in ax.lines if line.get_xdata()[-1] == 2]
         assert len(curves) == 4 and all(line.get_ydata()[0] == target[metric] for line in curves)
 
 
+def test_kl_panels_follow_the_declared_roles(tmp_path):
+    """Only metrics of role ``kl`` count, whatever their names; none → no KL figure in the report."""
+    metrics = declaration()["metrics"]
+    for name in metrics:
+        if name.startswith("kl_") or name.endswith("_forget_facts"):
+            metrics[name]["role"] = "utility"
+    df = reports.load(make_sweep(tmp_path, "roles", benchmark=declaration(metrics=metrics)))
+    assert figures.model_kl_metrics(df) == []
+    assert [ax.get_title().rsplit(" ", 1)[1] for ax in figures.softlabel_kl_figure(df).axes] == ["forget"]
+    text = reports.render(df)
+    assert "alt='kl_c figure'" not in text and text.count("alt='kl_a figure'") == 1
+    for metric in metrics:
+        if metrics[metric]["role"] == "kl":
+            metrics[metric]["role"] = "utility"
+    df = reports.load(make_sweep(tmp_path, "none", benchmark=declaration(metrics=metrics)))
+    assert figures.softlabels(df) == [] and "alt='kl_" not in reports.render(df)
+
+
+def test_trajectories_default_to_the_declared_ones(tmp_path):
+    df = reports.load(make_sweep(tmp_path, benchmark=declaration(trajectories=["forget_fb_rouge_l_recall", UTILITY])))
+    titles = [ax.get_title() for ax in figures.trajectory_figure(df).axes]
+    assert titles == [f"{m}: {metric}" for metric in ("forget_fb_rouge_l_recall", UTILITY)
+                      for m in ("undial", "unilogit")]
+
+
+def test_a_record_without_a_declaration_still_reports(tmp_path):
+    df = reports.load(make_sweep(tmp_path, "old", benchmark=None))
+    assert reports.declaration(df)["declared"] is False and reports.declaration(df)["fronts"] == []
+    assert summary.select(df)["note"].str.contains("declares no selection rule").all()
+    assert summary.hypervolumes(df).empty
+    assert figures.softlabels(df) == [] and figures.model_kl_metrics(df) == []
+    for fig in (figures.trajectory_figure(df), figures.softlabel_kl_figure(df), figures.model_kl_figure(df)):
+        assert fig.axes
+    text = reports.render(df)
+    assert "declares no selection rule" in text and "data:image/png" not in text and "No declared metric" in text
+
+
 def test_figures_tolerate_missing_metrics_and_no_finished_trial(tmp_path):
     sweep = make_sweep(tmp_path, trials=[{"method": "unilogit", "lr": 1e-3, "seed": 0, "fail": "no-result"}])
     df = reports.load(sweep)
-    for fig in (figures.pareto_figure(df, *figures.FRONT_PAIRS[0]), figures.trajectory_figure(df),
+    for fig in (figures.pareto_figure(df, FORGET, RETAIN, size=UTILITY), figures.trajectory_figure(df),
                 figures.softlabel_kl_figure(df), figures.softlabel_kl_progress_figure(df), figures.model_kl_figure(df)):
         assert fig.axes
     assert summary.select(df)["note"].str.contains("no finished configuration").all()
     with pytest.raises(ValueError, match="one sweep"):
         figures.trajectory_figure(pd.concat([df, df.assign(sweep="other")]))
+
+
+def test_demo_summary_reads_the_declaration(sweep, capsys):
+    from sweeps.demo import print_summary
+
+    df = reports.load(sweep)
+    print_summary(df, summary)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["method", "forget", "retain"]
+    rows = {line.split()[0]: line.split() for line in lines[1:3]}
+    chosen = summary.select(df).set_index("method")
+    volumes = summary.hypervolumes(df)
+    volumes = volumes[(volumes["x"] == FORGET) & (volumes["y"] == RETAIN)].set_index("method")["hypervolume"]
+    final = df[(df["role"] == "trial") & df["final"].eq(True)]
+    for method, kl in (("unilogit", final.loc[final["method"] == "unilogit",
+                                              "softlabel_kl_oracle_unilogit_forget_facts"].mean()),
+                       ("undial", 2.0)):  # UnDIAL: the first γ's fixed label, 1 + γ index + 1 on the facts
+        assert rows[method][1:] == [f"{chosen.loc[method, FORGET]:.3f}", f"{chosen.loc[method, RETAIN]:.3f}",
+                                    f"{volumes[method]:.3f}", f"{kl:.3f}"]
+    assert FORGET in lines[-1] and RETAIN in lines[-1]
+
+
+def test_reports_name_no_benchmark_metric():
+    """Everything benchmark-specific comes from the declaration in the record."""
+    literals = ("rouge_l", "knowmem", "verbmem", "rwku", "muse", "jsonl_", "mmlu", "forget_qa", "retain_qa",
+                "utility_qa", "privleak", "min_k", "kl_oracle_model")
+    for path in sorted((ROOT / "reports").glob("*.py")):
+        text = path.read_text().lower()
+        found = [literal for literal in literals if literal in text]
+        assert not found, (path.name, found)
 
 
 def test_cli_writes_one_report_of_several_sweeps(sweep, tmp_path, capsys):

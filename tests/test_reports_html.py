@@ -1,5 +1,6 @@
-"""The HTML report in a real browser (headless Chromium): it opens, its images decode, its sorter
-runs, nothing from the data executes, and the page is not blank. Runs whenever ``CI`` is set (``make
+"""The HTML report: its summary, fronts and sections follow the benchmark declaration in the record
+(per facet combination), and in a real browser (headless Chromium) it opens, its images decode, its
+sorter runs, nothing from the data executes, and the page is not blank. Runs whenever ``CI`` is set (``make
 install`` installs Chromium as root); skipped only when Chromium is absent outside CI."""
 
 import base64
@@ -13,8 +14,8 @@ import subprocess
 from html.parser import HTMLParser
 
 import pytest
+from helpers.report_sweeps import DEFAULT_TRIALS, FORGET, RETAIN, UTILITY, declaration, make_sweep
 from PIL import Image
-from test_reports import DEFAULT_TRIALS, make_sweep
 
 import reports
 
@@ -129,3 +130,65 @@ def test_report_opens_in_headless_chromium(chromium, report, tmp_path):
     histogram = image.histogram()
     assert sum(histogram[:250]) > 0.03 * image.size[0] * image.size[1]  # not a blank page
     assert sum(1 for count in histogram if count) > 50
+
+
+class _Tables(HTMLParser):
+    """The header cells of every table, and the text of every ``h4``."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.h4, self._in = [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        self._in = tag if tag in ("th", "h4") else self._in
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "h4"):
+            self._in = None
+
+    def handle_data(self, data):
+        if self._in == "th":
+            self.tables[-1].append(data)
+        elif self._in == "h4":
+            self.h4.append(data)
+
+
+def _headers(text: str) -> tuple[list[list[str]], list[str]]:
+    """Each table's header cells, and the ``h4`` texts."""
+    parser = _Tables()
+    parser.feed(text.replace("<wbr>", ""))
+    return parser.tables, parser.h4
+
+
+def test_summary_columns_and_fronts_come_from_the_declaration(tmp_path):
+    privacy = ["mia_min_k_auc", "privleak"]
+    df = reports.load(make_sweep(tmp_path, "declared"))
+    text = reports.render(df)
+    tables, _ = _headers(text)
+    summary_table = next(t for t in tables if "selected configuration" in t)
+    assert summary_table == ["method", "finished / all trials", "selected configuration", "seeds",
+                             FORGET, RETAIN, UTILITY, *privacy]  # forget, retain, floors, then privacy
+    volumes = next(t for t in tables if any(h.startswith("hypervolume") for h in t))
+    assert volumes[1:] == [f"hypervolume: {f['y']} vs {f['x']}" for f in declaration()["fronts"]]
+    assert text.count("alt='front figure'") == len(declaration()["fronts"])
+    one_front = declaration(fronts=[{"x": FORGET, "y": RETAIN, "size": UTILITY}], selection=None)
+    text = reports.render(reports.load(make_sweep(tmp_path, "one-front", benchmark=one_front)))
+    tables, _ = _headers(text)
+    assert next(t for t in tables if "selected configuration" in t)[4:] == privacy
+    assert text.count("alt='front figure'") == 1 and f"Marker area grows with {UTILITY}" in text
+    assert "declares no selection rule" in text
+
+
+def test_facets_get_their_own_subsections(tmp_path):
+    trials = [{**trial, "forget_size": size} for size in (1, 2) for trial in DEFAULT_TRIALS[:6]]
+    df = reports.load(make_sweep(tmp_path, "faceted", trials, facets={"forget_size": [1, 2]}))
+    text = reports.render(df)
+    tables, h4 = _headers(text)
+    assert h4 == ["forget_size=1", "forget_size=2"] * 2  # the summary's, then the figures'
+    assert sum("selected configuration" in t for t in tables) == 2
+    assert text.count("data:image/png;base64,") == 2 * 7  # per facet: 3 fronts, trajectories, KL (a), (b), (c)
+    assert text.count("alt='front figure'") == 2 * 3
+    reference = next(t for t in tables if t[0] == "role")  # the reference rows show their facet
+    assert reference[:2] == ["role", "forget_size"] and FORGET in reference
