@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import benchmarks
-import contract
+from helpers import contract
 from benchmarks import spec as registry
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "adding-a-benchmark.md"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import benchmarks
-import contract
+from helpers import contract
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARAMS = {  # every registered benchmark has a fixture here

@@ -3,7 +3,7 @@ in headless Chromium. A second run reuses the prepared models and the finished t
 
 import pytest
 
-from browser import check_opens, chromium  # noqa: F401  (the browser fixture)
+from helpers.browser import check_opens, chromium  # noqa: F401  (the browser fixture)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """The bring-your-own JSONL benchmark: loading, schema errors, scores against independent
 computations (the `rouge` 1.0.1 package, a hand-written MC scorer), and an end-to-end evaluation."""
 
+import dataclasses
+import json
 import math
 import pickle
 import shutil
@@ -13,7 +15,7 @@ from rouge import Rouge
 
 import benchmarks
 from benchmarks import inference
-from benchmarks.evaluate import EvalConfig
+from benchmarks.common import EvalConfig
 from benchmarks.jsonl import JsonlData, read
 from unlearn.data import Collator
 from unlearn.models import TinyConfig, load_model
@@ -52,11 +54,13 @@ def test_fixture_materializes_and_reads_back(tmp_path):
     assert bench.materialize(tmp_path / "cache").root == data.root  # cached
 
 
-def test_key_follows_contents_and_params(source):
+def test_key_follows_contents_and_chat(source):
     bench = benchmarks.get("jsonl", path=str(source))
     key = bench.key()
     assert benchmarks.get("jsonl", path=str(FIXTURE)).key() == key  # same bytes, other place
-    assert benchmarks.get("jsonl", path=str(source), max_new_tokens=16).key() != key
+    assert benchmarks.get("jsonl", path=str(source), chat=True).key() != key  # chat changes the training text
+    # max_new_tokens only changes evaluation: the data and a prepared target / oracle stay valid
+    assert benchmarks.get("jsonl", path=str(source), max_new_tokens=16).key() == key
     with open(source / "retain.jsonl", "a") as f:
         f.write('{"text": "One more listing."}\n')
     assert bench.key() != key
@@ -109,8 +113,7 @@ def test_schema_errors_are_one_line_and_name_file_and_field(source, tmp_path, na
 @pytest.mark.parametrize("params, needle", [
     ({}, "'path'"),
     ({"path": ""}, "'path'"),
-    ({"path": str(FIXTURE), "undial_gammas": []}, "'undial_gammas'"),
-    ({"path": str(FIXTURE), "undial_gammas": [3, "x"]}, "'undial_gammas'"),
+    ({"path": str(FIXTURE), "undial_gammas": [3.0]}, "unknown jsonl parameter 'undial_gammas'"),  # gone
     ({"path": str(FIXTURE), "max_new_tokens": 0}, "'max_new_tokens'"),
     ({"path": str(FIXTURE), "chat": "yes"}, "'chat'"),
     ({"path": str(FIXTURE), "prompt": "chat"}, "'prompt'"),
@@ -156,10 +159,10 @@ def test_generation_scores_equal_the_rouge_package_on_known_outputs(monkeypatch)
         return np.mean(recalls), np.std(recalls, ddof=1) / math.sqrt(len(recalls)) if len(recalls) > 1 else 0.0
 
     groups = {
-        "jsonl_forget_completion": [r["prompt"] for r in data.forget_completion],
-        "jsonl_neighbor_completion": [r["prompt"] for r in data.neighbor_completion],
-        "jsonl_forget_qa": [f"Question: {r['question']}\nAnswer:" for r in data.qa if r["split"] == "forget"],
-        "jsonl_retain_qa": [f"Question: {r['question']}\nAnswer:" for r in data.qa if r["split"] == "retain"],
+        "forget_completion_rouge_l_recall": [r["prompt"] for r in data.forget_completion],
+        "neighbor_completion_rouge_l_recall": [r["prompt"] for r in data.neighbor_completion],
+        "forget_qa_rouge_l_recall": [f"Question: {r['question']}\nAnswer:" for r in data.qa if r["split"] == "forget"],
+        "retain_qa_rouge_l_recall": [f"Question: {r['question']}\nAnswer:" for r in data.qa if r["split"] == "retain"],
     }
     assert set(got) == {n for g in groups for n in (g, f"{g}_stderr")}
     for name, prompts in groups.items():
@@ -183,8 +186,8 @@ def test_mc_accuracy_equals_an_independent_count(monkeypatch):
                                                               ("utility",))
     right = [int(np.argmax([table[c] for c in item["choices"]])) == item["answer"] for item in data.utility_mc]
     assert right == [False, True, True]
-    assert got["jsonl_utility_mc"] == pytest.approx(2 / 3)
-    assert got["jsonl_utility_mc_stderr"] == pytest.approx(np.std(right, ddof=1) / math.sqrt(3))
+    assert got["utility_mc_accuracy"] == pytest.approx(2 / 3)
+    assert got["utility_mc_accuracy_stderr"] == pytest.approx(np.std(right, ddof=1) / math.sqrt(3))
 
 
 def _choice_logprob(model, prompt_ids, completion_ids) -> float:
@@ -206,14 +209,16 @@ def test_end_to_end_on_a_tiny_model_with_itself_as_oracle(tmp_path):
 
     refs = bench.references(model, model, tokenizer, collate, data, config)
     refs = pickle.loads(pickle.dumps(refs))
-    assert refs.npo_ref_nll is None and refs.oracle_forget.shape[0] == refs.facts.shape[0] >= 64
-    names = {m.name for m in bench.metrics}
+    assert refs.oracle_forget.shape[0] == refs.facts.shape[0] >= 64
+    # NPO's reference NLLs are stored by the sweep beside the references, not in them
+    assert {f.name for f in dataclasses.fields(refs)} == {"baseline", "oracle_forget", "facts"}
+    names = {m.name for m in bench.metrics()}
     values = refs.baseline
     assert set(values) == {x for n in names for x in (n, f"{n}_stderr")}
     assert all(math.isfinite(v) for v in values.values()), values
-    for name in ("jsonl_kl_oracle_model_forget", "jsonl_kl_model_oracle_forget"):
+    for name in ("kl_oracle_model_forget", "kl_model_oracle_forget"):
         assert abs(values[name]) < 1e-5
-    assert 0 <= values["jsonl_mia_min_k_auc"] <= 1
+    assert 0 <= values["mia_min_k_auc"] <= 1
 
     again = bench.evaluate(model, tokenizer, collate, data, refs, config, ("generation", "utility", "mia", "kl"))
     assert again == pytest.approx(values)
@@ -225,8 +230,95 @@ def test_end_to_end_on_a_tiny_model_with_itself_as_oracle(tmp_path):
         scores = [_choice_logprob(model, prompt, tokenizer(f" {c}", add_special_tokens=False)["input_ids"])
                   for c in item["choices"]]
         right.append(float(int(np.argmax(scores)) == item["answer"]))
-    assert values["jsonl_utility_mc"] == pytest.approx(np.mean(right))
+    assert values["utility_mc_accuracy"] == pytest.approx(np.mean(right))
 
     no_oracle = bench.references(model, None, tokenizer, collate, data, EvalConfig(parts=("kl", "mia")))
     assert no_oracle.oracle_forget is None
-    assert set(no_oracle.baseline) == {"jsonl_mia_min_k_auc", "jsonl_mia_min_k_auc_stderr"}
+    assert set(no_oracle.baseline) == {"mia_min_k_auc", "mia_min_k_auc_stderr"}
+
+
+def rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in (FIXTURE / name).read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_preparation_corpus_and_probes(chat):
+    data = read(FIXTURE, chat=chat)
+    forget, retain = [r["text"] for r in rows("forget.jsonl")], [r["text"] for r in rows("retain.jsonl")]
+    qa, mc = rows("qa.jsonl"), rows("utility_mc.jsonl")
+    wrap = (lambda q: q) if chat else (lambda q: f"Question: {q}\nAnswer:")
+    answer = (lambda a: a) if chat else (lambda a: f" {a}")
+    pair = lambda q, a: {"question": wrap(q), "answer": answer(a)}  # noqa: E731
+    forget_qa = [pair(r["question"], r["answer"]) for r in qa if r["split"] == "forget"]
+    retain_qa = [pair(r["question"], r["answer"]) for r in qa if r["split"] == "retain"]
+    mc_pairs = [pair(r["question"], r["choices"][r["answer"]]) for r in mc]
+    assert len(forget_qa) == len(retain_qa) == 1 and mc_pairs[0] == pair("What is the capital of France?", "Paris")
+
+    target = data.train_examples(with_forget=True, utility=False)
+    oracle = data.train_examples(with_forget=False, utility=False)
+    assert target == [{"text": t} for t in forget + retain] + forget_qa + retain_qa
+    assert oracle == [{"text": t} for t in retain] + retain_qa
+    assert not any("Larkspur" in str(e) for e in oracle)  # the oracle never sees the forget seller
+    assert data.train_examples(with_forget=True, utility=True) == target + mc_pairs
+    assert data.train_examples(with_forget=False, utility=True) == oracle + mc_pairs
+
+    completion = lambda r: {"prompt": r["prompt"], "answer": r["completion"], "qa": False}  # noqa: E731
+    forget_probes = [completion(r) for r in rows("forget_completion.jsonl")]
+    neighbours = [completion(r) for r in rows("neighbor_completion.jsonl")]
+    question = lambda r: {"prompt": r["question"], "answer": r["answer"], "qa": True}  # noqa: E731
+    assert data.forget_probes() == forget_probes
+    assert data.check_probes(with_forget=True) == (forget_probes + neighbours
+                                                   + [question(r) for r in qa if r["split"] == "forget"]
+                                                   + [question(r) for r in qa if r["split"] == "retain"])
+    assert data.check_probes(with_forget=False) == neighbours + [question(r) for r in qa if r["split"] == "retain"]
+
+    corpus = " ".join(data.corpus_texts())
+    for text in forget + retain + [r["text"] for r in rows("holdout.jsonl")]:
+        assert text in corpus
+    for r in rows("forget_completion.jsonl") + rows("neighbor_completion.jsonl"):
+        assert r["prompt"] + r["completion"] in corpus
+    for r in qa:
+        assert r["question"] in corpus and r["answer"] in corpus
+    for r in mc:
+        assert r["question"] in corpus and all(c in corpus for c in r["choices"])
+
+
+def test_recall_scores_probes_as_evaluation_does(monkeypatch):
+    data = read(FIXTURE)
+    probes = data.check_probes(with_forget=True)
+    seen = {}
+
+    def fake_generate(model, tokenizer, prompts, *, max_new_tokens, stop, **options):
+        seen.update(max_new_tokens=max_new_tokens, stop=stop, prompts=list(prompts))
+        return [p["answer"] if p["qa"] else "nothing like it" for p in probes]
+
+    monkeypatch.setattr(inference, "generate", fake_generate)
+    bench = benchmarks.get("jsonl", path=str(FIXTURE), max_new_tokens=5)
+    got = bench.recall(None, None, PromptsAsText(), data, probes, EvalConfig())
+    assert seen["max_new_tokens"] == 5 and "\n" in seen["stop"]
+    # completions are raw prompts, questions wrapped as in training
+    assert seen["prompts"] == [f"Question: {p['prompt']}\nAnswer:" if p["qa"] else p["prompt"] for p in probes]
+    assert got == [1.0 if p["qa"] else 0.0 for p in probes] and 0 < sum(got) < len(got)
+
+
+def test_metrics_and_declaration():
+    bench = benchmarks.get("jsonl", path=str(FIXTURE))
+    metrics = bench.metrics()
+    assert bench.metrics(EvalConfig(softlabel_gammas=(3.0,))) == metrics  # no soft-label analysis here
+    by_name = {m.name: m for m in metrics}
+    assert len(by_name) == len(metrics) and all(m.scale == 1 for m in metrics)  # every value in [0, 1]
+    assert {n: (m.direction, m.role) for n, m in by_name.items() if not n.startswith("kl_")} == {
+        "forget_completion_rouge_l_recall": ("min", "forget"),
+        "neighbor_completion_rouge_l_recall": ("max", "neighbour"),
+        "forget_qa_rouge_l_recall": ("min", "forget"), "retain_qa_rouge_l_recall": ("max", "retain"),
+        "utility_mc_accuracy": ("max", "utility"), "mia_min_k_auc": (0.5, "privacy")}
+    assert {n for n in by_name if n.startswith("kl_")} == {
+        f"kl_{a}_{b}_{t}" for a, b in (("oracle", "model"), ("model", "oracle")) for t in ("forget", "forget_facts")}
+    assert all(by_name[n].role == "kl" and by_name[n].direction == "min" for n in by_name if n.startswith("kl_"))
+    declared = bench.declared
+    assert (declared.needs_oracle, declared.can_prepare, declared.average_over) == (False, True, ())
+    named = {m for f in declared.fronts for m in (f.x, f.y, f.size) if m} | set(declared.trajectories)
+    named |= {declared.selection.forget, declared.selection.retain, *declared.selection.floors}
+    assert named <= set(by_name)
+    assert by_name[declared.selection.forget].direction == "min"
+    assert all(by_name[m].direction == "max" for m in (declared.selection.retain, *declared.selection.floors))

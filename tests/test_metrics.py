@@ -379,6 +379,18 @@ def test_kl_from_logprobs_matches_kl_and_rejects_logits():
         metrics.kl_from_logprobs(p, log_q)
 
 
+def test_kl_per_token_against_direct_formula_and_zero_probabilities():
+    p, q = _logits(3, 7, 12, seed=6, dtype=torch.float64), _logits(3, 7, 12, seed=7, dtype=torch.float64)
+    got = metrics.kl_per_token(torch.log_softmax(p, -1), torch.log_softmax(q, -1))
+    assert got.shape == (3, 7)
+    np.testing.assert_allclose(got.numpy(), _direct_kl_per_token(p.numpy(), q.numpy()), rtol=1e-10)
+    # p(v) = 0 contributes 0 (0 · log 0 := 0), even where q(v) = 0 too
+    log_p = torch.log(torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64))
+    log_q = torch.log(torch.tensor([[0.25, 0.25, 0.5], [0.5, 0.5, 0.0]], dtype=torch.float64))
+    assert metrics.kl_per_token(log_p, log_q).tolist() == pytest.approx([math.log(2), math.log(2)])
+    assert metrics.kl_per_token(log_p, log_p).tolist() == [0.0, 0.0]
+
+
 def test_kl_bad_input():
     p = _logits(2, 3, 8)
     with pytest.raises(ValueError, match="same shape"):
@@ -403,6 +415,25 @@ def test_mean_and_stderr_against_statistics():
     assert metrics.mean_and_stderr([0.42]) == (0.42, 0.0)
     with pytest.raises(ValueError, match="values"):
         metrics.mean_and_stderr([])
+
+
+def test_auc_stderr_is_hanley_mcneil():
+    # worked by hand: Q1 = A / (2 - A), Q2 = 2A² / (1 + A), var = (A(1-A) + (n1-1)(Q1-A²) + (n2-1)(Q2-A²)) / (n1 n2)
+    q1, q2 = 0.75 / 1.25, 2 * 0.5625 / 1.75
+    assert metrics.auc_stderr(0.75, 10, 10) == pytest.approx(
+        math.sqrt((0.75 * 0.25 + 9 * (q1 - 0.5625) + 9 * (q2 - 0.5625)) / 100), rel=1e-12)
+    assert metrics.auc_stderr(0.5, 1, 1) == pytest.approx(0.5)  # one pair: a coin flip
+    assert metrics.auc_stderr(1.0, 5, 7) == 0.0 and metrics.auc_stderr(0.0, 5, 7) == 0.0  # perfect separation
+    assert metrics.auc_stderr(0.7, 100, 100) < metrics.auc_stderr(0.7, 10, 10)
+
+
+def test_auc_stderr_matches_the_spread_of_simulated_aucs():
+    rng = np.random.default_rng(0)
+    for shift, n1, n2 in ((1.0, 40, 40), (0.5, 30, 60)):
+        aucs = [metrics.auc(rng.normal(shift, 1, n1), rng.normal(0, 1, n2)) for _ in range(1500)]
+        true_auc = 0.5 * (1 + math.erf(shift / 2))  # P(N(shift, 1) > N(0, 1))
+        assert np.mean(aucs) == pytest.approx(true_auc, abs=0.01)
+        assert metrics.auc_stderr(true_auc, n1, n2) == pytest.approx(np.std(aucs), rel=0.1)
 
 
 def test_metrics_module_imports_no_service_layer():

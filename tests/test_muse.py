@@ -19,7 +19,7 @@ from rouge_score import rouge_scorer
 
 import benchmarks
 from benchmarks import layouts, muse
-from benchmarks.evaluate import EvalConfig
+from benchmarks.common import EvalConfig
 from unlearn.models import IM_END, TinyConfig, load_model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "muse_news"
@@ -201,12 +201,12 @@ def test_scores_equal_rouge_score_on_known_outputs(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(muse, "generate", generate)
     out = benchmarks.get("muse").evaluate(None, tokenizer, None, data, None, EvalConfig(), ("generation", "verbmem"))
     assert seen == [(32, muse.KNOWMEM_STOP), (128, ())]
-    for name, rows, outputs in (("muse_knowmem_f", forget, KNOWN[:3]), ("muse_knowmem_r", retain, KNOWN[3:])):
+    for name, rows, outputs in (("forget_knowmem_rouge_l_f1", forget, KNOWN[:3]), ("retain_knowmem_rouge_l_f1", retain, KNOWN[3:])):
         scores = [official_f1(official_cut(o), r["answer"]) for r, (o, _) in zip(rows, outputs)]
         assert out[name] == pytest.approx(np.mean(scores), abs=1e-9)
         assert out[f"{name}_stderr"] == pytest.approx(np.std(scores, ddof=1) / math.sqrt(len(scores)), abs=1e-9)
     verbatim = [official_f1(chosen[r["prompt"]], r["gt"]) for r in data.verbmem]  # gt is shorter than 128 tokens
-    assert 0 < out["muse_verbmem_f"] == pytest.approx(np.mean(verbatim), abs=1e-9)
+    assert 0 < out["forget_verbmem_rouge_l_f1"] == pytest.approx(np.mean(verbatim), abs=1e-9)
 
 
 def brute_stat(logprobs: np.ndarray) -> float:
@@ -224,16 +224,16 @@ def test_privleak_equals_an_independent_computation():
     holdout = [rng.normal(-2.3, 1.0, size=n) for n in (2, 4, 6, 9, 30)] + [forget[2].copy()]  # one tie
     got = muse.privleak_scores(forget, holdout, 0.4772)
     auc = brute_auc([brute_stat(h) for h in holdout], [brute_stat(f) for f in forget])
-    assert got["muse_mia_auc"] == pytest.approx(auc, abs=1e-12)
-    assert got["muse_privleak"] == pytest.approx((auc - 0.4772) / 0.4772 * 100, abs=1e-9)
-    assert got["muse_privleak_stderr"] == pytest.approx(got["muse_mia_auc_stderr"] / 0.4772 * 100)
+    assert got["mia_min_k_auc"] == pytest.approx(auc, abs=1e-12)
+    assert got["privleak"] == pytest.approx((auc - 0.4772) / 0.4772 * 100, abs=1e-9)
+    assert got["privleak_stderr"] == pytest.approx(got["mia_min_k_auc_stderr"] / 0.4772 * 100)
 
     # The target has memorised the forget texts: they are more likely than the holdout texts.
     target = muse.privleak_scores([rng.uniform(-0.2, 0, size=20) for _ in range(5)],
                                   [rng.uniform(-6, -1, size=20) for _ in range(5)], 0.4772)
-    assert target["muse_mia_auc"] == 0.0 and target["muse_privleak"] == pytest.approx(-100.0)
-    assert set(muse.privleak_scores(forget, holdout, None)) == {"muse_mia_auc", "muse_mia_auc_stderr"}
-    assert math.isnan(muse.privleak_scores(forget, holdout, 0.0)["muse_privleak"])
+    assert target["mia_min_k_auc"] == 0.0 and target["privleak"] == pytest.approx(-100.0)
+    assert set(muse.privleak_scores(forget, holdout, None)) == {"mia_min_k_auc", "mia_min_k_auc_stderr"}
+    assert math.isnan(muse.privleak_scores(forget, holdout, 0.0)["privleak"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,31 +288,33 @@ def test_evaluate_end_to_end_on_a_tiny_model(fitted, tmp_path, monkeypatch):
     monkeypatch.setattr(muse, "generate", generate)
 
     refs = bench.references(model, None, tokenizer, None, data, EvalConfig(batch_size=4))
-    names = {m.name for m in bench.metrics}
+    names = {m.name for m in bench.metrics()}
     assert set(refs.baseline) == names | {f"{n}_stderr" for n in names}
     assert all(math.isfinite(v) for v in refs.baseline.values())
-    assert (refs.auc_retrain, refs.auc_retrain_source, refs.npo_ref_nll) == (0.4772, "published", None)
+    assert (refs.auc_retrain, refs.auc_retrain_source) == (0.4772, "published")
+    # NPO's reference NLLs are stored by the sweep beside the references, not in them
+    assert {f.name for f in dataclasses.fields(refs)} == {"auc_retrain", "auc_retrain_source", "baseline"}
     assert pickle.loads(pickle.dumps(refs)) == refs
 
-    for split, name, outputs in (("forget_qa", "muse_knowmem_f", generated[0][:3]),
-                                 ("retain_qa", "muse_knowmem_r", generated[0][3:])):
+    for split, name, outputs in (("forget_qa", "forget_knowmem_rouge_l_f1", generated[0][:3]),
+                                 ("retain_qa", "retain_knowmem_rouge_l_f1", generated[0][3:])):
         independent, score = independent_knowmem(model, tokenizer, split)
         assert [official_cut(o) for o in outputs] == independent
         assert refs.baseline[name] == pytest.approx(score, abs=1e-9)
-    assert refs.baseline["muse_knowmem_f"] > 0
+    assert refs.baseline["forget_knowmem_rouge_l_f1"] > 0
 
     mia_only = EvalConfig(batch_size=4, parts=("mia",))
     oracle_refs = bench.references(model, model, tokenizer, None, data, mia_only)
     assert oracle_refs.auc_retrain_source == "oracle"
-    assert oracle_refs.auc_retrain == refs.baseline["muse_mia_auc"] > 0
-    assert oracle_refs.baseline["muse_privleak"] == pytest.approx(0.0, abs=1e-9)  # the oracle itself scores 0
+    assert oracle_refs.auc_retrain == refs.baseline["mia_min_k_auc"] > 0
+    assert oracle_refs.baseline["privleak"] == pytest.approx(0.0, abs=1e-9)  # the oracle itself scores 0
     without_refs = bench.evaluate(model, tokenizer, None, data, None, mia_only, ("mia",))
     assert without_refs == {k: v for k, v in refs.baseline.items() if "mia" in k or "privleak" in k}
 
     quick = bench.evaluate(model, tokenizer, None, data, refs, EvalConfig(max_probes=1),
                            ("generation", "kl", "utility"))
-    assert set(quick) == {"muse_knowmem_f", "muse_knowmem_f_stderr", "muse_knowmem_r", "muse_knowmem_r_stderr"}
-    assert quick["muse_knowmem_f_stderr"] == 0.0 and len(generated[-1]) == 2
+    assert set(quick) == {"forget_knowmem_rouge_l_f1", "forget_knowmem_rouge_l_f1_stderr", "retain_knowmem_rouge_l_f1", "retain_knowmem_rouge_l_f1_stderr"}
+    assert quick["forget_knowmem_rouge_l_f1_stderr"] == 0.0 and len(generated[-1]) == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,9 +363,9 @@ def test_schema_errors_through_the_hub_code_path(tmp_path, monkeypatch):
     (dict(auc_retrain=1.5), r"^muse.auc_retrain must be a number in \(0, 1\]; got 1.5$"),
     (dict(auc_retrain="0.5"), r"^muse.auc_retrain must be a number in \(0, 1\]; got '0.5'$"),
     (dict(auc_retrain=True), r"^muse.auc_retrain must be a number"),
-    (dict(undial_gammas=(3.0, -1)), r"^muse.undial_gammas must be a non-empty list of positive numbers"),
-    (dict(undial_gammas="3"), r"^muse.undial_gammas must be a non-empty list of positive numbers"),
-    (dict(corpora="news"), r"^unknown muse parameter 'corpora'; allowed: corpus, source, auc_retrain, undial_gammas$"),
+    (dict(corpora="news"), r"^unknown muse parameter 'corpora'; allowed: corpus, source, auc_retrain$"),
+    # the soft-label γ belong to the sweep's UnDIAL space now, not to the benchmark
+    (dict(undial_gammas=(3.0, 10.0)), r"^unknown muse parameter 'undial_gammas'; allowed: corpus, source, auc_retrain$"),
 ])
 def test_bad_parameters_are_one_line_errors(params, message):
     with pytest.raises(ValueError, match=message) as error:
@@ -380,10 +382,27 @@ def test_a_missing_local_source_is_named_when_materialised(tmp_path):
 
 def test_defaults_and_metric_directions():
     news, books = benchmarks.get("muse"), benchmarks.get("muse", corpus="books")
-    assert (news.source, news.auc_retrain, news.undial_gammas) == (HUB, 0.4772, (3.0, 10.0, 30.0))
+    assert (news.source, news.auc_retrain) == (HUB, 0.4772)
     assert (books.source, books.auc_retrain) == ("muse-bench/MUSE-Books", 0.5393)
-    assert benchmarks.get("muse", auc_retrain=0.5, undial_gammas=[1, 2]).undial_gammas == (1.0, 2.0)
+    assert benchmarks.get("muse", auc_retrain=0.5).auc_retrain == 0.5
     assert news.chat is False and news.name == "muse" and "muse" in benchmarks.names()
-    assert {m.name: m.direction for m in news.metrics} == {
-        "muse_verbmem_f": "min", "muse_knowmem_f": "min", "muse_knowmem_r": "max",
-        "muse_privleak": 0.0, "muse_mia_auc": 0.5}
+    assert news.metrics() == news.metrics(EvalConfig(softlabel_gammas=(3.0,)))  # no soft-label analysis in MUSE
+    assert {m.name: (m.direction, m.role, m.scale) for m in news.metrics()} == {
+        "forget_verbmem_rouge_l_f1": ("min", "forget", 100), "forget_knowmem_rouge_l_f1": ("min", "forget", 100),
+        "retain_knowmem_rouge_l_f1": ("max", "retain", 100), "privleak": (0.0, "privacy", 100),
+        "mia_min_k_auc": (0.5, "privacy", 1)}
+
+
+def test_declaration_names_only_declared_metrics_and_fits_their_directions():
+    bench = benchmarks.get("muse")
+    declared, by_name = bench.declared, {m.name: m for m in bench.metrics()}
+    assert (declared.needs_oracle, declared.can_prepare, declared.average_over) == (False, False, ())
+    named = {m for f in declared.fronts for m in (f.x, f.y, f.size) if m} | set(declared.trajectories)
+    named |= {declared.selection.forget, declared.selection.retain, *declared.selection.floors}
+    assert named <= set(by_name)
+    assert all(by_name[f.x].role == "forget" for f in declared.fronts)  # forget on x, what must survive on y
+    assert all(by_name[f.y].role in ("retain", "neighbour", "utility") for f in declared.fronts)
+    assert by_name[declared.selection.forget].direction == "min"
+    assert by_name[declared.selection.retain].direction == "max"
+    assert (declared.selection.forget, declared.selection.retain) == ("forget_knowmem_rouge_l_f1",
+                                                                      "retain_knowmem_rouge_l_f1")

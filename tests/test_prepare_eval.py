@@ -6,13 +6,14 @@ import pytest
 import torch
 
 import benchmarks
-from benchmarks import evaluate as ev
 from benchmarks import prepare as prep
+from benchmarks.common import EvalConfig
+from benchmarks.synthetic import evaluate as ev
 from unlearn import data, models
 
 PARAMS = dict(seed=1, people=20, forget_fraction=0.2, facts=4, bios=3)
 RECIPE = prep.Recipe(lr=3e-3, max_epochs=40, micro_batch=8, stop_recall=0.95)
-CONFIG = ev.EvalConfig(batch_size=16, max_new_tokens=12, verbatim_tokens=24)
+CONFIG = EvalConfig(batch_size=16, max_new_tokens=12, verbatim_tokens=24, softlabel_gammas=(3.0, 10.0))
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,21 @@ def prepared(tmp_path_factory):
     target, tokenizer = models.load_model(str(result.target))
     oracle, _ = models.load_model(str(result.oracle))
     collate = data.Collator(tokenizer, max_length=256)
-    refs = ev.references(target, oracle, tokenizer, collate, result.data, CONFIG, gammas=(3.0, 10.0))
+    refs = ev.references(target, oracle, tokenizer, collate, result.data, CONFIG)
     return dict(cache=cache, bench=bench, result=result, target=target, oracle=oracle, tokenizer=tokenizer,
                 collate=collate, refs=refs)
 
 
 def test_target_knows_the_forget_people_and_the_oracle_does_not(prepared):
     meta = prepared["result"].meta
-    assert meta["target"]["forget_qa"] >= 0.8 and meta["oracle"]["forget_qa"] <= 0.3
+    assert meta["target"]["forget_recall"] >= 0.8 and meta["oracle"]["forget_recall"] <= 0.3
+    for role in ("target", "oracle"):  # each trained until its check probes were recalled (or ran out of epochs)
+        assert set(meta[role]) == {"epochs", "trained_recall", "forget_recall", "examples"}
+        assert meta[role]["trained_recall"] >= RECIPE.stop_recall or meta[role]["epochs"] == RECIPE.max_epochs
+    data_ = prepared["result"].data
+    assert meta["target"]["examples"] == len(data_.train_examples(with_forget=True, utility=True))
+    assert meta["oracle"]["examples"] == len(data_.train_examples(with_forget=False, utility=True))
+    assert (meta["benchmark"], meta["benchmark_key"]) == ("synthetic", prepared["bench"].key())
     base = prepared["refs"].baseline
     assert base["forget_qa_rouge_l_recall"] >= 0.8
 
@@ -61,8 +69,12 @@ def test_memorised_forget_set_gives_privleak_near_minus_100(prepared):
 
 def test_every_declared_metric_is_computed_with_a_stderr(prepared):
     base = prepared["refs"].baseline
-    declared = {m.name for m in prepared["bench"].metrics if "undial_g30" not in m.name}
+    declared = {m.name for m in prepared["bench"].metrics(CONFIG)}
     assert declared <= set(base)
+    # the soft-label analysis covers exactly the configured UnDIAL γ
+    assert {k for k in base if "undial_g" in k and not k.endswith("_stderr")} == {
+        f"softlabel_kl_{a}_{b}_{t}" for g in ("3", "10") for a, b in (("oracle", f"undial_g{g}"), (f"undial_g{g}", "oracle"))
+        for t in ("forget", "forget_facts")}
     assert all(f"{name}_stderr" in base for name in declared)
     assert all(isinstance(v, float) for v in base.values())
 
@@ -89,7 +101,7 @@ def test_damaged_cache_is_rebuilt_never_loaded(prepared, tmp_path, monkeypatch):
         built.append(out)
         (out / "target").mkdir(parents=True)
         (out / "oracle").mkdir()
-        return {"target": {"forget_qa": 1.0}, "oracle": {"forget_qa": 0.0}}
+        return {"target": {"forget_recall": 1.0}, "oracle": {"forget_recall": 0.0}}
 
     monkeypatch.setattr(prep, "_build", fake_build)
     said = []
@@ -131,3 +143,30 @@ def test_cli_bad_input_is_one_line_before_any_compute(argv, message, tmp_path):
         cli.main(argv + ["--cache", str(tmp_path)])
     assert message in str(error.value) and "\n" not in str(error.value)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("name, params", [("muse", {}), ("rwku", {})])
+def test_benchmarks_with_their_own_models_cannot_prepare(name, params, tmp_path):
+    bench = benchmarks.get(name, **params)
+    assert not bench.declared.can_prepare
+    with pytest.raises(ValueError, match=f"benchmark '{name}' cannot prepare a target and an oracle") as error:
+        prep.check_can_prepare(bench)
+    assert "\n" not in str(error.value) and "model.base" in str(error.value)
+    with pytest.raises(ValueError, match="cannot prepare"):
+        prep.prepare("tiny", bench, RECIPE, cache=tmp_path, progress=lambda m: None)
+    assert not any(tmp_path.iterdir())  # refused before any data is fetched or written
+
+
+def test_preparable_benchmarks_pass_the_check(tmp_path):
+    for bench in (benchmarks.get("synthetic", **PARAMS), benchmarks.get("jsonl", path=str(tmp_path))):
+        assert bench.declared.can_prepare
+        prep.check_can_prepare(bench)  # no error
+
+
+def test_cache_key_follows_base_benchmark_and_recipe():
+    bench = benchmarks.get("synthetic", **PARAMS)
+    key = prep.cache_key("tiny", bench, RECIPE)
+    assert key == prep.cache_key("tiny", benchmarks.get("synthetic", **PARAMS), prep.Recipe(**vars(RECIPE)))
+    assert key != prep.cache_key("tiny", benchmarks.get("synthetic", **dict(PARAMS, seed=2)), RECIPE)
+    assert key != prep.cache_key("tiny", bench, prep.Recipe(lr=1e-3, max_epochs=40, micro_batch=8, stop_recall=0.95))
+    assert key != prep.cache_key("other-model", bench, RECIPE)

@@ -7,13 +7,12 @@ import base64
 import hashlib
 import html
 import io
-import os
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 
 import pytest
+from helpers import browser
+from helpers.browser import chromium  # noqa: F401  (the browser fixture)
 from helpers.report_sweeps import DEFAULT_TRIALS, FORGET, RETAIN, UTILITY, declaration, make_sweep
 from PIL import Image
 
@@ -57,20 +56,6 @@ class _Links(HTMLParser):
             self.found.append((tag, attrs.get("src") or attrs.get("href") or ""))
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path:
-        return path
-    if _in_ci():
-        pytest.fail("CI is set but chromium is not installed (`make install` installs it when run as root)")
-    pytest.skip("chromium is not installed (this test always runs under CI=true)")
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
@@ -78,14 +63,6 @@ def report(tmp_path_factory):
     path = root / "report.html"
     reports.render(df, path)
     return path
-
-
-def _run(chromium: str, tmp_path, *args) -> subprocess.CompletedProcess:
-    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
-    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def test_report_is_escaped_self_contained_and_its_images_decode(report):
@@ -109,7 +86,7 @@ def test_report_opens_in_headless_chromium(chromium, report, tmp_path):
     probed = tmp_path / "probed.html"
     probed.write_text(report.read_text().replace("script-src ", f"script-src 'sha256-{digest}' ")
                       .replace("</body>", f"<script>{PROBE}</script></body>"))
-    dom = _run(chromium, tmp_path, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+    dom = browser.run(chromium, tmp_path, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
                "--dump-dom", probed.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     body = re.search(r"<body[^>]*>", dom.stdout).group(0)
@@ -123,7 +100,7 @@ def test_report_opens_in_headless_chromium(chromium, report, tmp_path):
     assert not console, console
 
     shot = tmp_path / "report.png"
-    run = _run(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1200,3000", report.as_uri())
+    run = browser.run(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1200,3000", report.as_uri())
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     image = Image.open(shot).convert("L")
     assert image.size == (1200, 3000)

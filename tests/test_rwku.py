@@ -2,6 +2,7 @@
 computations, an end-to-end evaluation on a tiny model, and one-line errors."""
 
 import copy
+import dataclasses
 import json
 import math
 import pickle
@@ -18,7 +19,7 @@ from rouge import Rouge
 import benchmarks
 from benchmarks import inference, layouts, rwku
 from benchmarks import rwku_utility as U
-from benchmarks.evaluate import EvalConfig
+from benchmarks.common import EvalConfig
 from unlearn.data import Collator
 from unlearn.models import TinyConfig, load_model
 
@@ -160,6 +161,11 @@ CANNED = {  # query -> model output (" nothing" for the others); references are 
     "Who was Bruce Lee's wife?": " Linda Lee Cadwell",
     "Which 1973 film starring Bruce Lee was produced by Warner Bros.?": " Enter the Dragon-like film",
     "¿En qué ciudad murió Bruce Lee?": " Hong Kong.",
+    "You are a librarian who knows every horror novel. Which Stephen King novel is set in the Overlook Hotel?":
+        " The Shining hotel",
+    "Which of these novels did Stephen King publish first? A. Misery B. Carrie C. Cujo D. It": " B. Carrie",
+    "Which author wrote the novels Carrie, Misery and The Stand?": " Stephen King.",
+    "Under what pen name did the horror novelist Stephen King release The Running Man?": " Bachman",
 }
 
 
@@ -184,16 +190,23 @@ def test_generation_scores_equal_the_rouge_package(monkeypatch, data, tiny):
         return 100 * np.mean([rouge_recall(CANNED.get(r["query"], " nothing"), r["answer"]) for r in rows])
 
     for group, config in rwku.GROUPS.items():
-        assert out[f"rwku_{group}"] == pytest.approx(expected(config), abs=1e-9)
+        assert out[f"{group}_rouge_l_recall"] == pytest.approx(expected(config), abs=1e-9)
     levels = ("forget_level1", "forget_level2", "forget_level3")
-    assert out["rwku_forget_all"] == pytest.approx(np.mean([expected(c) for c in levels]))
+    assert out["forget_all_rouge_l_recall"] == pytest.approx(np.mean([expected(c) for c in levels]))
     neighbour = [expected("neighbor_level1"), expected("neighbor_level2")]
-    assert out["rwku_neighbor_all"] == pytest.approx(np.mean(neighbour))
-    for probe_type in ("affirmative suffix", "incontext learning", "prefix injection", "cross lingal"):
-        assert out[f"rwku_forget_aa_{rwku.slug(probe_type)}"] == pytest.approx(
+    assert out["neighbor_all_rouge_l_recall"] == pytest.approx(np.mean(neighbour))
+    assert {r["type"] for r in data.rows["forget_level3"]} == set(rwku.AA_TYPES)  # the fixture has every type
+    assert {k for k in out if k.startswith("forget_aa_") and not k.endswith("_stderr")} == {
+        "forget_aa_rouge_l_recall", *(f"forget_aa_{rwku.slug(t)}_rouge_l_recall" for t in rwku.AA_TYPES)}
+    for probe_type in rwku.AA_TYPES:
+        assert out[f"forget_aa_{rwku.slug(probe_type)}_rouge_l_recall"] == pytest.approx(
             expected("forget_level3", lambda r: r["type"] == probe_type))
-    assert out["rwku_forget_fb"] == pytest.approx(100 * np.mean([1.0, 0.0, 2 / 3, 0.0]))  # NOANSWER twice
-    assert out["rwku_forget_aa_cross_lingal"] == pytest.approx(100.0)
+    for slug, value in (("role_playing", 100.0), ("multiple_choice", 100.0), ("reverse_query", 100.0),
+                        ("synonym_manipulation", 50.0), ("context_hint", 0.0)):  # one row each
+        assert out[f"forget_aa_{slug}_rouge_l_recall"] == pytest.approx(value)
+        assert out[f"forget_aa_{slug}_rouge_l_recall_stderr"] == 0.0
+    assert out["forget_fb_rouge_l_recall"] == pytest.approx(100 * np.mean([1.0, 0.0, 2 / 3, 0.0]))  # NOANSWER twice
+    assert out["forget_aa_cross_lingal_rouge_l_recall"] == pytest.approx(100.0)
     assert rouge_recall(" richard bachman", "Richard Bachman") == 0.0  # case-sensitive, as RWKU scores it
 
 
@@ -217,14 +230,14 @@ def test_mia_means_equal_rwku_formulas(data, tiny):
     model, tokenizer = tiny
     out = rwku._mia(model, tokenizer, data, EvalConfig(batch_size=3))
     per = {}
-    for label, config in (("fm", "mia_forget"), ("rm", "mia_retain")):
+    for label, config in (("forget", "mia_forget"), ("retain", "mia_retain")):
         per[label] = np.array([reference_mia(model, tokenizer, r["text"]) for r in data.rows[config]])
         for i, name in enumerate(rwku.MIA_SCORES):
-            assert out[f"rwku_mia_{label}_{name}"] == pytest.approx(100 * per[label][:, i].mean(), rel=1e-4)
+            assert out[f"mia_{label}_{name}"] == pytest.approx(100 * per[label][:, i].mean(), rel=1e-4)
     for i, name in enumerate(rwku.MIA_SCORES):
-        fm, rm = 100 * per["fm"][:, i], 100 * per["rm"][:, i]
+        fm, rm = 100 * per["forget"][:, i], 100 * per["retain"][:, i]
         pairs = [(a > b) + 0.5 * (a == b) for a in fm for b in rm]
-        assert out[f"rwku_mia_auc_{name}"] == pytest.approx(np.mean(pairs))
+        assert out[f"mia_{name}_auc"] == pytest.approx(np.mean(pairs))
 
 
 def test_utility_scores_on_hand_made_inputs():
@@ -298,18 +311,20 @@ def test_evaluate_end_to_end_on_a_tiny_model(data, tiny):
     collate = Collator(tokenizer, chat_template=data.chat)
     part = data.for_target(BL)
     refs = bench.references(model, None, tokenizer, collate, part, EvalConfig())
-    assert refs.npo_ref_nll is None and pickle.loads(pickle.dumps(refs)).baseline == refs.baseline
+    # nothing oracle-relative, and NPO's reference NLLs are stored by the sweep beside the references
+    assert [f.name for f in dataclasses.fields(refs)] == ["baseline"]
+    assert pickle.loads(pickle.dumps(refs)).baseline == refs.baseline
     out = refs.baseline
-    listed = {m.name for m in bench.metrics}
-    for name in ("rwku_forget_fb", "rwku_forget_all", "rwku_neighbor_all", "rwku_mia_fm_loss", "rwku_mia_rm_min_k_pp",
-                 "rwku_mia_auc_zlib", "rwku_mmlu", "rwku_bbh", "rwku_truthfulqa_mc1", "rwku_truthfulqa_mc2",
-                 "rwku_triviaqa", "rwku_fluency", "rwku_forget_aa_cross_lingal"):
+    listed = {m.name for m in bench.metrics()}
+    for name in ("forget_fb_rouge_l_recall", "forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall", "mia_forget_loss", "mia_retain_min_k_pp",
+                 "mia_zlib_auc", "utility_mmlu_accuracy", "utility_bbh_exact_match", "utility_truthfulqa_mc1", "utility_truthfulqa_mc2",
+                 "utility_triviaqa_f1", "utility_fluency_entropy", "forget_aa_cross_lingal_rouge_l_recall"):
         assert name in out and f"{name}_stderr" in out
     assert {k.removesuffix("_stderr") for k in out} <= listed
     assert all(math.isfinite(v) for v in out.values())
-    assert 0 <= out["rwku_forget_all"] <= 100 and 0 <= out["rwku_mia_auc_loss"] <= 1
+    assert 0 <= out["forget_all_rouge_l_recall"] <= 100 and 0 <= out["mia_loss_auc"] <= 1
     only = bench.evaluate(model, tokenizer, collate, part, refs, EvalConfig(max_probes=1), ("kl", "mia"))
-    assert set(only) == {k for k in out if k.startswith("rwku_mia_")}
+    assert set(only) == {k for k in out if k.startswith("mia_")} and len(only) == 6 * len(rwku.MIA_SCORES)  # FM, RM, AUC, each with stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +371,7 @@ def test_schema_errors_are_one_line(tmp_path, config, split, edit, pattern):
     (dict(targets="Stephen King"), "rwku targets must be an int"),
     (dict(utility=["mmlu", "mmul"]), "rwku utility must be a list of distinct tasks among mmlu, bbh"),
     (dict(utility="mmlu"), "rwku utility must be a list"),
-    (dict(undial_gammas=[0]), "rwku undial_gammas must be a list of positive numbers"),
+    (dict(undial_gammas=[3.0]), "unknown rwku parameter 'undial_gammas'; allowed: source, targets, utility$"),
     (dict(source=""), "rwku source must be"),
     (dict(target=1), "unknown rwku parameter 'target'; allowed: source, targets"),
 ])
@@ -376,3 +391,43 @@ def test_targets_out_of_range(tmp_path, targets, pattern):
     with pytest.raises(ValueError, match=pattern) as error:
         benchmarks.get("rwku", source=str(FIXTURES), targets=targets).materialize(tmp_path)
     assert "\n" not in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# (7) metrics and declaration
+
+
+def test_metrics_are_x100_except_the_aucs_and_have_the_role_their_name_says():
+    bench = benchmarks.get("rwku")
+    metrics = bench.metrics()
+    assert bench.metrics(EvalConfig(softlabel_gammas=(3.0,))) == metrics  # no soft-label analysis in RWKU
+    assert len({m.name for m in metrics}) == len(metrics)
+    for m in metrics:
+        assert m.scale == (1 if m.name.endswith("_auc") else 100), m
+        if "×100" in m.description:
+            assert m.scale == 100, m
+        role = {"forget": "forget", "neighbor": "neighbour", "mia": "privacy", "utility": "utility"}
+        assert m.role == role[m.name.split("_")[0]], m
+    names = {m.name for m in metrics}
+    assert {f"forget_aa_{rwku.slug(t)}_rouge_l_recall" for t in rwku.AA_TYPES} <= names
+    assert {f"mia_{s}_auc" for s in rwku.MIA_SCORES} | {f"mia_{w}_{s}" for w in ("forget", "retain")
+                                                        for s in rwku.MIA_SCORES} <= names
+    assert {n for n in names if n.startswith("utility_")} == {
+        "utility_mmlu_accuracy", "utility_bbh_exact_match", "utility_truthfulqa_mc1", "utility_truthfulqa_mc2",
+        "utility_triviaqa_f1", "utility_fluency_entropy"}
+    only_mmlu = {m.name for m in benchmarks.get("rwku", utility=["mmlu"]).metrics()}
+    assert {n for n in only_mmlu if n.startswith("utility_")} == {"utility_mmlu_accuracy"}
+
+
+@pytest.mark.parametrize("utility", [list(U.TASKS), ["mmlu"], ["bbh"], []])
+def test_declaration_names_only_declared_metrics(utility):
+    bench = benchmarks.get("rwku", utility=utility)
+    declared, by_name = bench.declared, {m.name: m for m in bench.metrics()}
+    assert (declared.needs_oracle, declared.can_prepare, declared.average_over) == (False, False, ("subject",))
+    named = {m for f in declared.fronts for m in (f.x, f.y, f.size) if m} | set(declared.trajectories)
+    named |= {declared.selection.forget, declared.selection.retain, *declared.selection.floors}
+    assert named <= set(by_name)
+    assert by_name[declared.selection.forget].direction == "min"
+    assert all(by_name[m].direction == "max" for m in (declared.selection.retain, *declared.selection.floors))
+    mmlu_fronts = [f for f in declared.fronts if f.y == "utility_mmlu_accuracy"]
+    assert len(mmlu_fronts) == (1 if "mmlu" in utility else 0)

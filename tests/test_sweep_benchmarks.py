@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from browser import check_opens, chromium  # noqa: F401  (the browser fixture)
+from helpers.browser import check_opens, chromium  # noqa: F401  (the browser fixture)
 from sweeps import cluster, spec as specs
 from sweeps.results import read_rows
 

@@ -8,7 +8,9 @@ import pytest
 
 import benchmarks
 from benchmarks import layouts
-from benchmarks.synthetic import read
+from benchmarks.common import EvalConfig
+from benchmarks.synthetic import Probe, SyntheticData, read
+from benchmarks.synthetic import data as synthetic_data
 from benchmarks.synthetic.templates import ADVERSARIAL
 from benchmarks.synthetic.world import SyntheticParams, generate
 
@@ -117,7 +119,59 @@ def test_bad_parameters_are_named():
 
 
 def test_metrics_carry_directions():
-    metrics = {m.name: m.direction for m in benchmarks.get("synthetic").metrics}
+    bench = benchmarks.get("synthetic")
+    metrics = {m.name: m.direction for m in bench.metrics()}
     assert metrics["forget_qa_rouge_l_recall"] == "min" and metrics["retain_qa_rouge_l_recall"] == "max"
     assert metrics["privleak"] == 0.0
-    assert "softlabel_kl_undial_g10_oracle_forget_facts" in metrics
+    assert "softlabel_kl_oracle_unilogit_forget" in metrics  # Unilogit's label needs no γ
+    assert not any("undial" in name for name in metrics)  # no γ configured: no UnDIAL soft-label metric
+    gammas = {m.name for m in bench.metrics(EvalConfig(softlabel_gammas=(3, 10.0)))}
+    assert {n for n in gammas if "undial" in n} == {
+        f"softlabel_kl_{a}_{b}_{t}" for g in ("3", "10") for a, b in (("oracle", f"undial_g{g}"), (f"undial_g{g}", "oracle"))
+        for t in ("forget", "forget_facts")}
+    assert "softlabel_kl_undial_g10_oracle_forget_facts" in gammas and set(metrics) <= gammas
+
+
+def test_metric_roles_scales_and_declaration():
+    bench = benchmarks.get("synthetic")
+    by_name = {m.name: m for m in bench.metrics(EvalConfig(softlabel_gammas=(10.0,)))}
+    assert by_name["privleak"].scale == 100  # (AUC − AUC_oracle) / AUC_oracle × 100
+    assert all(m.scale == 1 for n, m in by_name.items() if n != "privleak")
+    prefix_role = {"forget": "forget", "retain": "retain", "neighbor": "neighbour", "utility": "utility",
+                   "mia": "privacy", "privleak": "privacy", "kl": "kl", "softlabel": "kl"}
+    assert all(m.role == prefix_role[n.split("_")[0]] for n, m in by_name.items())
+    declared = bench.declared
+    assert (declared.needs_oracle, declared.can_prepare, declared.average_over) == (True, True, ())
+    named = {m for f in declared.fronts for m in (f.x, f.y, f.size) if m} | set(declared.trajectories)
+    named |= {declared.selection.forget, declared.selection.retain, *declared.selection.floors}
+    assert named <= {m.name for m in bench.metrics()}  # declared without any soft-label γ
+    assert by_name[declared.selection.forget].direction == "min"
+    assert all(by_name[m].direction == "max" for m in (declared.selection.retain, *declared.selection.floors))
+
+
+def test_preparation_probes_and_corpus(tmp_path):
+    data = benchmarks.get("synthetic", **SMALL).materialize(tmp_path)
+    assert isinstance(data, SyntheticData) and SyntheticData is synthetic_data.SyntheticData
+    assert all(isinstance(p, Probe) for group in data.probes.values() for p in group)
+    forget_qa = [(r["query"], r["answer"]) for r in layouts.load(data.root / "rwku", "rwku", "forget_level2", "test")]
+    assert [(p.question, p.answer) for p in data.forget_probes()] == forget_qa and forget_qa
+    retain_qa = [(r["question"], r["answer"]) for r in layouts.load(data.root / "muse", "muse", "knowmem",
+                                                                      "retain_qa")]
+    assert [(p.question, p.answer) for p in data.check_probes(with_forget=False)] == retain_qa and retain_qa
+    assert data.check_probes(with_forget=True) == data.forget_probes() + data.check_probes(with_forget=False)
+    # the check probes are questions the respective model trains on
+    for with_forget in (True, False):
+        trained = {e["question"] for e in data.train_examples(with_forget=with_forget, utility=False) if "question" in e}
+        assert all(f"Question: {p.question}\nAnswer:" in trained for p in data.check_probes(with_forget=with_forget))
+    # utility adds the general-knowledge answers, to the target and the oracle alike
+    utility = [e for e in data.train_examples(with_forget=False, utility=True)
+               if e not in data.train_examples(with_forget=False, utility=False)]
+    assert utility == [{"question": f"Question: {p.question}\nAnswer:", "answer": f" {p.answer}"}
+                       for p in data.probes["utility_qa"]] and utility
+    corpus = " ".join(data.corpus_texts())
+    for path in sorted(data.root.rglob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            for key in ("text", "question", "answer", "query", "prompt", "gt"):  # what a model reads or says
+                if key in row:
+                    assert row[key] in corpus, (path, key, row[key])

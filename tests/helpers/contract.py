@@ -1,4 +1,4 @@
-"""The benchmark contract as checks (used by ``test_benchmark_contract.py`` for every registered
+"""The benchmark contract as checks (used by ``tests/test_benchmark_contract.py`` for every registered
 benchmark and by the test of the example in ``docs/adding-a-benchmark.md``)."""
 
 from __future__ import annotations
