@@ -3,21 +3,13 @@ metrics (direction, scale, role) all computed with standard errors, figures and 
 that name only declared metrics, one-line errors for a bad parameter, and an idempotent
 ``materialize`` that leaves nothing behind when it fails."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 import benchmarks
 from helpers import contract
 
-FIXTURES = Path(__file__).parent / "fixtures"
-PARAMS = {  # every registered benchmark has a fixture here
-    "synthetic": {"seed": 1, "people": 8, "forget_fraction": 0.2, "facts": 3, "bios": 1},
-    "muse": {"source": str(FIXTURES / "muse_news")},
-    "rwku": {"source": str(FIXTURES / "rwku"), "targets": 1},
-    "jsonl": {"path": str(FIXTURES / "byo")},
-}
+PARAMS = contract.PARAMS
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -30,7 +22,7 @@ def _one_thread():
 
 @pytest.mark.parametrize("name", benchmarks.names())
 def test_contract(name, tmp_path, monkeypatch):
-    assert name in PARAMS, f"benchmark {name!r} has no fixture in {__file__}"
+    assert name in PARAMS, f"benchmark {name!r} has no fixture in tests/helpers/contract.py:PARAMS"
     bench = benchmarks.get(name, **PARAMS[name])
     contract.check_declaration(bench)
     contract.check_bad_parameter(name, PARAMS[name])

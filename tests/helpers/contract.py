@@ -16,6 +16,13 @@ from benchmarks.spec import ROLES, SCALES, declaration
 from unlearn.data import Collator
 from unlearn.models import TinyConfig, load_model
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+PARAMS = {  # every registered benchmark's parameters on its committed fixture
+    "synthetic": {"seed": 1, "people": 8, "forget_fraction": 0.2, "facts": 3, "bios": 1},
+    "muse": {"source": str(FIXTURES / "muse_news")},
+    "rwku": {"source": str(FIXTURES / "rwku"), "targets": 1},
+    "jsonl": {"path": str(FIXTURES / "byo")},
+}
 CONFIG = EvalConfig(batch_size=8, max_new_tokens=8, verbatim_tokens=8, kl_max_tokens=256, softlabel_gammas=(10.0,))
 TINY = TinyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64)
 

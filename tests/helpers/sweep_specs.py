@@ -1,0 +1,61 @@
+"""The sweep spec cases shared by ``test_sweep_spec`` and ``test_bad_input``: the tiny spec and
+malformed variants of it, each with the one-line message it must fail with."""
+
+from pathlib import Path
+
+import yaml
+
+TINY = Path(__file__).resolve().parents[2] / "sweeps" / "specs" / "tiny.yaml"
+
+
+def raw() -> dict:
+    """The tiny spec as plain data (a fresh copy each call)."""
+    return yaml.safe_load(TINY.read_text())
+
+
+def apply(data: dict, change: dict) -> dict:
+    """``data`` with ``change`` merged in: the sections below are updated key by key, others replaced."""
+    for key, value in change.items():
+        nested = isinstance(value, dict) and key in ("training", "eval", "scaling", "benchmark")
+        data[key] = dict(data[key], **value) if nested else value
+    return data
+
+
+# (change to the tiny spec, what the one-line error must say)
+BAD = [
+    ({"nme": "x"}, "nme must be one of name, model, methods"),
+    ({"methods": {"npx": {"lr": 1e-3}}}, "unknown method 'npx'; known: ga, gd, npo, undial, unilogit"),
+    ({"methods": {"npo": {"beta": 0.1}}}, "methods.npo.lr must be given"),
+    ({"methods": {"npo": {"lr": 1e-3, "gama": 1}}}, "methods.npo.gama must be one of forget_weight"),
+    ({"methods": {"npo": {"lr": 1e-3, "beta": {"grid": [0.1, 0]}}}}, "beta must be a number > 0"),
+    ({"methods": {"npo": {"lr": -1}}}, "methods.npo.lr must be a number > 0"),
+    ({"methods": {"npo": {"lr": {"loguniform": [0, 1]}}}}, "loguniform must be [low, high] with low > 0"),
+    ({"methods": {"npo": {"lr": {"sample": [1, 2]}}}}, "methods.npo.lr must be a value or one of"),
+    ({"methods": {"undial": {"lr": 1e-3, "zero_stage": 4}}}, "methods.undial.zero_stage must be an integer in [0, 3]"),
+    ({"methods": {"unilogit": {"lr": 1e-3, "divergence": "js"}}}, "divergence must be one of reverse, forward"),
+    ({"methods": {}}, "methods must be a non-empty mapping"),
+    ({"training": {"epochs": 0}}, "training.epochs must be an integer >= 1"),
+    ({"training": {"seeds": []}}, "training.seeds must be a non-empty list"),
+    ({"training": {"schedule": "step"}}, "training.schedule must be one of constant, linear, cosine"),
+    ({"training": {"epoch": 2}}, "training.epoch must be one of epochs"),
+    ({"eval": {"every_epoch": ["rouge"]}}, "eval.every_epoch[] must be one of generation, verbmem, mia, kl"),
+    ({"scaling": {"zero_stage": 5}}, "scaling.zero_stage must be an integer in [0, 3]"),
+    ({"scaling": {"workers": 0}}, "scaling.workers must be an integer >= 1"),
+    ({"scaling": {"offload": True, "zero_stage": 1}}, "scaling.offload must be used with zero_stage 2 or 3"),
+    ({"scaling": {"use_gpu": "yes"}}, "scaling.use_gpu must be true or false"),
+    ({"search": {"algorithm": "random"}}, "search.objective must be given when the search is not a plain grid"),
+    ({"search": {"algorithm": "bayes"}}, "search.algorithm must be one of grid, random, optuna"),
+    ({"search": {"algorithm": "random", "objective": {"metric": "x", "mode": "up"}}}, "objective.mode must be max or min"),
+    ({"benchmark": {"name": "muse-newz"}}, "benchmark: unknown benchmark 'muse-newz'"),
+    ({"benchmark": {"params": {"people": 2}}}, "synthetic.people must be"),
+    ({"model": {"base": "tiny", "target": "x"}}, "model must be either {base: ...} or {target: ..., oracle: ...}"),
+    ({"model": {"base": "tiny", "prepare": {"learning_rate": 1}}}, "model.prepare.learning_rate must be one of lr"),
+    ({"max_concurrent_trials": 0}, "max_concurrent_trials must be an integer >= 1"),
+    ({"name": "my sweep!"}, "name must be a non-empty name of letters"),
+    ({"model": {"target": "some/model"}}, "model.oracle must be a model directory (the synthetic benchmark"),
+    ({"benchmark": {"name": "rwku", "params": {}}}, "model.base must be left out: the rwku benchmark"),
+    ({"benchmark": {"params": {"people": {"grid": [20, 2]}}}}, "benchmark: synthetic.people must be"),
+    ({"benchmark": {"params": {"people": {"grid": []}}}}, "benchmark.params.people must be {grid: [value, ...]}"),
+    ({"benchmark": {"params": {"seed": {"grid": [1, 2]}}}},
+     "benchmark.params.seed must be a name that is not a hyper-parameter"),
+]
