@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> dict:
     texts = tiny_corpus(args.probes) if args.model == "tiny" else None
     name = args.model
     if name == "smollm2":  # the demo's model, from the cache (obtained offline when needed)
-        from benchmarks.prepare import default_cache
+        from benchmarks.common import default_cache
         from unlearn import pretrained
 
         name = str(pretrained.smollm2(default_cache())[0])

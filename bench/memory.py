@@ -116,7 +116,7 @@ def child(args) -> dict:
     start = time.perf_counter()
     rss_imports = rss()
     if args.model == "smollm2":
-        from benchmarks.prepare import default_cache
+        from benchmarks.common import default_cache
         from unlearn.pretrained import smollm2
 
         args.model = str(smollm2(default_cache())[0])

@@ -66,7 +66,7 @@ def load(name: str):
             num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads, num_key_value_heads=t.num_kv_heads,
             max_position_embeddings=t.max_position_embeddings, tie_word_embeddings=t.tie_word_embeddings))
     if name == "smollm2":
-        from benchmarks.prepare import default_cache
+        from benchmarks.common import default_cache
         from unlearn.pretrained import smollm2
 
         name = str(smollm2(default_cache())[0])

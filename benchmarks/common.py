@@ -46,7 +46,9 @@ class EvalConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"eval.{name} must be an integer >= 1; got {value!r}")
-        if not all(isinstance(g, (int, float)) and not isinstance(g, bool) and g >= 0 for g in self.softlabel_gammas):
+        gammas = self.softlabel_gammas
+        if not isinstance(gammas, (list, tuple)) or not all(
+                isinstance(g, (int, float)) and not isinstance(g, bool) and g >= 0 for g in gammas):
             raise ValueError(f"eval.softlabel_gammas must be numbers >= 0; got {self.softlabel_gammas!r}")
         object.__setattr__(self, "softlabel_gammas", tuple(float(g) for g in self.softlabel_gammas))
 

@@ -1,6 +1,6 @@
 """A bring-your-own benchmark from a directory of JSONL files, in the shape of the seed paper's
 e-commerce task: forget a seller's listings, score forget and neighbour completions by ROUGE-L
-recall and general ability by multiple choice. Layout and usage: ``docs/benchmarks/jsonl.md``.
+recall and general ability by multiple choice. Layout and usage: ``docs/byo-benchmark.md``.
 
 ``benchmarks.get("jsonl", path=..., max_new_tokens=32, chat=False)`` → :class:`Jsonl`;
 ``.materialize(cache)`` checks every file and copies them into ``cache/jsonl-<key>/`` (key = hash
@@ -330,7 +330,9 @@ class Jsonl:
         return evaluate(model, tokenizer, collate, data, refs, config, parts, self.max_new_tokens)
 
     def recall(self, model, tokenizer, collate, data: JsonlData, probes: list[dict], config) -> list[float]:
-        return probe_recall(model, tokenizer, collate, probes, data.chat, config, self.max_new_tokens)
+        """Recall of the probes a preparation checks; ``config.max_new_tokens`` tokens, so that it does
+        not depend on ``max_new_tokens``, which the preparation cache key leaves out."""
+        return probe_recall(model, tokenizer, collate, probes, data.chat, config, config.max_new_tokens)
 
 
 @register("jsonl")

@@ -1,4 +1,4 @@
-"""MUSE-News and MUSE-Books (Shi et al. 2024) with the benchmark's official protocol (``docs/benchmarks/muse.md``).
+"""MUSE-News and MUSE-Books (Shi et al. 2024) with the benchmark's official protocol (the README's MUSE section).
 
 ``benchmarks.get("muse", corpus="news" | "books", source=..., auc_retrain=...)``
 → :class:`Muse`. ``source`` is a hub dataset id (default ``muse-bench/MUSE-News`` /

@@ -1,4 +1,4 @@
-"""RWKU (Jin et al. 2024; ``jinzhuoran/RWKU``, CC-BY-4.0) with its official protocol (``docs/benchmarks/rwku.md``).
+"""RWKU (Jin et al. 2024; ``jinzhuoran/RWKU``, CC-BY-4.0) with its official protocol (the README's RWKU section).
 
 ``benchmarks.get("rwku", source=..., targets=1, utility=[...])`` → :class:`RWKU`; ``.materialize(cache)``
 copies the chosen targets' rows of every config it needs to ``cache/rwku-<key>/`` (read back

@@ -241,8 +241,8 @@ class DataStats:
 
 def data_stats(spec: SweepSpec, shape: Shape, bench) -> DataStats | None:
     """Token counts of the forget set (per unlearning target) and the longest example, when the data
-    is local: the synthetic and jsonl benchmarks are written to a temporary directory, others read
-    from the cache where a sweep materialised them; ``None`` otherwise."""
+    is local: a benchmark that can prepare its models builds its data locally (into a temporary
+    directory), others are read from the cache where a sweep materialised them; ``None`` otherwise."""
     import tempfile
 
     from benchmarks.common import default_cache
@@ -252,7 +252,7 @@ def data_stats(spec: SweepSpec, shape: Shape, bench) -> DataStats | None:
             cached = default_cache() / "benchmarks" / f"{bench.name}-{bench.key()}" if hasattr(bench, "key") else None
             if cached and (cached / "COMPLETE").is_file():
                 data = bench.read(cached)
-            elif bench.name in ("synthetic", "jsonl"):
+            elif bench.declared.can_prepare:
                 data = bench.materialize(tmp)
             else:
                 return None
@@ -366,11 +366,9 @@ def trial_groups(spec: SweepSpec, subjects: int) -> list[dict]:
 def plan(spec: SweepSpec, node: Node, *, results: Path = Path("bench/results"), eval_share: float = EVAL_SHARE,
          forget_tokens: int | None = None) -> dict:
     """Memory per GPU (per worker on CPU) and time of every trial group, and of the sweep."""
-    import benchmarks
-
     scaling, training = spec.scaling, spec.training
     shape = model_shape(spec)
-    bench = benchmarks.get(spec.benchmark.name, **spec.benchmark.params)
+    bench = spec.benchmark.build(spec.benchmark.variants()[0][0])  # a grid's first point stands for the others
     targets = getattr(bench, "targets", None)  # RWKU: every configuration runs once per target
     subjects = targets if isinstance(targets, int) else len(targets) if isinstance(targets, (list, tuple)) else 1
     stats = data_stats(spec, shape, bench)

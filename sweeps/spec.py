@@ -87,6 +87,8 @@ class BenchmarkSpec:
             if isinstance(value, dict) and "grid" in value:
                 if len(value) != 1 or not isinstance(value["grid"], list) or not value["grid"]:
                     fail(f"benchmark.params.{key}", "{grid: [value, ...]} with a non-empty list", value)
+                if len({json.dumps(v, sort_keys=True, default=str) for v in value["grid"]}) != len(value["grid"]):
+                    fail(f"benchmark.params.{key}.grid", "a list of distinct values", value["grid"])
         for label, params in self.variants():
             try:
                 self.build(label)

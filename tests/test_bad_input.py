@@ -10,18 +10,14 @@ import yaml
 
 from sweeps import cli
 
-from test_sweep_spec import BAD, TINY
+from helpers.sweep_specs import BAD, TINY, apply, raw
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def spec_file(tmp_path: Path, change: dict) -> Path:
-    data = yaml.safe_load(TINY.read_text())
-    for key, value in change.items():
-        nested = isinstance(value, dict) and key in ("training", "eval", "scaling", "benchmark")
-        data[key] = dict(data[key], **value) if nested else value
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(apply(raw(), change)))
     return path
 
 

@@ -170,3 +170,35 @@ def test_cache_key_follows_base_benchmark_and_recipe():
     assert key != prep.cache_key("tiny", benchmarks.get("synthetic", **dict(PARAMS, seed=2)), RECIPE)
     assert key != prep.cache_key("tiny", bench, prep.Recipe(lr=1e-3, max_epochs=40, micro_batch=8, stop_recall=0.95))
     assert key != prep.cache_key("other-model", bench, RECIPE)
+
+
+def test_a_jsonl_benchmark_is_prepared_like_the_synthetic_one(tmp_path):
+    """The generic preparation on the bring-your-own fixture: the target learns the forget seller's
+    listings, the oracle only the others'; the cache key ignores evaluation-only parameters."""
+    from pathlib import Path
+
+    source = Path(__file__).parent / "fixtures" / "byo"
+    bench = benchmarks.get("jsonl", path=str(source), max_new_tokens=16)
+    recipe = prep.Recipe(lr=3e-3, max_epochs=30, micro_batch=8, stop_recall=0.9)
+    result = prep.prepare("tiny", bench, recipe, cache=tmp_path, progress=lambda m: None)
+    meta, jsonl_data = result.meta, result.data
+    assert (meta["benchmark"], meta["benchmark_key"]) == ("jsonl", bench.key())
+    # from scratch, both learn the multiple-choice answers too: 6 + 8 texts, 2 QA pairs, 3 MC answers
+    assert meta["target"]["examples"] == 6 + 8 + 2 + 3 == len(jsonl_data.train_examples(with_forget=True, utility=True))
+    assert meta["oracle"]["examples"] == 8 + 1 + 3 == len(jsonl_data.train_examples(with_forget=False, utility=True))
+    assert meta["target"]["forget_recall"] >= 0.8 and meta["oracle"]["forget_recall"] <= 0.3
+
+    target, tokenizer = models.load_model(str(result.target))
+    oracle, _ = models.load_model(str(result.oracle))
+    collate = data.Collator(tokenizer, max_length=256)
+    config = EvalConfig(batch_size=8)
+    scores = {role: bench.evaluate(model.eval(), tokenizer, collate, jsonl_data, None, config, ("generation",))
+              for role, model in (("target", target), ("oracle", oracle))}
+    assert scores["target"]["forget_completion_rouge_l_recall"] >= 0.8
+    assert scores["oracle"]["forget_completion_rouge_l_recall"] <= 0.3
+    assert min(s["neighbor_completion_rouge_l_recall"] for s in scores.values()) >= 0.5
+
+    said = []
+    shorter = benchmarks.get("jsonl", path=str(source), max_new_tokens=8)  # evaluation only: same preparation
+    again = prep.prepare("tiny", shorter, recipe, cache=tmp_path, progress=said.append)
+    assert said[0].startswith("reusing") and again.target == result.target

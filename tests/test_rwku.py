@@ -166,6 +166,7 @@ CANNED = {  # query -> model output (" nothing" for the others); references are 
     "Which of these novels did Stephen King publish first? A. Misery B. Carrie C. Cujo D. It": " B. Carrie",
     "Which author wrote the novels Carrie, Misery and The Stand?": " Stephen King.",
     "Under what pen name did the horror novelist Stephen King release The Running Man?": " Bachman",
+    "¿Qué novela de Stephen King transcurre en el Hotel Overlook?": " The Shining.",
 }
 
 
@@ -195,7 +196,8 @@ def test_generation_scores_equal_the_rouge_package(monkeypatch, data, tiny):
     assert out["forget_all_rouge_l_recall"] == pytest.approx(np.mean([expected(c) for c in levels]))
     neighbour = [expected("neighbor_level1"), expected("neighbor_level2")]
     assert out["neighbor_all_rouge_l_recall"] == pytest.approx(np.mean(neighbour))
-    assert {r["type"] for r in data.rows["forget_level3"]} == set(rwku.AA_TYPES)  # the fixture has every type
+    # the fixture has every adversarial type, all of them for Stephen King
+    assert {r["type"] for r in data.for_target(SK).rows["forget_level3"]} == set(rwku.AA_TYPES)
     assert {k for k in out if k.startswith("forget_aa_") and not k.endswith("_stderr")} == {
         "forget_aa_rouge_l_recall", *(f"forget_aa_{rwku.slug(t)}_rouge_l_recall" for t in rwku.AA_TYPES)}
     for probe_type in rwku.AA_TYPES:

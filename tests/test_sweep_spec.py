@@ -1,19 +1,17 @@
 """The sweep spec, search spaces, DeepSpeed config and resource planning (no Ray cluster)."""
 
-from pathlib import Path
+import json
 
 import pytest
 import yaml
 
+import benchmarks
+from benchmarks import spec as benchmark_spec
 from sweeps import cluster, space, spec as specs
 from sweeps.deepspeed_config import deepspeed_config
-from sweeps.worker import objective_value
+from sweeps.worker import grid_point, objective_value
 
-TINY = Path(__file__).resolve().parents[1] / "sweeps" / "specs" / "tiny.yaml"
-
-
-def raw():
-    return yaml.safe_load(TINY.read_text())
+from helpers.sweep_specs import BAD, TINY, apply, raw
 
 
 def test_tiny_spec_loads():
@@ -49,47 +47,10 @@ def test_python_api_accepts_tune_objects():
     assert space.param_space(spec, "npo")["lr"] is spec.methods["npo"]["lr"]
 
 
-BAD = [
-    ({"nme": "x"}, "nme must be one of name, model, methods"),
-    ({"methods": {"npx": {"lr": 1e-3}}}, "unknown method 'npx'; known: ga, gd, npo, undial, unilogit"),
-    ({"methods": {"npo": {"beta": 0.1}}}, "methods.npo.lr must be given"),
-    ({"methods": {"npo": {"lr": 1e-3, "gama": 1}}}, "methods.npo.gama must be one of forget_weight"),
-    ({"methods": {"npo": {"lr": 1e-3, "beta": {"grid": [0.1, 0]}}}}, "beta must be a number > 0"),
-    ({"methods": {"npo": {"lr": -1}}}, "methods.npo.lr must be a number > 0"),
-    ({"methods": {"npo": {"lr": {"loguniform": [0, 1]}}}}, "loguniform must be [low, high] with low > 0"),
-    ({"methods": {"npo": {"lr": {"sample": [1, 2]}}}}, "methods.npo.lr must be a value or one of"),
-    ({"methods": {"undial": {"lr": 1e-3, "zero_stage": 4}}}, "methods.undial.zero_stage must be an integer in [0, 3]"),
-    ({"methods": {"unilogit": {"lr": 1e-3, "divergence": "js"}}}, "divergence must be one of reverse, forward"),
-    ({"methods": {}}, "methods must be a non-empty mapping"),
-    ({"training": {"epochs": 0}}, "training.epochs must be an integer >= 1"),
-    ({"training": {"seeds": []}}, "training.seeds must be a non-empty list"),
-    ({"training": {"schedule": "step"}}, "training.schedule must be one of constant, linear, cosine"),
-    ({"training": {"epoch": 2}}, "training.epoch must be one of epochs"),
-    ({"eval": {"every_epoch": ["rouge"]}}, "eval.every_epoch[] must be one of generation, verbmem, mia, kl"),
-    ({"scaling": {"zero_stage": 5}}, "scaling.zero_stage must be an integer in [0, 3]"),
-    ({"scaling": {"workers": 0}}, "scaling.workers must be an integer >= 1"),
-    ({"scaling": {"offload": True, "zero_stage": 1}}, "scaling.offload must be used with zero_stage 2 or 3"),
-    ({"scaling": {"use_gpu": "yes"}}, "scaling.use_gpu must be true or false"),
-    ({"search": {"algorithm": "random"}}, "search.objective must be given when the search is not a plain grid"),
-    ({"search": {"algorithm": "bayes"}}, "search.algorithm must be one of grid, random, optuna"),
-    ({"search": {"algorithm": "random", "objective": {"metric": "x", "mode": "up"}}}, "objective.mode must be max or min"),
-    ({"benchmark": {"name": "muse-newz"}}, "benchmark: unknown benchmark 'muse-newz'"),
-    ({"benchmark": {"params": {"people": 2}}}, "synthetic.people must be"),
-    ({"model": {"base": "tiny", "target": "x"}}, "model must be either {base: ...} or {target: ..., oracle: ...}"),
-    ({"model": {"base": "tiny", "prepare": {"learning_rate": 1}}}, "model.prepare.learning_rate must be one of lr"),
-    ({"max_concurrent_trials": 0}, "max_concurrent_trials must be an integer >= 1"),
-    ({"name": "my sweep!"}, "name must be a non-empty name of letters"),
-]
-
-
 @pytest.mark.parametrize("change,message", BAD, ids=[m.split(" ")[0] for _, m in BAD])
 def test_bad_specs_get_one_line_errors(change, message, tmp_path):
-    data = raw()
-    for key, value in change.items():
-        data[key] = dict(data[key], **value) if isinstance(value, dict) and key in ("training", "eval", "scaling",
-                                                                                      "benchmark") else value
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(apply(raw(), change)))
     with pytest.raises(specs.SpecError) as error:
         specs.load(path)
     assert message in str(error.value) and "\n" not in str(error.value)
@@ -143,3 +104,174 @@ def test_gpu_spec_loads_and_plans_on_a_4_gpu_node(name):
     assert plan["cpus_per_worker"] == 8
     config = deepspeed_config(micro_batch=4, grad_accum=4, world_size=4, zero_stage=3, bf16=True)
     assert config["train_batch_size"] == 64
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark decides: oracle, preparation; benchmark parameters as a grid
+
+
+def with_benchmark(name: str, params: dict, **changes) -> dict:
+    return dict(raw(), benchmark={"name": name, "params": params}, **changes)
+
+
+@pytest.mark.parametrize("name, params", [("rwku", {}), ("muse", {})])
+def test_a_benchmark_that_cannot_prepare_refuses_model_base(name, params):
+    with pytest.raises(specs.SpecError) as error:
+        specs.from_dict(with_benchmark(name, params))
+    message = str(error.value)
+    assert message.startswith("model.base must be left out") and f"the {name} benchmark" in message
+    assert "model.target" in message and "\n" not in message
+    # the same benchmark with its own models is a valid sweep, without an oracle (it needs none)
+    spec = specs.from_dict(with_benchmark(name, params, model={"target": "some/model"}))
+    assert spec.model.oracle is None and not spec.benchmark.build().declared.needs_oracle
+
+
+def test_the_oracle_is_required_only_where_the_benchmark_needs_one(tmp_path):
+    assert benchmarks.get("synthetic").declared.needs_oracle
+    with pytest.raises(specs.SpecError, match=r"^model.oracle must be a model directory \(the synthetic benchmark"):
+        specs.from_dict(dict(raw(), model={"target": "some/model"}))
+    assert specs.from_dict(dict(raw(), model={"target": "some/model", "oracle": "other/model"})).model.oracle
+    jsonl = specs.from_dict(with_benchmark("jsonl", {"path": str(tmp_path)}))  # jsonl prepares from a base
+    assert jsonl.model.base == "tiny" and jsonl.benchmark.build().declared.can_prepare
+
+
+def test_a_grid_over_benchmark_parameters_expands_to_every_combination():
+    params = {"seed": 1, "people": {"grid": [20, 24]}, "forget_fraction": 0.2, "facts": 4, "bios": {"grid": [2, 3]}}
+    spec = specs.from_dict(with_benchmark("synthetic", params))
+    assert spec.benchmark.grid() == {"people": [20, 24], "bios": [2, 3]}
+    labels = [{"people": 20, "bios": 2}, {"people": 20, "bios": 3}, {"people": 24, "bios": 2},
+              {"people": 24, "bios": 3}]
+    fixed = {"seed": 1, "forget_fraction": 0.2, "facts": 4}
+    assert spec.benchmark.variants() == [(label, {**fixed, **label}) for label in labels]
+    for label in labels:
+        built = spec.benchmark.build(label)
+        assert built == benchmarks.get("synthetic", **fixed, **label)
+        assert (built.params.people, built.params.bios, built.params.seed) == (label["people"], label["bios"], 1)
+    assert len({spec.benchmark.build(label).key() for label in labels}) == 4  # each its own data and models
+    with pytest.raises(specs.SpecError, match="no grid point"):
+        spec.benchmark.build({"people": 99, "bios": 2})
+    # the names of the grid points: one per label, whatever the order of its keys
+    keys = [specs.variant_key(label) for label in labels]
+    assert len(set(keys)) == 4 and specs.variant_key({"bios": 2, "people": 20}) == keys[0]
+    assert json.loads(keys[0]) == labels[0]
+    # the sweep runs every method configuration once per grid point
+    assert space.grid_size(spec, "unilogit") == 2 * 4 and space.grid_size(spec, "undial") == 2 * 4
+
+    from ray import tune
+
+    tuned = space.param_space(spec, "unilogit")
+    assert tuned["people"] == tune.grid_search([20, 24]) and tuned["bios"] == tune.grid_search([2, 3])
+    assert "seed" in tuned and "facts" not in tuned
+
+
+def test_without_a_grid_the_benchmark_is_its_fixed_parameters():
+    spec = specs.load(TINY)
+    assert spec.benchmark.grid() == {} and spec.benchmark.variants() == [({}, raw()["benchmark"]["params"])]
+    assert spec.benchmark.build() == benchmarks.get("synthetic", **raw()["benchmark"]["params"])
+    assert space.grid_size(spec, "unilogit") == 2  # the two learning rates alone
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"people": {"grid": [20, 2]}}, "benchmark: synthetic.people must be an integer in [4, 1000]; got 2"),
+    ({"prompt": {"grid": ["plain", "xml"]}}, "benchmark: synthetic.prompt must be one of plain, chat"),
+    ({"people": {"grid": []}}, "benchmark.params.people must be {grid: [value, ...]} with a non-empty list"),
+    ({"people": {"grid": 20}}, "benchmark.params.people must be {grid: [value, ...]} with a non-empty list"),
+    ({"people": {"grid": [20], "choice": [24]}}, "benchmark.params.people must be {grid: [value, ...]}"),
+])
+def test_a_bad_value_inside_a_benchmark_grid_is_refused_naming_the_parameter(grid, message):
+    with pytest.raises(specs.SpecError) as error:
+        specs.from_dict(with_benchmark("synthetic", dict(raw()["benchmark"]["params"], **grid)))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_a_benchmark_parameter_that_is_not_a_mapping_is_refused():
+    with pytest.raises(specs.SpecError, match=r"^benchmark.params must be a mapping"):
+        specs.BenchmarkSpec("synthetic", [("people", 20)])
+
+
+@pytest.fixture
+def gridded(monkeypatch):
+    """A benchmark ``gridded`` whose parameters are named like hyper-parameters of a trial (``gamma``
+    is UnDIAL's, ``lr`` everyone's, ``subject`` the sweep's own), registered for one test only."""
+    def factory(gamma=1.0, lr=1.0, subject=None, **params):
+        for name, value in (("gamma", gamma), ("lr", lr)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"gridded.{name} must be a number > 0; got {value!r}")
+        return benchmarks.get("synthetic", **params)
+
+    monkeypatch.setitem(benchmark_spec._REGISTRY, "gridded", factory)
+    return "gridded"
+
+
+def test_a_gridded_name_that_collides_with_a_hyper_parameter_is_refused(gridded):
+    params = dict(raw()["benchmark"]["params"], gamma={"grid": [1.0, 2.0]})
+    with pytest.raises(specs.SpecError) as error:  # tiny runs UnDIAL, whose γ this would overwrite
+        specs.from_dict(with_benchmark(gridded, params))
+    assert str(error.value).startswith("benchmark.params.gamma must be a name that is not a hyper-parameter of undial")
+    # without UnDIAL nothing collides
+    only_unilogit = with_benchmark(gridded, params, methods={"unilogit": raw()["methods"]["unilogit"]})
+    assert specs.from_dict(only_unilogit).benchmark.grid() == {"gamma": [1.0, 2.0]}
+    # a trial key collides with every method; a fixed (not gridded) value is no sweep dimension and is fine
+    with pytest.raises(specs.SpecError, match="^benchmark.params.lr must be a name that is not a hyper-parameter"):
+        specs.from_dict(with_benchmark(gridded, dict(params, gamma=1.0, lr={"grid": [1.0, 2.0]})))
+    assert specs.from_dict(with_benchmark(gridded, dict(params, gamma=2.0, lr=3.0))).benchmark.grid() == {}
+    with pytest.raises(specs.SpecError, match="^benchmark: gridded.gamma must be a number > 0; got -1"):
+        specs.from_dict(with_benchmark(gridded, dict(params, gamma={"grid": [1.0, -1]})))
+
+
+@pytest.mark.parametrize("name", specs.RESERVED)
+def test_a_grid_named_like_what_the_sweep_sets_itself_is_refused(name, gridded):
+    params = dict(raw()["benchmark"]["params"], **{name: {"grid": [1, 2]}})
+    with pytest.raises(specs.SpecError, match=f"^benchmark.params.{name} must be a name that is not a hyper-param"):
+        specs.from_dict(with_benchmark("synthetic" if name == "seed" else gridded, params))
+
+
+def test_grid_point_picks_the_cell_and_the_references_of_a_trial():
+    cells = {specs.variant_key({"people": p}): {"model_dir": f"m{p}"} for p in (20, 24)}
+    cfg = {"facets": ["people"], "cells": cells, "hp": {"people": 24, "lr": 1e-3}}
+    assert grid_point(cfg) == ({"model_dir": "m24"}, specs.variant_key({"people": 24}))
+    with_subjects = dict(cfg, subjects=["A", "B"], hp={"people": 20, "subject": "B"})
+    assert grid_point(with_subjects) == ({"model_dir": "m20"}, specs.variant_key({"people": 20, "subject": "B"}))
+    plain = {"cells": {specs.variant_key({}): {"model_dir": "m"}}, "hp": {"lr": 1e-3}}
+    assert grid_point(plain) == ({"model_dir": "m"}, "{}")
+
+
+# ---------------------------------------------------------------------------------------------
+# what the references hold, from the methods of the sweep
+
+
+@pytest.mark.parametrize("undial, expected", [
+    ({"lr": 1e-3, "gamma": 3}, (3.0,)),  # fixed
+    ({"lr": 1e-3, "gamma": {"grid": [30, 3, 10]}}, (3.0, 10.0, 30.0)),  # every value of a grid
+    ({"lr": 1e-3, "gamma": {"choice": [1.0, 2.5]}}, (1.0, 2.5)),
+    ({"lr": 1e-3, "gamma": {"loguniform": [1.0, 100.0]}}, (1.0, 100.0)),  # a range: its two ends
+    ({"lr": 1e-3}, (10.0,)),  # not searched: UnDIAL's default γ
+    (None, (10.0,)),  # no UnDIAL in the sweep: the default γ
+])
+def test_softlabel_gammas_follow_the_undial_space(undial, expected):
+    methods = {"unilogit": {"lr": 1e-3}} if undial is None else {"unilogit": {"lr": 1e-3}, "undial": undial}
+    spec = specs.from_dict(dict(raw(), methods=methods))
+    assert specs.softlabel_gammas(spec) == expected
+    assert all(isinstance(g, float) for g in specs.softlabel_gammas(spec))
+
+
+def test_softlabel_gammas_of_the_tiny_spec_and_a_python_api_space():
+    from ray import tune
+
+    from unlearn import methods
+
+    assert specs.softlabel_gammas(specs.load(TINY)) == (10.0,) == (float(methods.get("undial").gamma),)
+    spec = specs.from_dict(dict(raw(), methods={"undial": {"lr": 1e-3, "gamma": tune.uniform(1.0, 5.0)}}))
+    assert specs.softlabel_gammas(spec) == (10.0,)  # a Tune domain has no values to list: the default
+
+
+@pytest.mark.parametrize("methods, expected", [
+    (["unilogit", "undial"], False),
+    (["ga"], False),
+    (["ga", "gd", "undial", "unilogit"], False),
+    (["npo"], True),
+    (["ga", "npo"], True),
+])
+def test_reference_nlls_are_needed_only_with_npo(methods, expected):
+    spec = specs.from_dict(dict(raw(), methods={m: {"lr": 1e-3} for m in methods}))
+    assert specs.needs_ref_nll(spec) is expected
