@@ -16,7 +16,7 @@ from pathlib import Path
 SPECS = Path(__file__).resolve().parent / "specs"
 
 
-def main(storage: str = "runs", quick: bool = False) -> Path:
+def main(storage: str = "runs", quick: bool = False, progress=None) -> Path:
     """The SmolLM2 demo (``specs/demo.yaml``), or with ``quick`` the tiny sweep, into
     ``<storage>/demo``; a sweep of the other kind already there is refused, not mixed."""
     import reports
@@ -27,7 +27,8 @@ def main(storage: str = "runs", quick: bool = False) -> Path:
     spec = dataclasses.replace(specs.load(SPECS / ("tiny.yaml" if quick else "demo.yaml")), name="demo",
                                storage=storage)
     sweep_dir = Path(storage).resolve() / "demo"
-    run_sweep(spec, resume=(sweep_dir / "spec.yaml").is_file())
+    options = {"progress": progress} if progress else {}
+    run_sweep(spec, resume=(sweep_dir / "spec.yaml").is_file(), **options)
     df = reports.load([sweep_dir])
     report = sweep_dir / "report.html"
     reports.render(df, report)

@@ -304,9 +304,12 @@ def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, s
         if result.path and Path(result.path).is_dir():
             (Path(result.path) / "error.txt").write_text(_error_text(result.error))
     progress(f"{method}: {len(results) - len(failed)} finished, {len(failed)} failed in {time.time() - began:.0f}s")
-    errors = [(method, r.metrics.get("trial_id") or (Path(r.path).name if r.path else "?"),
-               _error_text(r.error).splitlines()[0]) for r in failed]
-    return len(results) - len(failed), errors
+    trial_id = lambda r: (r.metrics or {}).get("trial_id") or (Path(r.path).name if r.path else "?")  # noqa: E731
+    errors = [(method, trial_id(r), _error_text(r.error).splitlines()[0]) for r in failed]
+    # a trial whose loss turned non-finite ends normally, as "diverged": it left no usable model
+    errors += [(method, trial_id(r), f"diverged: {r.metrics.get('error', '')}") for r in results
+               if not r.error and (r.metrics or {}).get("status") == "diverged"]
+    return len(results) - len(errors), errors
 
 
 def _error_text(error: BaseException) -> str:

@@ -24,3 +24,43 @@ def unlearn_cache(tmp_path_factory):
         os.environ.pop("UNLEARN_CACHE", None)
     else:
         os.environ["UNLEARN_CACHE"] = previous
+
+
+def _connect() -> bool:
+    """Start a local Ray cluster on loopback unless one is up; whether this call started it."""
+    import tempfile
+
+    import ray
+
+    from sweeps import cluster
+
+    started = not ray.is_initialized()
+    cluster.connect(num_cpus=2, temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    return started
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(unlearn_cache):
+    """A local Ray cluster, bound to loopback, for a module's in-process sweeps."""
+    import ray
+
+    started = _connect()
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, unlearn_cache):
+    """``unlearn demo --quick`` (the tiny spec: preparation, Ray Tune trials of DeepSpeed worker
+    groups, the report) run once for the session: its directory, report and progress lines."""
+    import ray
+
+    from sweeps import demo
+
+    started = _connect()
+    said = []
+    report = demo.main(storage=str(tmp_path_factory.mktemp("demo")), quick=True, progress=said.append)
+    if started:
+        ray.shutdown()
+    return {"dir": report.parent, "report": report, "said": said}

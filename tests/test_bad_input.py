@@ -41,6 +41,9 @@ def test_bad_spec_through_the_cli(change, message, tmp_path):
 CLI = [
     (["sweep", "missing.yaml"], "spec file 'missing.yaml' does not exist"),
     (["sweep", "{spec}", "--resume", "--storage", "{tmp}/none"], "--resume: no sweep 'tiny'"),
+    (["sweep", "{spec}", "--storage", "{tmp}/a-file"], "a-file is a file, not a directory"),
+    (["sweep", "{spec}", "--storage", "{tmp}/a-file/runs"], "a-file is a file, not a directory"),
+    (["prepare", "rwku", "--base-model", "tiny"], "benchmark 'rwku' cannot prepare a target and an oracle"),
     (["status", "{tmp}"], "is not a sweep directory"),
     (["export", "{tmp}", "x", "--out", "{tmp}/o"], "is not a sweep directory"),
     (["eval", "--model", "/no/such/dir"], "model path '/no/such/dir' does not exist"),
@@ -54,7 +57,9 @@ CLI = [
 def test_bad_cli_arguments(argv, message, tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARN_CACHE", str(tmp_path / "cache"))
     argv = [a.format(spec=TINY, tmp=tmp_path) for a in argv]
+    (tmp_path / "a-file").write_text("results of something else\n")
     assert message in run_cli(argv)
+    assert (tmp_path / "a-file").read_text() == "results of something else\n"
     assert not (tmp_path / "cache").exists() and not (tmp_path / "o").exists()
 
 

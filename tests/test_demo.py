@@ -7,15 +7,8 @@ from helpers.browser import check_opens, chromium  # noqa: F401  (the browser fi
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, unlearn_cache):
-    import ray
-
-    from sweeps import demo as demo_module
-
-    storage = tmp_path_factory.mktemp("demo")
-    report = demo_module.main(storage=str(storage), quick=True)
-    ray.shutdown()
-    return report
+def demo(tiny_sweep):
+    return tiny_sweep["report"]
 
 
 def test_quick_demo_writes_a_report_with_real_values(demo):
@@ -28,15 +21,12 @@ def test_quick_demo_report_opens_in_chromium(chromium, demo, tmp_path):  # noqa:
     check_opens(chromium, demo, tmp_path)
 
 
-def test_second_run_reuses_everything(demo, capsys):
-    import ray
-
+def test_second_run_reuses_everything(demo, ray_cluster, capsys):
     from sweeps import demo as demo_module
 
     records = sorted(demo.parent.glob("*/*/metrics.jsonl"))
     before = {path: path.read_text() for path in records}
     again = demo_module.main(storage=str(demo.parent.parent), quick=True)
-    ray.shutdown()
     assert again == demo and records
     assert {path: path.read_text() for path in records} == before  # no finished trial ran again
     assert "reusing" in capsys.readouterr().err  # nor was the target and oracle prepared again

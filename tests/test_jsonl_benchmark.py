@@ -294,8 +294,9 @@ def test_recall_scores_probes_as_evaluation_does(monkeypatch):
 
     monkeypatch.setattr(inference, "generate", fake_generate)
     bench = benchmarks.get("jsonl", path=str(FIXTURE), max_new_tokens=5)
-    got = bench.recall(None, None, PromptsAsText(), data, probes, EvalConfig())
-    assert seen["max_new_tokens"] == 5 and "\n" in seen["stop"]
+    got = bench.recall(None, None, PromptsAsText(), data, probes, EvalConfig(max_new_tokens=7))
+    # the evaluation config's length, not the benchmark's (a preparation is shared across max_new_tokens)
+    assert seen["max_new_tokens"] == 7 and "\n" in seen["stop"]
     # completions are raw prompts, questions wrapped as in training
     assert seen["prompts"] == [f"Question: {p['prompt']}\nAnswer:" if p["qa"] else p["prompt"] for p in probes]
     assert got == [1.0 if p["qa"] else 0.0 for p in probes] and 0 < sum(got) < len(got)

@@ -7,28 +7,18 @@ a grid over a benchmark parameter). Each ends in a report whose summary, fronts,
 import json
 import math
 import re
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 from helpers.browser import check_opens, chromium  # noqa: F401  (the browser fixture)
-from sweeps import cluster, spec as specs
+from sweeps import spec as specs
 from sweeps.results import read_rows
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TRAINING = {"epochs": 2, "micro_batch": 2, "seeds": [0], "max_length": 128}
 FAILURE = {"max_retries": 0, "checkpoint_every_epoch": False}
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(unlearn_cache):
-    import ray
-
-    cluster.connect(num_cpus=2, temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    yield
-    ray.shutdown()
 
 
 def _tiny_target(texts: list[str], where: Path) -> Path:
@@ -72,18 +62,26 @@ def rwku_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
     return sweep_dir
 
 
-@pytest.fixture(scope="module")
-def muse_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
-    texts = [json.loads(line)["text"] for split in ("forget", "retain1", "retain2", "holdout")
-             for line in (FIXTURES / "muse_news" / "raw" / f"{split}.jsonl").read_text().splitlines() if line.strip()]
-    target = _tiny_target(texts, tmp_path_factory.mktemp("muse-target"))
-    return _sweep({
-        "name": "muse-tiny", "model": {"target": str(target)},
+def _muse_spec(target: Path, name: str, methods: dict) -> dict:
+    return {
+        "name": name, "model": {"target": str(target)},
         "benchmark": {"name": "muse", "params": {"source": str(FIXTURES / "muse_news")}},
-        "methods": {"npo": {"lr": 3.0e-3}}, "training": TRAINING, "failure": FAILURE,
+        "methods": methods, "training": TRAINING, "failure": FAILURE,
         "eval": {"every_epoch": ["generation"], "final": ["generation", "verbmem", "mia"], "batch_size": 8},
         "scaling": {"workers": 1, "zero_stage": 2},
-    }, tmp_path_factory.mktemp("runs"))
+    }
+
+
+@pytest.fixture(scope="module")
+def muse_target(tmp_path_factory):
+    texts = [json.loads(line)["text"] for split in ("forget", "retain1", "retain2", "holdout")
+             for line in (FIXTURES / "muse_news" / "raw" / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+    return _tiny_target(texts, tmp_path_factory.mktemp("muse-target"))
+
+
+@pytest.fixture(scope="module")
+def muse_sweep(tmp_path_factory, unlearn_cache, ray_cluster, muse_target):
+    return _sweep(_muse_spec(muse_target, "muse-tiny", {"npo": {"lr": 3.0e-3}}), tmp_path_factory.mktemp("runs"))
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +155,20 @@ def test_muse_report_shows_knowmem_front(muse_sweep):
     _check_report(df, text, fronts=2, kl=False)  # KnowMem forget vs retain (Figure 2), VerbMem vs KnowMem retain
     final = df[(df["role"] == "trial") & (df["epoch"] == 2)].iloc[0]
     assert 0 <= final["forget_knowmem_rouge_l_f1"] <= 100 and math.isfinite(final["privleak"])
+
+
+def test_sweep_where_no_trial_finished_exits_non_zero(muse_target, ray_cluster, tmp_path, capsys):
+    """Gradient ascent at an absurd learning rate: every trial diverges; the command names each
+    failed trial with its error and exits 1."""
+    from sweeps import cli
+
+    spec = _muse_spec(muse_target, "muse-diverges", {"ga": {"lr": 1.0e6, "epochs": 1}})
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert cli.main(["sweep", str(tmp_path / "spec.yaml"), "--storage", str(tmp_path / "runs")]) == 1
+    out, err = capsys.readouterr()
+    failed = [line for line in out.splitlines() if line.startswith("failed: ga trial ")]
+    assert len(failed) == 1 and "diverged" in failed[0] and "non-finite loss" in failed[0], out
+    assert "no trial finished (1 of 1 failed)" in err
 
 
 def test_byo_sweep_prepares_target_and_oracle_and_facets_by_the_grid(byo_sweep):

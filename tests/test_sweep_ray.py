@@ -1,16 +1,14 @@
 """The tiny sweep end to end: Ray Tune → Ray Train worker groups → DeepSpeed ZeRO (gloo), on a local
-cluster bound to loopback. One cluster for the module; the Ray tests run one after another."""
+cluster bound to loopback (the session's one sweep of the tiny spec, shared with ``test_demo.py``)."""
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import psutil
 import pytest
 
-from sweeps import cluster, spec as specs
+from sweeps import spec as specs
 from sweeps.results import read_rows
 
 TINY = Path(__file__).resolve().parents[1] / "sweeps" / "specs" / "tiny.yaml"
@@ -34,18 +32,8 @@ def ray_listening():
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory, unlearn_cache):
-    import ray
-
-    from sweeps.run import run_sweep
-
-    storage = tmp_path_factory.mktemp("runs")
-    cluster.connect(num_cpus=2, temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    sockets = ray_listening()
-    said = []
-    sweep_dir = run_sweep(specs.load(TINY), storage=str(storage), progress=said.append).sweep_dir
-    yield {"dir": sweep_dir, "sockets": sockets + ray_listening(), "said": said}
-    ray.shutdown()
+def sweep(tiny_sweep):
+    return tiny_sweep
 
 
 def trial_results(sweep_dir: Path, method: str) -> dict:
@@ -55,9 +43,10 @@ def trial_results(sweep_dir: Path, method: str) -> dict:
     return out
 
 
-def test_local_cluster_listens_on_loopback_only(sweep):
-    assert sweep["sockets"], "no Ray listening sockets found"
-    assert {ip for ip, _ in sweep["sockets"]} <= set(LOOPBACK), sweep["sockets"]
+def test_local_cluster_listens_on_loopback_only(sweep, ray_cluster):
+    sockets = ray_listening()
+    assert sockets, "no Ray listening sockets found"
+    assert {ip for ip, _ in sockets} <= set(LOOPBACK), sockets
 
 
 def test_every_trial_reports_every_epoch(sweep):
@@ -115,8 +104,9 @@ def test_unlearning_happened(sweep):
         assert best < target["forget_qa_rouge_l_recall"]
 
 
-def test_batch_split_does_not_change_the_result(sweep):
-    """micro-batch × accumulation × workers = 8 in three ways: same metrics after one epoch."""
+def test_batch_split_does_not_change_the_result(sweep, ray_cluster):
+    """micro-batch × workers = 8 across a DeepSpeed worker group of two and of one: same metrics
+    after one epoch."""
     import dataclasses
 
     from benchmarks.synthetic import read
@@ -133,7 +123,8 @@ def test_batch_split_does_not_change_the_result(sweep):
     context = dict(context, eval=dict(context["eval"], every_epoch=["kl"], final=["kl"]), method="unilogit",
                    method_fields=[f.name for f in dataclasses.fields(methods.get("unilogit"))])
     results = []
-    for micro, accum, workers in ((4, 1, 2), (2, 2, 2), (8, 1, 1)):
+    # two workers against one (test_loop.py proves the other splits in-process)
+    for micro, accum, workers in ((4, 1, 2), (8, 1, 1)):
         hp = {"lr": 3e-3, "epochs": 1, "micro_batch": micro, "grad_accum": accum, "workers": workers,
               "zero_stage": 2, "retain": "nll", "seed": 0}
         result = build_trainer(dict(context, hp=hp), f"split-{micro}-{accum}-{workers}").fit()
@@ -144,7 +135,7 @@ def test_batch_split_does_not_change_the_result(sweep):
             assert math.isclose(other[key], results[0][key], rel_tol=1e-4, abs_tol=1e-5), key
 
 
-def test_a_trial_that_cannot_fit_fails_in_seconds(sweep):
+def test_a_trial_that_cannot_fit_fails_in_seconds(sweep, ray_cluster):
     from sweeps.run import run_sweep
 
     raw = specs.to_dict(specs.load(TINY))
