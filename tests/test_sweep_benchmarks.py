@@ -162,7 +162,7 @@ def test_sweep_where_no_trial_finished_exits_non_zero(muse_target, ray_cluster, 
     failed trial with its error and exits 1."""
     from sweeps import cli
 
-    spec = _muse_spec(muse_target, "muse-diverges", {"ga": {"lr": 1.0e6, "epochs": 1}})
+    spec = _muse_spec(muse_target, "muse-diverges", {"ga": {"lr": 1.0e30, "epochs": 1}})
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     assert cli.main(["sweep", str(tmp_path / "spec.yaml"), "--storage", str(tmp_path / "runs")]) == 1
     out, err = capsys.readouterr()
