@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test demo bench clean
+.PHONY: install test test-fast demo bench clean
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ install: $(VENV)/.installed
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || true; }
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
+
+# Everything but the Ray sweeps and the browser checks (about 2 minutes).
+test-fast: install
+	$(PY) -m pytest -q -m "not ray and not browser and not slow"
 
 demo: install
 	$(VENV)/bin/unlearn demo

@@ -45,18 +45,7 @@ def main() -> None:
         mask = torch.ones_like(ids)
         mask[0, : length // 8] = 0
         labels = ids.masked_fill(mask == 0, -100)
-
-        def forward(m):
-            return m(input_ids=ids, attention_mask=mask).logits
-
-        cases = {
-            "ga": (1, 0, lambda: losses.ga(forward(model), labels)),
-            "ga+nll": (2, 0, lambda: losses.ga(forward(model), labels) + losses.nll(forward(model), labels)),
-            "unilogit+nll": (2, 0, lambda: losses.unilogit(forward(model), labels) + losses.nll(forward(model), labels)),
-            "undial+nll": (2, 1, lambda: losses.undial(forward(model), _ref_logits(ref, ids, mask), labels, 10.0)
-                           + losses.nll(forward(model), labels)),
-        }
-        for name, (passes, ref_passes, step) in cases.items():
+        for name, (passes, ref_passes, step) in _cases(model, ref, ids, mask, labels).items():
             step().backward()  # gradients allocated: part of the baseline, as in training
             torch.cuda.synchronize()
             base = torch.cuda.memory_allocated()
@@ -74,6 +63,22 @@ def main() -> None:
                                "torch": torch.__version__, "rows": rows,
                                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def _cases(model, ref, ids, mask, labels) -> dict:
+    """name -> (model passes, reference passes, a step returning the loss) for one batch."""
+
+    def forward(m):
+        return m(input_ids=ids, attention_mask=mask).logits
+
+    return {
+        "ga": (1, 0, lambda: losses.ga(forward(model), labels)),
+        "ga+nll": (2, 0, lambda: losses.ga(forward(model), labels) + losses.nll(forward(model), labels)),
+        "unilogit+nll": (2, 0, lambda: losses.unilogit(forward(model), labels)
+                         + losses.nll(forward(model), labels)),
+        "undial+nll": (2, 1, lambda: losses.undial(forward(model), _ref_logits(ref, ids, mask), labels, 10.0)
+                       + losses.nll(forward(model), labels)),
+    }
 
 
 @torch.no_grad()

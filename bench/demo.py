@@ -79,7 +79,8 @@ def main() -> None:
         before = seen.get(mark, before)
     phases["report_s"] = round(total - before, 1)
     result = {"benchmark": "demo", "quick": args.quick, "cold_cache": args.cold, "exit_code": rc, "total_s": total,
-              "phases": phases, "peak_rss_gib": round(peak[0] / 2 ** 30, 2), "summary": [l.rstrip() for l in lines[-9:]],
+              "phases": phases, "peak_rss_gib": round(peak[0] / 2 ** 30, 2),
+              "summary": [line.rstrip() for line in lines[-9:]],
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = ROOT / "bench" / "results" / ("demo-quick.json" if args.quick else "demo.json")

@@ -19,11 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a script without installing the repository
 
+import record  # noqa: E402  (bench/record.py, beside this file)
 import torch  # noqa: E402
 
 from benchmarks.inference import generate_detailed  # noqa: E402
 from unlearn.models import load_model  # noqa: E402
-import record  # noqa: E402  (bench/record.py, beside this file)
 
 RESULTS = ROOT / "bench" / "results" / "generation.json"
 CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Perth", "Bern", "Lima"]
@@ -73,7 +73,8 @@ def best_time(fn, repeats: int) -> tuple[float, list[float], list]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny", help="'tiny' (default), 'smollm2', a model directory or a .gguf file")
+    parser.add_argument("--model", default="tiny",
+                        help="'tiny' (default), 'smollm2', a model directory or a .gguf file")
     parser.add_argument("--probes", type=int, default=48)
     parser.add_argument("--new-tokens", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=16)

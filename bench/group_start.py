@@ -28,9 +28,8 @@ for key, value in {**TRAIN_DEFAULTS, **LOCAL_DEFAULTS, "RAY_USAGE_STATS_ENABLED"
     os.environ.setdefault(key, value)
 
 import ray  # noqa: E402
-from ray import tune  # noqa: E402
-
 import record  # noqa: E402  (bench/record.py, beside this file)
+from ray import tune  # noqa: E402
 
 
 def loop(cfg):

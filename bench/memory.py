@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 import record  # noqa: E402  (bench/record.py, beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,8 @@ def child(args) -> dict:
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
 
-    from unlearn import loop, methods, models, step as steps
+    from unlearn import loop, methods, models
+    from unlearn import step as steps
     from unlearn.engine import PlainEngine
 
     class LiveBytes(TorchDispatchMode):

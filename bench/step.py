@@ -39,12 +39,12 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import record  # noqa: E402  (bench/record.py, beside this file)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from unlearn import loop, methods  # noqa: E402
 from unlearn.engine import PlainEngine  # noqa: E402
-import record  # noqa: E402  (bench/record.py, beside this file)
 
 RESULTS = ROOT / "bench" / "results"
 

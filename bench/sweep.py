@@ -42,18 +42,18 @@ def _lines(path: Path) -> list[dict]:
 
 def trial_costs(sweep_dir: Path) -> list[dict]:
     out = []
-    for record in sorted(sweep_dir.glob("*/run_trial_*/metrics.jsonl")):
-        rows, timing = _lines(record), record.parent / "timing.json"
+    for metrics in sorted(sweep_dir.glob("*/run_trial_*/metrics.jsonl")):
+        rows, timing = _lines(metrics), metrics.parent / "timing.json"
         if not rows or not timing.is_file() or rows[-1].get("status") != "ok":
             continue
         span, last = json.loads(timing.read_text()), rows[-1]
         wall = span["ended"] - span["started"]
         # the last report persists the model after the last row was written: its own side record
-        final = record.parent / "final_report.json"
+        final = metrics.parent / "final_report.json"
         persist = json.loads(final.read_text())["final_report_s"] if final.is_file() else 0.0
         checkpoint = last.get("checkpoint_s", 0.0) + persist
         work = last["train_s"] + last["eval_s"] + checkpoint
-        out.append({"trial": record.parent.name, "method": last["method"], "span_s": round(wall, 2),
+        out.append({"trial": metrics.parent.name, "method": last["method"], "span_s": round(wall, 2),
                     "started": span["started"], "ended": span["ended"],
                     "group_start_s": last.get("group_start_s"), "imports_s": last.get("imports_s"),
                     "load_s": last.get("load_s"),

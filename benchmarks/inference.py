@@ -15,8 +15,8 @@ these functions return (strings, floats, tensors) and never call a model.
 
 Everything runs under ``model.eval()`` (the caller's training mode is restored afterwards) and
 without autograd; ``autocast=True`` runs the forward passes under bf16 autocast while results stay
-float32 (off by default: ENVIRONMENT.md measured ~2x on this CPU, a later measurement here was
-slower than fp32, so measure first). Under autocast, batched and one-at-a-time results may differ:
+float32 (off by default: on the 2-core CPU of ``docs/demo.md`` it measured slower than fp32, so
+measure first). Under autocast, batched and one-at-a-time results may differ:
 bf16 rounding depends on the batch shape.
 """
 

@@ -1,6 +1,6 @@
 """A bring-your-own benchmark from a directory of JSONL files, in the shape of the seed paper's
 e-commerce task: forget a seller's listings, score forget and neighbour completions by ROUGE-L
-recall and general ability by multiple choice. Layout and usage: ``docs/byo-benchmark.md``.
+recall and general ability by multiple choice. Layout and usage: ``docs/benchmarks/jsonl.md``.
 
 ``benchmarks.get("jsonl", path=..., max_new_tokens=32, chat=False)`` → :class:`Jsonl`;
 ``.materialize(cache)`` checks every file and copies them into ``cache/jsonl-<key>/`` (key = hash

@@ -1,4 +1,5 @@
-"""Schema-level loaders for the MUSE and RWKU layouts (BENCHMARKS.md §2, §3).
+"""Schema-level loaders for the MUSE and RWKU layouts (``docs/benchmarks/muse.md``,
+``docs/benchmarks/rwku.md``).
 
 A local benchmark directory holds ``<root>/<config>/<split>.jsonl`` (or ``.parquet``); a hub
 dataset id (``datasets.load_dataset(repo, config, split=split)``) maps onto the same configs and

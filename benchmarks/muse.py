@@ -1,4 +1,5 @@
-"""MUSE-News and MUSE-Books (Shi et al. 2024) with the benchmark's official protocol (the README's MUSE section).
+"""MUSE-News and MUSE-Books (Shi et al. 2024) with the benchmark's official protocol
+(``docs/benchmarks/muse.md``).
 
 ``benchmarks.get("muse", corpus="news" | "books", source=..., auc_retrain=...)``
 → :class:`Muse`. ``source`` is a hub dataset id (default ``muse-bench/MUSE-News`` /
@@ -173,7 +174,8 @@ def verbmem(model, tokenizer, data: MuseData, config) -> dict:
     rows = _first(data.verbmem, config.max_probes)
     outputs = generate(model, tokenizer, [r["prompt"] for r in rows], VERBMEM_TOKENS, (), config)
     out: dict = {}
-    _put(out, "forget_verbmem_rouge_l_f1", [rouge_f1(o, verbmem_reference(tokenizer, r["gt"])) for o, r in zip(outputs, rows)])
+    _put(out, "forget_verbmem_rouge_l_f1",
+         [rouge_f1(o, verbmem_reference(tokenizer, r["gt"])) for o, r in zip(outputs, rows)])
     return out
 
 

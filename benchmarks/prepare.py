@@ -158,7 +158,8 @@ def _train(model, tokenizer, bench, data, recipe: Recipe, *, with_forget: bool, 
     import torch
 
     from benchmarks.common import EvalConfig
-    from unlearn import data as collation, engine, finetune, loop, schedule
+    from unlearn import data as collation
+    from unlearn import engine, finetune, loop, schedule
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
@@ -179,7 +180,7 @@ def _train(model, tokenizer, bench, data, recipe: Recipe, *, with_forget: bool, 
         run_config = dataclasses.replace(config, seed=recipe.seed + epoch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.autocast):
             finetune.finetune(plain, examples, collate, run_config, device=device,
-                              report=lambda m: losses_seen.append(m["loss"]))
+                              report=lambda m, seen=losses_seen: seen.append(m["loss"]))
         recall = mean(check)
         progress(f"epoch {epoch}/{recipe.max_epochs}: loss {losses_seen[-1]:.3f}, trained recall {recall:.2f} "
                  f"({time.time() - began:.0f}s)")

@@ -1,4 +1,5 @@
-"""RWKU (Jin et al. 2024; ``jinzhuoran/RWKU``, CC-BY-4.0) with its official protocol (the README's RWKU section).
+"""RWKU (Jin et al. 2024; ``jinzhuoran/RWKU``, CC-BY-4.0) with its official protocol
+(``docs/benchmarks/rwku.md``).
 
 ``benchmarks.get("rwku", source=..., targets=1, utility=[...])`` → :class:`RWKU`; ``.materialize(cache)``
 copies the chosen targets' rows of every config it needs to ``cache/rwku-<key>/`` (read back
@@ -45,8 +46,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import common, inference, layouts, metrics
-from benchmarks import rwku_utility
+from benchmarks import common, inference, layouts, metrics, rwku_utility
 from benchmarks.common import put as _put
 from benchmarks.spec import Declaration, Front, Metric, Selection, check_declaration, register
 

@@ -1,4 +1,4 @@
-"""RWKU's utility tasks (BENCHMARKS.md §3) and the chat-prompt plumbing shared with :mod:`benchmarks.rwku`.
+"""RWKU's utility tasks (``docs/benchmarks/rwku.md``) and the chat-prompt plumbing shared with :mod:`benchmarks.rwku`.
 
 Every prompt is one user message rendered by the tokenizer's chat template with the generation
 prompt, then an answer cue appended after the template. Prompts and decoding limits follow RWKU's

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 import benchmarks
-from helpers import contract
 from benchmarks import spec as registry
+from helpers import contract
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "adding-a-benchmark.md"
 
@@ -39,7 +39,8 @@ def fixture_dir(tmp_path):
     example = json.loads(re.search(r"```jsonl\n\s*(.*?)\n", DOC.read_text()).group(1))
     root = tmp_path / "qa"
     root.mkdir()
-    forget = [example] + [{"question": f"What is the code of item {i}?", "answer": f"item {i} code K{i}"} for i in range(3)]
+    forget = [example] + [{"question": f"What is the code of item {i}?", "answer": f"item {i} code K{i}"}
+                          for i in range(3)]
     retain = [{"question": f"What colour is lamp {i}?", "answer": f"lamp {i} is blue"} for i in range(4)]
     (root / "forget.jsonl").write_text("".join(json.dumps(r) + "\n" for r in forget))
     (root / "retain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in retain))

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps import cli
-
 from helpers.sweep_specs import BAD, TINY, apply, raw
+from sweeps import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +46,8 @@ CLI = [
     (["status", "{tmp}"], "is not a sweep directory"),
     (["export", "{tmp}", "x", "--out", "{tmp}/o"], "is not a sweep directory"),
     (["eval", "--model", "/no/such/dir"], "model path '/no/such/dir' does not exist"),
-    (["prepare", "synthetic", "--base-model", "tiny", "--max-epochs", "0"], "recipe.max_epochs must be an integer >= 1"),
+    (["prepare", "synthetic", "--base-model", "tiny", "--max-epochs", "0"],
+     "recipe.max_epochs must be an integer >= 1"),
     (["prepare", "nothing", "--base-model", "tiny"], "unknown benchmark 'nothing'"),
     (["prepare", "synthetic", "--base-model", "tiny", "--param", "facts=99"], "synthetic.facts must be"),
 ]

@@ -5,6 +5,8 @@ import pytest
 
 from helpers.browser import check_opens, chromium  # noqa: F401  (the browser fixture)
 
+pytestmark = [pytest.mark.ray, pytest.mark.browser, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def demo(tiny_sweep):

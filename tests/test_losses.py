@@ -1,4 +1,4 @@
-"""Property tests of the losses against independent formulas (METHODS.md)."""
+"""Property tests of the losses against independent formulas (`docs/methods.md`)."""
 
 import math
 
@@ -83,7 +83,7 @@ def test_npo_gradient_approaches_ga_direction_as_beta_vanishes():
         return x.grad.flatten()
 
     g_ga = grad(lambda x: losses.ga(x, labels))
-    cosines = [F.cosine_similarity(grad(lambda x: losses.npo(x, labels, ref, b)), g_ga, dim=0).item()
+    cosines = [F.cosine_similarity(grad(lambda x, b=b: losses.npo(x, labels, ref, b)), g_ga, dim=0).item()
                for b in (2.0, 0.5, 0.01, 1e-5)]
     assert cosines == sorted(cosines)  # monotonically closer
     assert cosines[0] < 0.99 and cosines[-1] > 1 - 1e-6

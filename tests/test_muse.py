@@ -1,4 +1,4 @@
-"""The MUSE benchmark (BENCHMARKS.md §2): the fixture through the hub's code path, the official
+"""The MUSE benchmark (`docs/benchmarks/muse.md`): the fixture through the hub's code path, the official
 prompts and scores against rouge_score and a brute-force AUC, an end-to-end evaluation on a tiny
 model, schema and parameter errors."""
 
@@ -201,7 +201,8 @@ def test_scores_equal_rouge_score_on_known_outputs(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(muse, "generate", generate)
     out = benchmarks.get("muse").evaluate(None, tokenizer, None, data, None, EvalConfig(), ("generation", "verbmem"))
     assert seen == [(32, muse.KNOWMEM_STOP), (128, ())]
-    for name, rows, outputs in (("forget_knowmem_rouge_l_f1", forget, KNOWN[:3]), ("retain_knowmem_rouge_l_f1", retain, KNOWN[3:])):
+    for name, rows, outputs in (("forget_knowmem_rouge_l_f1", forget, KNOWN[:3]),
+                                ("retain_knowmem_rouge_l_f1", retain, KNOWN[3:])):
         scores = [official_f1(official_cut(o), r["answer"]) for r, (o, _) in zip(rows, outputs)]
         assert out[name] == pytest.approx(np.mean(scores), abs=1e-9)
         assert out[f"{name}_stderr"] == pytest.approx(np.std(scores, ddof=1) / math.sqrt(len(scores)), abs=1e-9)
@@ -313,7 +314,8 @@ def test_evaluate_end_to_end_on_a_tiny_model(fitted, tmp_path, monkeypatch):
 
     quick = bench.evaluate(model, tokenizer, None, data, refs, EvalConfig(max_probes=1),
                            ("generation", "kl", "utility"))
-    assert set(quick) == {"forget_knowmem_rouge_l_f1", "forget_knowmem_rouge_l_f1_stderr", "retain_knowmem_rouge_l_f1", "retain_knowmem_rouge_l_f1_stderr"}
+    assert set(quick) == {"forget_knowmem_rouge_l_f1", "forget_knowmem_rouge_l_f1_stderr",
+                          "retain_knowmem_rouge_l_f1", "retain_knowmem_rouge_l_f1_stderr"}
     assert quick["forget_knowmem_rouge_l_f1_stderr"] == 0.0 and len(generated[-1]) == 2
 
 
@@ -365,7 +367,8 @@ def test_schema_errors_through_the_hub_code_path(tmp_path, monkeypatch):
     (dict(auc_retrain=True), r"^muse.auc_retrain must be a number"),
     (dict(corpora="news"), r"^unknown muse parameter 'corpora'; allowed: corpus, source, auc_retrain$"),
     # the soft-label γ belong to the sweep's UnDIAL space now, not to the benchmark
-    (dict(undial_gammas=(3.0, 10.0)), r"^unknown muse parameter 'undial_gammas'; allowed: corpus, source, auc_retrain$"),
+    (dict(undial_gammas=(3.0, 10.0)),
+     r"^unknown muse parameter 'undial_gammas'; allowed: corpus, source, auc_retrain$"),
 ])
 def test_bad_parameters_are_one_line_errors(params, message):
     with pytest.raises(ValueError, match=message) as error:

@@ -73,7 +73,8 @@ def test_every_declared_metric_is_computed_with_a_stderr(prepared):
     assert declared <= set(base)
     # the soft-label analysis covers exactly the configured UnDIAL γ
     assert {k for k in base if "undial_g" in k and not k.endswith("_stderr")} == {
-        f"softlabel_kl_{a}_{b}_{t}" for g in ("3", "10") for a, b in (("oracle", f"undial_g{g}"), (f"undial_g{g}", "oracle"))
+        f"softlabel_kl_{a}_{b}_{t}" for g in ("3", "10")
+        for a, b in (("oracle", f"undial_g{g}"), (f"undial_g{g}", "oracle"))
         for t in ("forget", "forget_facts")}
     assert all(f"{name}_stderr" in base for name in declared)
     assert all(isinstance(v, float) for v in base.values())
@@ -131,7 +132,8 @@ def test_references_are_reusable_values(prepared, tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["eval", "--model", "./no-such-model"], "model path './no-such-model' does not exist"),
-    (["eval", "--model", "x", "--benchmark", "muse-newz"], "unknown benchmark 'muse-newz'; known: jsonl, muse, rwku, synthetic"),
+    (["eval", "--model", "x", "--benchmark", "muse-newz"],
+     "unknown benchmark 'muse-newz'; known: jsonl, muse, rwku, synthetic"),
     (["prepare", "synthetic", "--base-model", "tiny", "--param", "people=2"], "synthetic.people must be"),
     (["prepare", "synthetic", "--base-model", "tiny", "--lr", "-1"], "recipe.lr must be a number > 0"),
     (["prepare", "synthetic", "--base-model", "tiny", "--param", "people"], "--param expects key=value"),

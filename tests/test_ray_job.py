@@ -1,6 +1,5 @@
 """`ray job submit` against a `ray start --head` bound to 127.0.0.1 runs a sweep spec to completion."""
 
-import json
 import os
 import socket
 import subprocess
@@ -8,9 +7,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from sweeps.results import read_rows
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")

@@ -11,12 +11,14 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from helpers import browser
-from helpers.browser import chromium  # noqa: F401  (the browser fixture)
-from helpers.report_sweeps import DEFAULT_TRIALS, FORGET, RETAIN, UTILITY, declaration, make_sweep
 from PIL import Image
 
 import reports
+from helpers import browser
+from helpers.browser import chromium  # noqa: F401  (the browser fixture)
+from helpers.report_sweeps import DEFAULT_TRIALS, FORGET, RETAIN, UTILITY, declaration, make_sweep
+
+pytestmark = [pytest.mark.browser]
 
 PWN = "document.body.setAttribute('data-pwned', '{}')"
 EVIL_METHOD = f"<script>{PWN.format(1)}</script><b>evil</b>"

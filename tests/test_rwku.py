@@ -93,14 +93,14 @@ def test_fixtures_load_like_the_hub(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# (2) prompts, literally as BENCHMARKS.md §3 states them
+# (2) prompts, literally as `docs/benchmarks/rwku.md` states them
 
 
 def expected_chatml(user: str, suffix: str) -> str:
     return f"<|bos|><|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{suffix}"
 
 
-PINNED = [  # (row, kind, user message, appended) from BENCHMARKS.md §3
+PINNED = [  # (row, kind, user message, appended) from `docs/benchmarks/rwku.md`
     ({"query": "Stephen King was born in ___, Maine.", "type": "fill-in-the-blank"}, "fb",
      "Please complete the blank in the following question.\nQuestion: Stephen King was born in ___, Maine.\n",
      "Answer:"),
@@ -202,7 +202,7 @@ def test_generation_scores_equal_the_rouge_package(monkeypatch, data, tiny):
         "forget_aa_rouge_l_recall", *(f"forget_aa_{rwku.slug(t)}_rouge_l_recall" for t in rwku.AA_TYPES)}
     for probe_type in rwku.AA_TYPES:
         assert out[f"forget_aa_{rwku.slug(probe_type)}_rouge_l_recall"] == pytest.approx(
-            expected("forget_level3", lambda r: r["type"] == probe_type))
+            expected("forget_level3", lambda r, probe_type=probe_type: r["type"] == probe_type))
     for slug, value in (("role_playing", 100.0), ("multiple_choice", 100.0), ("reverse_query", 100.0),
                         ("synonym_manipulation", 50.0), ("context_hint", 0.0)):  # one row each
         assert out[f"forget_aa_{slug}_rouge_l_recall"] == pytest.approx(value)
@@ -318,15 +318,17 @@ def test_evaluate_end_to_end_on_a_tiny_model(data, tiny):
     assert pickle.loads(pickle.dumps(refs)).baseline == refs.baseline
     out = refs.baseline
     listed = {m.name for m in bench.metrics()}
-    for name in ("forget_fb_rouge_l_recall", "forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall", "mia_forget_loss", "mia_retain_min_k_pp",
-                 "mia_zlib_auc", "utility_mmlu_accuracy", "utility_bbh_exact_match", "utility_truthfulqa_mc1", "utility_truthfulqa_mc2",
+    for name in ("forget_fb_rouge_l_recall", "forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall",
+                 "mia_forget_loss", "mia_retain_min_k_pp", "mia_zlib_auc", "utility_mmlu_accuracy",
+                 "utility_bbh_exact_match", "utility_truthfulqa_mc1", "utility_truthfulqa_mc2",
                  "utility_triviaqa_f1", "utility_fluency_entropy", "forget_aa_cross_lingal_rouge_l_recall"):
         assert name in out and f"{name}_stderr" in out
     assert {k.removesuffix("_stderr") for k in out} <= listed
     assert all(math.isfinite(v) for v in out.values())
     assert 0 <= out["forget_all_rouge_l_recall"] <= 100 and 0 <= out["mia_loss_auc"] <= 1
     only = bench.evaluate(model, tokenizer, collate, part, refs, EvalConfig(max_probes=1), ("kl", "mia"))
-    assert set(only) == {k for k in out if k.startswith("mia_")} and len(only) == 6 * len(rwku.MIA_SCORES)  # FM, RM, AUC, each with stderr
+    # FM, RM, AUC, each with stderr
+    assert set(only) == {k for k in out if k.startswith("mia_")} and len(only) == 6 * len(rwku.MIA_SCORES)
 
 
 # ---------------------------------------------------------------------------------------------

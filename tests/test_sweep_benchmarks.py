@@ -16,6 +16,8 @@ from helpers.browser import check_opens, chromium  # noqa: F401  (the browser fi
 from sweeps import spec as specs
 from sweeps.results import read_rows
 
+pytestmark = [pytest.mark.ray, pytest.mark.browser, pytest.mark.slow]
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TRAINING = {"epochs": 2, "micro_batch": 2, "seeds": [0], "max_length": 128}
 FAILURE = {"max_retries": 0, "checkpoint_every_epoch": False}

@@ -1,4 +1,4 @@
-"""The synthetic benchmark: deterministic files, the splits BENCHMARKS.md §1 asks for, the layouts."""
+"""The synthetic benchmark: deterministic files, the splits `docs/benchmarks/synthetic.md` describes, the layouts."""
 
 import hashlib
 import json
@@ -38,7 +38,8 @@ PINNED_HASH = "d8043ee2df55e5ef"
 
 def test_splits_and_links():
     people = generate(SyntheticParams(people=40, forget_fraction=0.1))
-    by = {s: [p for p in people if p.split == s] for s in ("forget", "retain_train", "retain_eval", "holdout", "neighbor")}
+    by = {s: [p for p in people if p.split == s]
+          for s in ("forget", "retain_train", "retain_eval", "holdout", "neighbor")}
     assert [len(by[s]) for s in by] == [4, 14, 14, 8, 4]
     names = [p.name for p in people] + [p.facts["partner"] for p in people]
     assert len(set(names)) == len(names)  # every person and partner is distinct
@@ -127,7 +128,8 @@ def test_metrics_carry_directions():
     assert not any("undial" in name for name in metrics)  # no γ configured: no UnDIAL soft-label metric
     gammas = {m.name for m in bench.metrics(EvalConfig(softlabel_gammas=(3, 10.0)))}
     assert {n for n in gammas if "undial" in n} == {
-        f"softlabel_kl_{a}_{b}_{t}" for g in ("3", "10") for a, b in (("oracle", f"undial_g{g}"), (f"undial_g{g}", "oracle"))
+        f"softlabel_kl_{a}_{b}_{t}" for g in ("3", "10")
+        for a, b in (("oracle", f"undial_g{g}"), (f"undial_g{g}", "oracle"))
         for t in ("forget", "forget_facts")}
     assert "softlabel_kl_undial_g10_oracle_forget_facts" in gammas and set(metrics) <= gammas
 
@@ -161,7 +163,8 @@ def test_preparation_probes_and_corpus(tmp_path):
     assert data.check_probes(with_forget=True) == data.forget_probes() + data.check_probes(with_forget=False)
     # the check probes are questions the respective model trains on
     for with_forget in (True, False):
-        trained = {e["question"] for e in data.train_examples(with_forget=with_forget, utility=False) if "question" in e}
+        trained = {e["question"] for e in data.train_examples(with_forget=with_forget, utility=False)
+                   if "question" in e}
         assert all(f"Question: {p.question}\nAnswer:" in trained for p in data.check_probes(with_forget=with_forget))
     # utility adds the general-knowledge answers, to the target and the oracle alike
     utility = [e for e in data.train_examples(with_forget=False, utility=True)

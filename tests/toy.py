@@ -17,7 +17,7 @@ def toy_examples(n, seed=0, prompt=2):
     """Sequences of unequal length; the first ``prompt`` tokens are not trained on."""
     g = torch.Generator().manual_seed(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         length = 4 + int(torch.randint(0, 7, (1,), generator=g))
         out.append({"ids": torch.randint(1, VOCAB, (length,), generator=g).tolist(), "prompt": prompt})
     return out

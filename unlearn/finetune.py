@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
-from unlearn import losses, loop
+from unlearn import loop, losses
 from unlearn.methods.base import MethodConfig
 
 

@@ -9,7 +9,7 @@ Reductions. Token-level losses return ``sum over valid tokens / num_tokens`` and
 When an update is split into micro-batches and ranks, the caller passes the divisor that makes the
 engine's averaging exact (see ``unlearn.step.divisor``), so an update does not depend on the split.
 
-Formulas (METHODS.md): GA ``-mean(-log p_y)``; NPO (Zhang et al. 2024)
+Formulas (``docs/methods.md``): GA ``-mean(-log p_y)``; NPO (Zhang et al. 2024)
 ``mean_s -(2/β) log σ(β (NLL_θ(s) − NLL_ref(s)))``; UnDIAL (Dong et al. 2024)
 ``KL(softmax(z_θ0 − γ·onehot(y)) ‖ p_θ)``; Unilogit (ACL 2025) ``KL(p_θ ‖ sg(q))`` with
 ``q_y = 1/V`` and the other tokens keeping their ratios; KL retain ``KL(p_θ0 ‖ p_θ)``.
@@ -221,7 +221,7 @@ class _UnilogitKL(torch.autograd.Function):
     """Unilogit with targets from the current model, in O(V) per token and no saved copy.
 
     Because ``q_v / p_v`` is the same for every ``v ≠ y``, ``KL(p ‖ sg(q))`` equals the two-outcome
-    KL of ``p_y`` against ``1/V`` in value *and* gradient (METHODS.md); tests check both against the
+    KL of ``p_y`` against ``1/V`` in value *and* gradient (``docs/methods.md``); tests check both against the
     literal KL over the vocabulary. Only the logits (already alive) and three ``(B, T-1)`` vectors
     are kept for backward; the gradient ``∂L/∂a (e_y − p) + ∂L/∂b (r − p)`` with
     ``r = p·[v≠y]/(1 − p_y)`` is rebuilt chunk by chunk in one exp pass."""

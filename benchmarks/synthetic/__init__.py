@@ -1,5 +1,5 @@
 """The embedded synthetic benchmark: fictitious people, a target trained on everyone and a
-retrained oracle trained without the forget people (the README's synthetic world).
+retrained oracle trained without the forget people (``docs/benchmarks/synthetic.md``).
 
 ``benchmarks.get("synthetic", people=40, forget_fraction=0.1, ...)`` → :class:`Synthetic`;
 ``.materialize(dir)`` writes the MUSE / RWKU files (deterministic) and reads them back through the

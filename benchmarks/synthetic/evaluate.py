@@ -125,7 +125,8 @@ def evaluate(model, tokenizer, collate, data: SyntheticData, refs: References | 
     return out
 
 
-def references(target, oracle, tokenizer, collate, data: SyntheticData, config: EvalConfig = EvalConfig()) -> References:
+def references(target, oracle, tokenizer, collate, data: SyntheticData,
+               config: EvalConfig = EvalConfig()) -> References:
     """Oracle distributions, the oracle's MIA AUC, UnDIAL's soft-label KLs and the target's scores."""
     forget = kl_inputs(collate, data.forget_examples(), config.kl_max_tokens)
     retain = kl_inputs(collate, data.retain_eval_examples(), config.kl_max_tokens)

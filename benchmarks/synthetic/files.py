@@ -67,7 +67,8 @@ def _adversarial(person: Person, everyone: list[Person], example: Person, draw: 
 def tables(params: SyntheticParams) -> dict[tuple[str, str, str], list[dict]]:
     """Every file of the benchmark: ``(layout, config, split) -> rows``, in a fixed order."""
     people = generate(params)
-    by = {s: [p for p in people if p.split == s] for s in ("forget", "retain_train", "retain_eval", "holdout", "neighbor")}
+    by = {s: [p for p in people if p.split == s]
+          for s in ("forget", "retain_train", "retain_eval", "holdout", "neighbor")}
     draw = _Draw(params.seed + 1)
     out: dict[tuple[str, str, str], list[dict]] = {}
     strip = lambda rows: [{"text": r["text"]} for r in rows]  # noqa: E731

@@ -109,6 +109,7 @@ def check_evaluation(bench, data) -> dict:
         probes = part.check_probes(with_forget=True)
         recall = bench.recall(target, tokenizer, collate, part, probes, CONFIG)
         assert len(recall) == len(probes) > 0 and all(0.0 <= r <= 1.0 for r in recall)
-        assert part.train_examples(with_forget=False, utility=False) != part.train_examples(with_forget=True, utility=False)
+        assert (part.train_examples(with_forget=False, utility=False)
+                != part.train_examples(with_forget=True, utility=False))
         assert part.forget_probes() and part.corpus_texts()
     return values

@@ -8,7 +8,7 @@ term chosen by name (``none``, ``nll``, ``kl``).
 
 from __future__ import annotations
 
-from unlearn.methods.base import RETAIN_TERMS, MethodConfig, get, make, names, register
 from unlearn.methods import ga, gd, npo, undial, unilogit  # noqa: F401  (registration)
+from unlearn.methods.base import RETAIN_TERMS, MethodConfig, get, make, names, register
 
 __all__ = ["RETAIN_TERMS", "MethodConfig", "get", "make", "names", "register"]
