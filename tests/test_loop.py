@@ -5,12 +5,11 @@ import math
 
 import pytest
 import torch
+from toy import toy_collate, toy_examples, toy_model
 
 from unlearn import engine as engines
 from unlearn import loop, losses, methods, schedule
 from unlearn import step as steps
-
-from toy import toy_collate, toy_examples, toy_model
 
 CONFIGS = [(name, {}) for name in methods.names()] + [
     (name, {"retain": term, "retain_weight": 0.7})

@@ -4,7 +4,6 @@ facets), the figures the declaration asks for, on result trees laid out like ``s
 them, the CLI, and the import boundary (no torch / ray / deepspeed, no benchmark's metric names)."""
 
 import itertools
-import json
 import math
 import subprocess
 import sys
@@ -16,10 +15,8 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.container import BarContainer
 
-from helpers.report_sweeps import (DEFAULT_TRIALS, FORGET, GAMMAS, RETAIN, UTILITY, declaration, directions,
-                                   make_sweep)
-
 import reports
+from helpers.report_sweeps import DEFAULT_TRIALS, FORGET, GAMMAS, RETAIN, UTILITY, declaration, make_sweep
 from reports import figures, summary
 from reports.pareto import configurations, reference_point
 from reports.results import facet_groups

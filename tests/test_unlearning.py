@@ -5,9 +5,9 @@ forget NLL by more than 0.5 in five epochs; with the ``nll`` retain term the ret
 than 0.5 and stays below the same method's run without a retain term."""
 
 import pytest
+import quick_fit as quick
 
 from unlearn import methods
-import quick_fit as quick
 
 FORGET = [{"text": t} for t in quick.FORGET]
 RETAIN = [{"text": t} for t in quick.RETAIN]
