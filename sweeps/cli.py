@@ -20,7 +20,6 @@ def cmd_methods(args) -> int:
 
 def cmd_demo(args) -> int:
     from sweeps import demo
-
     from sweeps.spec import SpecError
 
     try:
@@ -170,11 +169,24 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="unlearn", description="Sweeps and benchmarks for LLM unlearning.")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", help="list the unlearning methods and their parameters").set_defaults(run=cmd_methods)
+    for add in (_demo, _prepare, _eval, _sweep, _plan, _status, _export):
+        add(sub)
+    from reports.cli import (
+        add_command,  # light: heavy imports happen inside the command
+    )
+
+    add_command(sub)
+    return top
+
+
+def _demo(sub) -> None:
     demo = sub.add_parser("demo", help="run the demo sweep end to end and write runs/demo/report.html")
     demo.add_argument("--storage", default="runs", help="results directory (default: runs)")
     demo.add_argument("--quick", action="store_true", help="the tiny preset instead of SmolLM2 (a few minutes)")
     demo.set_defaults(run=cmd_demo)
 
+
+def _prepare(sub) -> None:
     prep = sub.add_parser("prepare", help="fine-tune a benchmark's target and retrained oracle (cached)")
     prep.add_argument("benchmark", help="benchmark name (synthetic)")
     prep.add_argument("--base-model", required=True, help="'tiny', a model directory, a .gguf file or a hub id")
@@ -183,6 +195,8 @@ def parser() -> argparse.ArgumentParser:
     prep.add_argument("--max-epochs", type=int)
     prep.set_defaults(run=cmd_prepare)
 
+
+def _eval(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate a model on a benchmark (against an oracle when given)")
     ev.add_argument("--model", required=True, help="model directory, .gguf file or hub id")
     ev.add_argument("--benchmark", default="synthetic")
@@ -193,6 +207,8 @@ def parser() -> argparse.ArgumentParser:
     _common(ev)
     ev.set_defaults(run=cmd_eval)
 
+
+def _sweep(sub) -> None:
     sweep = sub.add_parser("sweep", help="run a sweep spec (YAML) with Ray Tune / Train / DeepSpeed")
     sweep.add_argument("spec", help="the sweep spec (YAML)")
     sweep.add_argument("--storage", help="results directory (overrides the spec's storage)")
@@ -200,6 +216,8 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep (finished trials are kept)")
     sweep.set_defaults(run=cmd_sweep)
 
+
+def _plan(sub) -> None:
     plan = sub.add_parser("plan", help="memory per GPU and time of a sweep spec, on paper (nothing runs)")
     plan.add_argument("spec", help="the sweep spec (YAML)")
     plan.add_argument("--cluster", default="cluster.yaml", help="Ray cluster file whose node type is checked")
@@ -214,19 +232,19 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", help="also write the numbers as JSON here")
     plan.set_defaults(run=cmd_plan)
 
+
+def _status(sub) -> None:
     status = sub.add_parser("status", help="progress of a running or finished sweep")
     status.add_argument("sweep_path", metavar="RUN", help="the sweep directory (<storage>/<name>)")
     status.set_defaults(run=cmd_status)
+
+
+def _export(sub) -> None:
     export = sub.add_parser("export", help="write a trial's unlearned model as a Hugging Face directory")
     export.add_argument("sweep_path", metavar="RUN", help="the sweep directory (<storage>/<name>)")
     export.add_argument("trial", help="trial id (as `unlearn status` lists it) or trial directory name")
     export.add_argument("--out", required=True, help="new output directory")
     export.set_defaults(run=cmd_export)
-
-    from reports.cli import add_command  # light: heavy imports happen inside the command
-
-    add_command(sub)
-    return top
 
 
 def _common(command) -> None:

@@ -3,13 +3,14 @@ existing cluster; and the resource arithmetic that keeps a trial from waiting fo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
-from sweeps.spec import SpecError, SweepSpec
+from sweeps.spec import Scaling, SpecError, SweepSpec
 
-
-# Passed to every trial and worker: offline switches, caches, the shared directory, HF_TOKEN.
+# Passed to every trial and worker: offline switches, caches, the shared directory, HF_TOKEN, and
+# the fault-injection hook of the tests (``sweeps.faults``).
 # Ray Train's controller polls its worker group every 2 s by default: a trial's end (and its next
 # step) waits for that poll. Trials here are short, so poll often (cheap: one actor call).
 TRAIN_DEFAULTS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
@@ -17,7 +18,7 @@ TRAIN_DEFAULTS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
 # more process start, per trial).
 LOCAL_DEFAULTS = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 FORWARDED = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "HF_TOKEN", "DS_ACCELERATOR",
-             "RAY_USAGE_STATS_ENABLED", "UNLEARN_CACHE", "UNLEARN_SHARED_DIR", "PYTHONPATH")
+             "RAY_USAGE_STATS_ENABLED", "UNLEARN_CACHE", "UNLEARN_SHARED_DIR", "PYTHONPATH", "UNLEARN_FAIL_AT")
 
 
 def check_storage(storage: str, nodes: int) -> None:
@@ -78,13 +79,12 @@ def largest_node(kind: str) -> float:
     return max((n.get("Resources", {}).get(kind, 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
 
 
-def plan(spec: SweepSpec, total: dict, node_cpus: float, node_gpus: float) -> dict:
-    """The scaling section with ``cpus_per_worker`` resolved, after checking that one trial fits.
+def bundles(spec: SweepSpec, total: dict, node_cpus: float, node_gpus: float) -> Scaling:
+    """The Ray resources of a trial: the scaling section with ``cpus_per_worker`` resolved, after
+    checking that one trial (its actor and its worker group) fits.
 
     Defaults on 2 CPUs (a 1-CPU trial actor and 1-CPU workers) never start and never say why; so
     the trial actor takes ``trial_cpus`` and the workers share the rest of a node."""
-    import dataclasses
-
     scaling = spec.scaling
     workers = max([scaling.workers] + [_max_option(spec.space(m).get("workers")) for m in spec.methods])
     cpus = scaling.cpus_per_worker
@@ -104,7 +104,7 @@ def plan(spec: SweepSpec, total: dict, node_cpus: float, node_gpus: float) -> di
         if need_gpu > total.get("GPU", 0) or scaling.gpus_per_worker > node_gpus:
             raise SpecError(f"a trial needs {need_gpu:g} GPUs ({workers} workers × {scaling.gpus_per_worker:g}) but "
                             f"the cluster has {total.get('GPU', 0):g}; lower scaling.workers or set use_gpu: false")
-    return dict(dataclasses.asdict(scaling), cpus_per_worker=cpus)
+    return dataclasses.replace(scaling, cpus_per_worker=cpus)
 
 
 def _max_option(value) -> int:

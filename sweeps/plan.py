@@ -47,11 +47,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeps.spec import SpecError, SweepSpec, load
+from sweeps.spec import RunSettings, SpecError, SweepSpec, load
 
 GIB = 2 ** 30
 GPU_RESERVE = 3 * GIB  # CUDA context, NCCL buffers, DeepSpeed's reduce bucket (5e8 elements)
-TRAIN_KEYS = ("zero_stage", "workers", "micro_batch", "epochs")  # trial keys that change memory or time
+TRAIN_KEYS = ("zero_stage", "workers", "micro_batch", "epochs")  # the trial keys that change memory or time
 METHOD_KEYS = ("retain", "retain_weight", "forget_weight")  # method fields that change the passes
 CHAT_OVERHEAD = 30  # tokens a chat template adds to an example when no tokenizer is at hand
 CHARS_PER_TOKEN = 4
@@ -341,6 +341,7 @@ def trial_groups(spec: SweepSpec, subjects: int) -> list[dict]:
     from unlearn import methods
 
     groups: dict[tuple, dict] = {}
+    defaults = RunSettings.defaults(spec)
     for method in spec.methods:
         space, fields = spec.space(method), [f.name for f in dataclasses.fields(methods.get(method))]
         fixed = {k: v for k, v in space.items() if k in fields and not isinstance(v, dict) and k not in METHOD_KEYS}
@@ -349,9 +350,7 @@ def trial_groups(spec: SweepSpec, subjects: int) -> list[dict]:
         count = grid_size(spec, method) * subjects / len(combos)
         for combo in combos:
             config = methods.make(method, dict(fixed, **{k: v for k, v in combo.items() if k in METHOD_KEYS}))
-            run = {"zero_stage": spec.scaling.zero_stage, "workers": spec.scaling.workers,
-                   "micro_batch": spec.training.micro_batch, "epochs": spec.training.epochs,
-                   **{k: v for k, v in combo.items() if k in TRAIN_KEYS}}
+            run = {k: combo.get(k, defaults[k]) for k in TRAIN_KEYS}
             passes = {"retain": config.uses_retain, "kl_retain": config.uses_retain and config.retain == "kl",
                       "ref_forget": config.needs_ref_forget_logits, "ref_model": config.needs_ref_model}
             key = (method, *run.values(), *passes.values())

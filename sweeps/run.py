@@ -17,18 +17,30 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from sweeps.spec import SpecError, SweepSpec, needs_ref_nll, softlabel_gammas, to_dict, variant_key
+from sweeps.spec import (
+    Scaling,
+    SpecError,
+    SweepSpec,
+    needs_ref_nll,
+    softlabel_gammas,
+    to_dict,
+    variant_key,
+)
+
+if TYPE_CHECKING:
+    from sweeps.trial import Sweep
 
 
 def _say(message: str) -> None:
     print(f"[sweep] {message}", file=sys.stderr, flush=True)
 
 
-def environment(spec: SweepSpec, scaling: dict) -> dict:
+def environment(spec: SweepSpec, scaling: Scaling) -> dict:
     import deepspeed
     import ray
     import torch
@@ -36,7 +48,8 @@ def environment(spec: SweepSpec, scaling: dict) -> dict:
 
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
             "transformers": transformers.__version__, "deepspeed": deepspeed.__version__, "ray": ray.__version__,
-            "cuda": torch.cuda.is_available(), "scaling": scaling, "training": dataclasses.asdict(spec.training),
+            "cuda": torch.cuda.is_available(), "scaling": dataclasses.asdict(scaling),
+            "training": dataclasses.asdict(spec.training),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
@@ -190,11 +203,37 @@ def check_storage_path(storage: str) -> Path:
 def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | None = None, resume: bool = False,
               progress: Callable[[str], None] = _say) -> Outcome:
     """Run (or with ``resume``, continue) a sweep; finished trials are never run again."""
+    from sweeps import cluster, faults, space
+
+    faults.from_env()  # a malformed test hook stops the sweep before anything runs
+    sweep_dir = check_storage_path(storage or spec.storage) / spec.name
+    _check_resume(spec, sweep_dir, resume)
+    resources = cluster.connect(address)
+    cluster.check_storage(str(sweep_dir), cluster.alive_nodes())
+    scaling = cluster.bundles(spec, resources, cluster.largest_node("CPU"), cluster.largest_node("GPU"))
+    cells = cells_for(spec, progress)
+    subjects = subjects_of(cells[0].data)
+    trials = sum(space.grid_size(spec, m) for m in spec.methods) * max(1, len(subjects))
+    _check_disk(sweep_dir, cells[0].target, trials, spec.max_concurrent_trials)
+    _write_records(spec, sweep_dir, cells, scaling)
+    refs = compute_references(sweep_dir, cells, spec, progress)
+    sweep = sweep_context(spec, sweep_dir, cells, refs, scaling)
+    progress(f"{trials} trials over {', '.join(spec.methods)}; results in {sweep_dir}")
+    began = time.time()
+    finished, failed = 0, []
+    for method in spec.methods:
+        done, errors = _tune_method(spec, method, sweep, progress, resume)
+        finished, failed = finished + done, failed + errors
+    if not resume:  # the trial phase of one uninterrupted run (bench/sweep.py)
+        (sweep_dir / "timing.json").write_text(json.dumps({"trials_started": began, "trials_ended": time.time()}))
+    progress(f"done: results in {sweep_dir}")
+    return Outcome(sweep_dir, finished, tuple(failed))
+
+
+def _check_resume(spec: SweepSpec, sweep_dir: Path, resume: bool) -> None:
+    """Existing results are never overwritten; ``--resume`` needs them, made by the same spec."""
     import yaml
 
-    from sweeps import cluster, space
-
-    sweep_dir = check_storage_path(storage or spec.storage) / spec.name
     if (sweep_dir / "spec.yaml").is_file() and not resume:
         raise SpecError(f"results of sweep {spec.name!r} already exist in {sweep_dir}; pass --resume to continue "
                         f"it, or choose another name or --storage")
@@ -203,38 +242,31 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     if resume:
         saved = yaml.safe_load((sweep_dir / "spec.yaml").read_text())
         if saved != _plain(to_dict(spec)):
-            raise SpecError(f"--resume: the spec differs from the one the sweep started with ({sweep_dir / 'spec.yaml'})")
-    resources = cluster.connect(address)
-    cluster.check_storage(str(sweep_dir), cluster.alive_nodes())
-    scaling = cluster.plan(spec, resources, cluster.largest_node("CPU"), cluster.largest_node("GPU"))
-    cells = cells_for(spec, progress)
-    subjects = subjects_of(cells[0].data)
-    trials = sum(space.grid_size(spec, m) for m in spec.methods) * max(1, len(subjects))
+            raise SpecError(f"--resume: the spec differs from the one the sweep started with "
+                            f"({sweep_dir / 'spec.yaml'})")
+
+
+def _check_disk(sweep_dir: Path, target: Path | str, trials: int, concurrent: int) -> None:
     sweep_dir.parent.mkdir(parents=True, exist_ok=True)
-    need, free = estimate_disk(cells[0].target, trials, spec.max_concurrent_trials), shutil.disk_usage(sweep_dir.parent).free
+    need, free = estimate_disk(target, trials, concurrent), shutil.disk_usage(sweep_dir.parent).free
     if need > free:
         raise SpecError(f"the sweep may write {need / 2**30:.1f} GiB ({trials} trials) but {sweep_dir.parent} has "
                         f"{free / 2**30:.1f} GiB free; free space or shrink the search")
+
+
+def _write_records(spec: SweepSpec, sweep_dir: Path, cells: list[Cell], scaling: Scaling) -> None:
+    """``spec.yaml`` (the resolved spec) and ``environment.json`` (versions, scaling, models, data)."""
+    import yaml
+
     sweep_dir.mkdir(exist_ok=True)
     (sweep_dir / "spec.yaml").write_text(yaml.safe_dump(_plain(to_dict(spec)), sort_keys=False))
     first = cells[0]
-    record = dict(environment(spec, scaling), target=str(first.target), oracle=str(first.oracle) if first.oracle else None,
-                  data=str(first.data.root), model_source=_source(spec),
+    record = dict(environment(spec, scaling), target=str(first.target),
+                  oracle=str(first.oracle) if first.oracle else None, data=str(first.data.root),
+                  model_source=_source(spec),
                   grid=[{"label": c.label, "target": str(c.target), "oracle": str(c.oracle) if c.oracle else None,
                          "data": str(c.data.root)} for c in cells])
     (sweep_dir / "environment.json").write_text(json.dumps(record, indent=2))
-    refs = compute_references(sweep_dir, cells, spec, progress)
-    context = trial_context(spec, sweep_dir, cells, refs, scaling)
-    progress(f"{trials} trials over {', '.join(spec.methods)}; results in {sweep_dir}")
-    began = time.time()
-    finished, failed = 0, []
-    for method in spec.methods:
-        done, errors = _tune_method(spec, method, context, sweep_dir, scaling, progress, resume)
-        finished, failed = finished + done, failed + errors
-    if not resume:  # the trial phase of one uninterrupted run (bench/sweep.py)
-        (sweep_dir / "timing.json").write_text(json.dumps({"trials_started": began, "trials_ended": time.time()}))
-    progress(f"done: results in {sweep_dir}")
-    return Outcome(sweep_dir, finished, tuple(failed))
 
 
 def _source(spec: SweepSpec) -> dict | None:
@@ -247,22 +279,16 @@ def _source(spec: SweepSpec) -> dict | None:
     return json.loads(source.read_text()) if source.is_file() else None
 
 
-def trial_context(spec: SweepSpec, sweep_dir: Path, cells: list[Cell], refs: Path, scaling: dict) -> dict:
-    """Everything a trial's workers need besides the sampled hyper-parameters (plain data): per grid
-    point of the benchmark (``variant_key`` of its label), its model, data and parameters."""
-    return {
-        "cells": {variant_key(c.label): {"model_dir": str(c.target), "data_root": str(c.data.root),
-                                         "params": dict(c.params)} for c in cells},
-        "facets": list(spec.benchmark.grid()), "refs": str(refs),
-        "benchmark": {"name": spec.benchmark.name},
-        "subjects": subjects_of(cells[0].data),
-        "training": dataclasses.asdict(spec.training), "eval": dataclasses.asdict(spec.eval), "scaling": scaling,
-        "softlabel_gammas": list(softlabel_gammas(spec)),
-        "objective": dataclasses.asdict(spec.search.objective) if spec.search.objective else None,
-        "train_storage": str(sweep_dir / "train"), "max_retries": spec.failure.max_retries,
-        "checkpoint_every_epoch": spec.failure.checkpoint_every_epoch,
-        "sweep_dir": str(sweep_dir),
-    }
+def sweep_context(spec: SweepSpec, sweep_dir: Path, cells: list[Cell], refs: Path, scaling: Scaling) -> Sweep:
+    """What every trial needs besides its sampled hyper-parameters: per grid point of the benchmark
+    (``variant_key`` of its label) its model, data and parameters."""
+    from sweeps.trial import GridPoint, Sweep
+
+    points = {variant_key(c.label): GridPoint(benchmark=spec.benchmark.name, params=dict(c.params),
+                                              model_dir=str(c.target), data_root=str(c.data.root),
+                                              refs_key=variant_key(c.label)) for c in cells}
+    return Sweep(spec=spec, scaling=scaling, points=points, subjects=tuple(subjects_of(cells[0].data)),
+                 refs=str(refs), sweep_dir=str(sweep_dir))
 
 
 def _plain(data):
@@ -270,34 +296,31 @@ def _plain(data):
     return json.loads(json.dumps(data, default=str))
 
 
-def _tune_method(spec: SweepSpec, method: str, context: dict, sweep_dir: Path, scaling: dict, progress,
-                 resume: bool = False) -> tuple[int, list]:
+def _tune_method(spec: SweepSpec, method: str, sweep: Sweep, progress, resume: bool = False) -> tuple[int, list]:
     """Run one method's trials; (finished, [(method, trial id, first error line)])."""
     from ray import tune
 
     from sweeps import space
     from sweeps.trial import run_trial
-    from unlearn import methods
+    from sweeps.tune_logger import FlatParams
 
-    fields = [f.name for f in dataclasses.fields(methods.get(method))]
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, context=dict(context, method=method, method_fields=fields)),
-        {"CPU": scaling["trial_cpus"]})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, method=method),
+                                    {"CPU": sweep.scaling.trial_cpus})
     objective = spec.search.objective
     tune_config = tune.TuneConfig(num_samples=spec.search.samples, max_concurrent_trials=spec.max_concurrent_trials,
                                   search_alg=_search(spec), scheduler=_scheduler(spec),
                                   metric="objective" if objective else None, mode=objective.mode if objective else None)
     began = time.time()
-    progress(f"{method}: {space.grid_size(spec, method) * max(1, len(context['subjects']))} trial(s)")
-    param_space = space.param_space(spec, method, context["subjects"])
-    if resume and tune.Tuner.can_restore(str(sweep_dir / method)):
+    progress(f"{method}: {space.grid_size(spec, method) * max(1, len(sweep.subjects))} trial(s)")
+    param_space = space.param_space(spec, method, sweep.subjects)
+    method_dir = Path(sweep.sweep_dir) / method
+    if resume and tune.Tuner.can_restore(str(method_dir)):
         # Finished trials stay finished; interrupted ones continue from their last checkpoint.
-        tuner = tune.Tuner.restore(str(sweep_dir / method), trainable, resume_unfinished=True,
-                                   param_space=param_space)
+        tuner = tune.Tuner.restore(str(method_dir), trainable, resume_unfinished=True, param_space=param_space)
     else:
-        tuner = tune.Tuner(trainable, param_space=param_space,
-                           tune_config=tune_config,
-                           run_config=tune.RunConfig(name=method, storage_path=str(sweep_dir), verbose=1))
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                           run_config=tune.RunConfig(name=method, storage_path=sweep.sweep_dir, verbose=1,
+                                                     callbacks=[FlatParams()]))
     results = tuner.fit()
     failed = [r for r in results if r.error]
     for result in failed:  # Tune keeps errors outside the storage; the report needs them beside the trial

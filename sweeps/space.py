@@ -1,8 +1,14 @@
-"""YAML search primitives → Ray Tune domains, and the per-trial hyper-parameters they sample."""
+"""YAML search primitives → Ray Tune domains, and the per-trial hyper-parameters they sample.
+
+The param space of a method is nested (Tune resolves nested mappings): ``method`` holds the
+method's own fields, ``run`` the trial keys, the seed, the benchmark's gridded parameters and the
+unlearning target (``subject``). :func:`flat` joins them back into one mapping of names, which the
+spec keeps distinct.
+"""
 
 from __future__ import annotations
 
-from sweeps.spec import SweepSpec
+from sweeps.spec import SweepSpec, method_fields
 
 
 def to_tune(value):
@@ -21,19 +27,26 @@ def to_tune(value):
 
 
 def param_space(spec: SweepSpec, method: str, subjects=()) -> dict:
-    """The Tune param space of one method: its hyper-parameters plus the seeds as a grid, the
-    benchmark's gridded parameters, and its unlearning targets (``subject``) as a grid when it has
-    several."""
+    """The Tune param space of one method: ``{"method": its own fields, "run": its trial keys, the
+    seeds as a grid, the benchmark's gridded parameters, and its unlearning targets (``subject``)
+    as a grid when it has several}``."""
     from ray import tune
 
+    own = method_fields(method)
     space = {key: to_tune(value) for key, value in spec.space(method).items()}
+    run = {key: value for key, value in space.items() if key not in own}
     seeds = list(spec.training.seeds)
-    space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+    run["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
     for key, values in spec.benchmark.grid().items():
-        space[key] = tune.grid_search(values)
+        run[key] = tune.grid_search(values)
     if subjects:
-        space["subject"] = tune.grid_search(list(subjects))
-    return space
+        run["subject"] = tune.grid_search(list(subjects))
+    return {"method": {key: value for key, value in space.items() if key in own}, "run": run}
+
+
+def flat(config: dict) -> dict:
+    """A trial's sampled hyper-parameters under their own names (``run`` and ``method`` joined)."""
+    return {**config.get("run", {}), **config.get("method", {})}
 
 
 def grid_size(spec: SweepSpec, method: str) -> int:

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 PRIMITIVES = ("grid", "choice", "uniform", "loguniform", "randint")
-# Hyper-parameters of a trial besides the method's own fields.
-TRIAL_KEYS = ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay")
 SCHEDULES = ("constant", "linear", "cosine")
 ALGORITHMS = ("grid", "random", "optuna")
 EVAL_PARTS = ("generation", "verbmem", "mia", "kl", "utility")
@@ -89,7 +87,7 @@ class BenchmarkSpec:
                     fail(f"benchmark.params.{key}", "{grid: [value, ...]} with a non-empty list", value)
                 if len({json.dumps(v, sort_keys=True, default=str) for v in value["grid"]}) != len(value["grid"]):
                     fail(f"benchmark.params.{key}.grid", "a list of distinct values", value["grid"])
-        for label, params in self.variants():
+        for label, _ in self.variants():
             try:
                 self.build(label)
             except ValueError as error:
@@ -300,10 +298,54 @@ class SweepSpec:
         return dict(self.methods[method] or {})
 
 
-def _method_keys(method: str) -> list[str]:
+@dataclass(frozen=True)
+class RunSettings:
+    """A trial's training settings: the trial keys of its search space over the spec's defaults
+    (``training`` and ``scaling``; :meth:`of` is the one place they are taken from), and its seed."""
+
+    lr: float
+    epochs: int
+    micro_batch: int
+    grad_accum: int
+    workers: int
+    zero_stage: int
+    weight_decay: float
+    seed: int
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            check_trial_key(f"run.{f.name}", f.name, getattr(self, f.name))
+
+    @classmethod
+    def defaults(cls, spec: SweepSpec) -> dict:
+        """What a trial runs with when its space does not set a key (every key but ``lr``)."""
+        training, scaling = spec.training, spec.scaling
+        return {"epochs": training.epochs, "micro_batch": training.micro_batch, "grad_accum": training.grad_accum,
+                "workers": scaling.workers, "zero_stage": scaling.zero_stage, "weight_decay": training.weight_decay,
+                "seed": training.seeds[0]}
+
+    @classmethod
+    def of(cls, spec: SweepSpec, sampled: dict) -> RunSettings:
+        """The settings of a trial that sampled ``sampled`` (its other keys are not settings)."""
+        if "lr" not in sampled:
+            fail("run.lr", "given (each method's space has its own)", None)
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{**cls.defaults(spec), **{k: v for k, v in sampled.items() if k in names}})
+
+
+# Hyper-parameters of a trial besides the method's own fields (a trial's seed is the sweep's).
+TRIAL_KEYS = tuple(f.name for f in dataclasses.fields(RunSettings) if f.name != "seed")
+
+
+def method_fields(method: str) -> list[str]:
+    """The names of a method's own hyper-parameters (the fields of its config)."""
     from unlearn import methods
 
-    return [f.name for f in dataclasses.fields(methods.get(method))] + list(TRIAL_KEYS)
+    return [f.name for f in dataclasses.fields(methods.get(method))]
+
+
+def _method_keys(method: str) -> list[str]:
+    return method_fields(method) + list(TRIAL_KEYS)
 
 
 def softlabel_gammas(spec: SweepSpec) -> tuple:
@@ -337,6 +379,10 @@ def check_space(method: str, space: dict) -> None:
     if not isinstance(space, dict):
         fail(f"methods.{method}", "a mapping of hyper-parameter to value or search primitive", space)
     own = [f.name for f in dataclasses.fields(cls)]
+    clash = next((name for name in own if name in TRIAL_KEYS + RESERVED), None)
+    if clash is not None:
+        fail(f"methods.{method}", f"a method whose fields are not named like a trial key or {' or '.join(RESERVED)} "
+             f"(its field would collide with it)", clash)
     allowed = own + list(TRIAL_KEYS)
     if "lr" not in space:
         fail(f"methods.{method}.lr", "given (each method has its own learning-rate range)", None)
@@ -344,7 +390,10 @@ def check_space(method: str, space: dict) -> None:
         if key not in allowed:
             fail(f"methods.{method}.{key}", f"one of {', '.join(allowed)} (unknown key)", key)
         for option in candidates(f"methods.{method}.{key}", value):
-            check_trial_value(method, key, option, own)
+            if key in own:
+                _check_method_value(method, key, option)
+            else:
+                check_trial_key(f"methods.{method}.{key}", key, option)
 
 
 def candidates(name: str, value) -> list:
@@ -367,8 +416,8 @@ def candidates(name: str, value) -> list:
     return [value]
 
 
-def check_trial_value(method: str, key: str, value, own: list) -> None:
-    name = f"methods.{method}.{key}"
+def check_trial_key(name: str, key: str, value) -> None:
+    """The allowed values of a trial key (and of a trial's seed); ``name`` is the field reported."""
     if key == "lr":
         _number(name, value, 0.0, strict=True)
     elif key in ("epochs", "micro_batch", "grad_accum", "workers"):
@@ -377,13 +426,17 @@ def check_trial_value(method: str, key: str, value, own: list) -> None:
         _int(name, value, 0, 3)
     elif key == "weight_decay":
         _number(name, value)
-    elif key in own:
-        from unlearn import methods
+    elif key == "seed":
+        _int(name, value, 0)
 
-        try:
-            methods.make(method, {key: value})
-        except ValueError as error:
-            raise SpecError(f"methods.{method}: {error}") from None
+
+def _check_method_value(method: str, key: str, value) -> None:
+    from unlearn import methods
+
+    try:
+        methods.make(method, {key: value})
+    except ValueError as error:
+        raise SpecError(f"methods.{method}: {error}") from None
 
 
 # ------------------------------------------------------------------------------------ YAML edge

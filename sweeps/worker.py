@@ -1,5 +1,7 @@
-"""What every Ray Train worker of a trial runs: load the target, wrap it in DeepSpeed, run the
-``unlearn`` loop, and after every epoch checkpoint, evaluate and report.
+"""What every Ray Train worker of a trial runs, top to bottom (:func:`train_loop`): set up
+(:meth:`Worker.start`: load the target, the data and the references, wrap the model in DeepSpeed),
+run the ``unlearn`` loop with an :class:`EpochEnd` after every epoch (checkpoint, evaluate, record,
+report), tear down. A :class:`Stopwatch` times it all.
 
 Evaluation is correct under every ZeRO stage: below stage 3 rank 0 evaluates the engine's module
 (it holds the full weights); at stage 3 the weights are gathered (``GatheredParameters``) into a
@@ -11,224 +13,376 @@ state; earlier ones are DeepSpeed checkpoints (Ray keeps only the latest).
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dataclasses
 import gc
+import json
 import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweeps import faults
+from sweeps.trial import FINAL, RECORD
+
+if TYPE_CHECKING:
+    from sweeps.spec import Objective
+    from sweeps.trial import TrialPlan
 
 
-def settings(cfg: dict) -> dict:
-    """A trial's effective settings: the sampled hyper-parameters over the spec's defaults."""
-    training, scaling, hp = cfg["training"], cfg["scaling"], cfg["hp"]
-    return {
-        "epochs": hp.get("epochs", training["epochs"]),
-        "micro_batch": hp.get("micro_batch", training["micro_batch"]),
-        "grad_accum": hp.get("grad_accum", training["grad_accum"]),
-        "workers": hp.get("workers", scaling["workers"]),
-        "zero_stage": hp.get("zero_stage", scaling["zero_stage"]),
-        "weight_decay": hp.get("weight_decay", training["weight_decay"]),
-        "lr": hp["lr"],
-        "seed": hp.get("seed", training["seeds"][0]),
-    }
+def train_loop(config: dict) -> None:
+    """One rank of a trial's worker group (``config``: ``{"plan": TrialPlan}``)."""
+    plan: TrialPlan = config["plan"]
+    watch = Stopwatch(plan.started)
+    # the heavy imports of a worker's start, timed as such (the set-up below uses them)
+    import deepspeed  # noqa: F401
+    import ray.train  # noqa: F401
+
+    import benchmarks  # noqa: F401
+    from unlearn import loop
+
+    watch.lap("imports")
+    worker = Worker.start(plan, watch)
+    epoch_end = EpochEnd(plan, worker, watch)
+    try:
+        loop.run(worker.engine, plan.method, worker.data.forget, worker.data.retain, worker.data.collate,
+                 worker.loop_config, ref_model=worker.ref_model, ref_nll=worker.data.ref_nll,
+                 device=worker.place.device, on_epoch_end=epoch_end)
+    except loop.Diverged as error:
+        epoch_end.diverged(error)
+    worker.close()
 
 
-def method_params(cfg: dict) -> dict:
-    return {k: v for k, v in cfg["hp"].items() if k in cfg["method_fields"]}
+class Stopwatch:
+    """A worker's timings as named laps: :meth:`lap` adds the seconds since the previous lap to a
+    name. Recorded with every epoch's row as ``<name>_s``: ``group_start`` (from the trial's start
+    to this worker's first line: the worker group's start), ``imports``, ``load`` (models, data,
+    references, optimizer), ``ds_init`` (DeepSpeed's initialisation and the resume), and, summed
+    over the epochs so far, ``train``, ``eval`` and ``checkpoint`` (saving and reporting); and
+    ``wall_s``, the seconds since the imports."""
+
+    def __init__(self, origin: float | None):
+        self.last = time.time()
+        self.laps: dict[str, float | None] = {"group_start": self.last - origin if origin else None,
+                                              "train": 0.0, "eval": 0.0, "checkpoint": 0.0}
+        self.marks: dict[str, float] = {}
+
+    def lap(self, name: str) -> float:
+        """Add the seconds since the previous lap (or :meth:`restart`) to ``name``; those seconds."""
+        now = time.time()
+        seconds = now - self.last
+        self.laps[name] = (self.laps.get(name) or 0.0) + seconds
+        self.last = self.marks[name] = now
+        return seconds
+
+    def restart(self) -> None:
+        """The next lap counts from now (what happened since the last lap is not timed)."""
+        self.last = time.time()
+
+    def since(self, name: str) -> float:
+        return time.time() - self.marks[name]
+
+    def record(self) -> dict:
+        laps = {f"{name}_s": None if value is None else round(value, 3) for name, value in self.laps.items()}
+        return dict(laps, wall_s=round(self.since("imports"), 3))
 
 
-def grid_point(cfg: dict) -> tuple[dict, str]:
-    """This trial's grid point of the benchmark (model, data, parameters) and the key of its
-    references (the grid point's label, with the unlearning target when there are several)."""
-    from sweeps.spec import variant_key
+# ------------------------------------------------------------------------------------ set up
 
-    label = {name: cfg["hp"][name] for name in cfg.get("facets", ())}
-    cell = cfg["cells"][variant_key(label)]
-    if cfg.get("subjects"):
-        label["subject"] = cfg["hp"]["subject"]
-    return cell, variant_key(label)
+@dataclass(frozen=True)
+class Place:
+    """Where this worker runs: its rank in the group, its device, and its CPU threads while training
+    and while rank 0 evaluates."""
+
+    rank: int
+    world: int
+    device: Any
+    threads: int
+    eval_threads: int
+
+    @classmethod
+    def of(cls, scaling) -> Place:
+        import ray.train
+        import torch
+
+        ctx = ray.train.get_context()
+        per_worker = scaling.cpus_per_worker or 1
+        threads = max(1, int(per_worker))
+        # Rank 0 evaluates while the other ranks on its node wait at the report barrier: on CPU it
+        # borrows their cores for that time (about 1.7x faster evaluation with two workers).
+        eval_threads = max(threads, round(ctx.get_local_world_size() * per_worker))
+        device = torch.device(f"cuda:{ctx.get_local_rank()}") if scaling.use_gpu else torch.device("cpu")
+        return cls(ctx.get_world_rank(), ctx.get_world_size(), device, threads, eval_threads)
 
 
-def objective_value(metrics: dict, objective: dict | None) -> float | None:
+@dataclass(frozen=True)
+class TrialData:
+    """The benchmark of the trial's grid point, its data (for its unlearning target) and references."""
+
+    bench: Any
+    dataset: Any
+    collate: Any
+    forget: list
+    retain: list
+    refs: Any
+    ref_nll: Any  # NPO's reference NLLs, None for the other methods
+
+
+def load_data(plan: TrialPlan, tokenizer) -> TrialData:
+    import torch
+
+    from unlearn import data as collation
+    from unlearn import loop
+
+    point = plan.point
+    bench = point.build()
+    dataset = bench.read(point.data_root)
+    if point.subject is not None:  # one unlearning target of a multi-target benchmark (RWKU)
+        dataset = dataset.for_target(point.subject)
+    entry = torch.load(plan.paths.refs, weights_only=False, mmap=True)[point.refs_key]  # pages in what it reads
+    collate = collation.Collator(tokenizer, max_length=plan.training.max_length, chat_template=dataset.chat)
+    return TrialData(bench, dataset, collate, loop.with_index(dataset.forget_examples()), dataset.retain_examples(),
+                     entry["refs"], entry["ref_nll"] if plan.method.needs_ref_nll else None)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One rank, set up: its place, the DeepSpeed engine (and the ``unlearn`` engine around it),
+    rank 0's evaluation model, the frozen reference model, the data, and the loop's settings with
+    the epochs already done (``loop_config.start_epoch``)."""
+
+    place: Place
+    ds_engine: Any
+    engine: Any
+    evaluator: Any
+    ref_model: Any
+    tokenizer: Any
+    data: TrialData
+    loop_config: Any
+    effective_batch: int
+    topology: dict  # recorded with every row: world size, ZeRO stage, batch, device, start epoch
+
+    @classmethod
+    def start(cls, plan: TrialPlan, watch: Stopwatch) -> Worker:
+        """Load (timed as ``load``), then initialise DeepSpeed and resume (``ds_init``)."""
+        import dataclasses
+
+        import ray.train
+        import torch
+
+        from sweeps.engine import DeepSpeedEngine
+        from unlearn import loop, models
+
+        place = Place.of(plan.scaling)
+        torch.set_num_threads(place.threads)
+        loop.set_seed(plan.run.seed)
+        model, tokenizer = models.load_model(plan.point.model_dir)
+        evaluator, ref_model = _copies(plan, place, model)
+        data = load_data(plan, tokenizer)
+        loop_config, effective, optimizer, lr_schedule, ds_config = _training(plan, place, model, len(data.forget))
+        watch.lap("load")
+        ds_engine = init_deepspeed(place.device, model, optimizer, lr_schedule, ds_config)
+        start_epoch = _resume(ds_engine, ray.train.get_checkpoint())
+        watch.lap("ds_init")
+        if place.rank == 0 and evaluator is None:
+            evaluator = ds_engine.module
+        run = plan.run
+        topology = {"world_size": place.world, "zero_stage": run.zero_stage, "micro_batch": run.micro_batch,
+                    "grad_accum": run.grad_accum, "effective_batch": effective, "device": str(place.device),
+                    "bf16": plan.scaling.bf16, "start_epoch": start_epoch}
+        return cls(place, ds_engine, DeepSpeedEngine(ds_engine), evaluator, ref_model, tokenizer, data,
+                   dataclasses.replace(loop_config, start_epoch=start_epoch), effective, topology)
+
+    def close(self) -> None:
+        """Without this an async gloo all-gather can outlive the interpreter and abort it."""
+        import torch.distributed as dist
+
+        self.ds_engine.destroy()
+        gc.collect()
+        if dist.is_initialized():
+            dist.barrier()
+
+
+def _copies(plan: TrialPlan, place: Place, model) -> tuple[Any, Any]:
+    """Rank 0's evaluation copy at ZeRO-3 (below it rank 0 evaluates the engine's own module, which
+    holds the full weights) and the frozen reference model when the method needs one; each on the
+    worker's device, in bf16 when training in bf16 on GPU (the losses upcast its logits)."""
+    import torch
+
+    def frozen_copy():
+        twin = copy.deepcopy(model).eval().to(place.device)
+        return twin.to(torch.bfloat16) if plan.scaling.bf16 and plan.scaling.use_gpu else twin
+
+    evaluator = frozen_copy() if place.rank == 0 and plan.run.zero_stage == 3 else None
+    return evaluator, frozen_copy() if plan.method.needs_ref_model else None
+
+
+def _training(plan: TrialPlan, place: Place, model, forget_examples: int):
+    """The loop's settings, the effective batch, the optimizer, its schedule and DeepSpeed's config."""
+    import torch
+
+    from sweeps.deepspeed_config import deepspeed_config
+    from unlearn import loop, schedule
+
+    run, training = plan.run, plan.training
+    config = loop.LoopConfig(epochs=run.epochs, micro_batch=run.micro_batch, seed=run.seed)
+    effective = run.micro_batch * run.grad_accum * place.world
+    total = loop.total_steps(forget_examples, config, effective)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    lr_schedule = schedule.scheduler(optimizer, training.schedule, total, min(training.warmup_steps, total))
+    ds_config = deepspeed_config(micro_batch=run.micro_batch, grad_accum=run.grad_accum, world_size=place.world,
+                                 zero_stage=run.zero_stage, bf16=plan.scaling.bf16, offload=plan.scaling.offload,
+                                 grad_clip=training.grad_clip)
+    return config, effective, optimizer, lr_schedule, ds_config
+
+
+def init_deepspeed(device, model, optimizer, lr_schedule, ds_config):
+    """DeepSpeed's engine around the model, with this device's work-arounds (``sweeps.patches``)
+    applied first."""
+    import deepspeed
+
+    from sweeps import patches
+
+    patches.apply(device.type)
+    ds_engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=lr_schedule,
+                                         config=ds_config, dist_init_required=False)
+    return ds_engine
+
+
+def _resume(ds_engine, checkpoint) -> int:
+    """Epochs already done: restore the DeepSpeed state (weights, optimizer, schedule, step) from
+    the trial's latest checkpoint when Ray hands one back (a retried worker group or a resumed
+    sweep)."""
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        tags = sorted((p.name for p in Path(folder).glob("epoch*") if p.is_dir()), key=lambda t: int(t[5:]))
+        if not tags:
+            return 0
+        ds_engine.load_checkpoint(folder, tag=tags[-1])
+        return int(tags[-1][5:])
+
+
+# ------------------------------------------------------------------------------------ epoch end
+
+class EpochEnd:
+    """After every epoch, on every rank: checkpoint, evaluate (rank 0; the others wait), record
+    (rank 0) and report. The last epoch's checkpoint is the model, written by rank 0; earlier ones
+    are DeepSpeed checkpoints, kept only with ``failure.checkpoint_every_epoch``."""
+
+    def __init__(self, plan: TrialPlan, worker: Worker, watch: Stopwatch):
+        self.plan, self.worker, self.watch = plan, worker, watch
+        self.staging = _staging_dir()
+        self.fail_at = faults.from_env()  # the tests' fault hook, None unless asked for
+
+    def __call__(self, epoch: int, state) -> None:
+        self.watch.lap("train")
+        rank, last = self.worker.place.rank, epoch == self.plan.run.epochs
+        if self.fail_at is not None:
+            self.fail_at.fire(rank, epoch, self.plan.paths.trial_dir, before=faults.wait_until_registered)
+        with tempfile.TemporaryDirectory(dir=self.staging) as tmp:
+            kept = self.checkpoint(tmp, epoch, last)
+            self.watch.lap("checkpoint")
+            metrics = self.evaluate(epoch, last, state) if rank == 0 else {"epoch": epoch}
+            self.report(metrics, tmp if kept else None, last)
+        if last and self.staging:
+            try:
+                os.rmdir(self.staging)
+            except OSError:  # left by another rank's files until they have moved
+                pass
+        self.watch.restart()
+
+    def checkpoint(self, folder: str, epoch: int, last: bool) -> bool:
+        """Write this rank's part of the epoch's checkpoint into ``folder``; whether it reports one."""
+        from unlearn import models
+
+        worker, keep = self.worker, self.plan.failure.checkpoint_every_epoch
+        _gather_into(worker.ds_engine, worker.evaluator, self.plan.run.zero_stage)
+        if last and worker.place.rank == 0:
+            models.save_model(worker.evaluator, worker.tokenizer, os.path.join(folder, "model"))
+        elif not last and keep:
+            worker.ds_engine.save_checkpoint(folder, tag=f"epoch{epoch}")
+        return (last and worker.place.rank == 0) or (not last and keep)
+
+    def evaluate(self, epoch: int, last: bool, state) -> dict:
+        """Rank 0: the epoch's metrics (evaluation, training, topology, timings), recorded."""
+        import torch
+
+        plan, worker, data = self.plan, self.worker, self.worker.data
+        parts = plan.eval.final if last else plan.eval.every_epoch
+        torch.set_num_threads(worker.place.eval_threads)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=plan.evaluation.autocast):
+            scores = data.bench.evaluate(worker.evaluator, worker.tokenizer, data.collate, data.dataset, data.refs,
+                                         plan.evaluation, tuple(parts))
+        torch.set_num_threads(worker.place.threads)
+        self.watch.lap("eval")
+        metrics = {"epoch": epoch, **scores, **{k: v for k, v in state.metrics.items() if k != "epoch"},
+                   **worker.topology, **self.watch.record(), "status": "ok", "final": last,
+                   "method": plan.method.name}
+        objective = objective_value(metrics, plan.objective)
+        if objective is not None:
+            metrics["objective"] = objective
+        _record(plan, metrics)
+        return metrics
+
+    def report(self, metrics: dict, folder: str | None, last: bool) -> None:
+        """Report the epoch (every rank); persisting the checkpoint counts as ``checkpoint``. The last
+        epoch's row is already written, so the last report's time goes to the trial's side record."""
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
+        self.watch.restart()
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_upload_fn=_move_checkpoint)
+        seconds = self.watch.lap("checkpoint")
+        if last and self.worker.place.rank == 0:
+            _note(self.plan, final_report_s=round(seconds, 3))
+
+    def diverged(self, error: Exception) -> None:
+        """Every rank sees the same all-reduced loss, so every rank stops here and reports once more."""
+        import ray.train
+
+        worker = self.worker
+        steps = worker.engine.global_steps
+        per_epoch = math.ceil(len(worker.data.forget) / worker.effective_batch)
+        metrics = {"status": "diverged", "error": str(error), "method": self.plan.method.name, "final": True,
+                   "epoch": max(1, math.ceil(steps / per_epoch)), "step": steps,
+                   "wall_s": round(self.watch.since("imports"), 3), **worker.topology}
+        if worker.place.rank == 0:
+            _record(self.plan, metrics)
+        ray.train.report(metrics)
+
+
+def objective_value(metrics: dict, objective: Objective | None) -> float | None:
     """The scalar a non-grid search optimises: the metric when every bound holds, else a value
     worse than any admissible one (bounded metrics in this service lie within [-1e3, 1e3])."""
-    if not objective:
+    if objective is None:
         return None
-    value = metrics.get(objective["metric"], float("nan"))
+    value = metrics.get(objective.metric, float("nan"))
     feasible = all(
         (bound.get("max") is None or metrics.get(name, math.inf) <= bound["max"])
         and (bound.get("min") is None or metrics.get(name, -math.inf) >= bound["min"])
-        for name, bound in objective["subject_to"].items())
+        for name, bound in objective.subject_to.items())
     if feasible and not math.isnan(value):
         return float(value)
-    return -1e6 if objective["mode"] == "max" else 1e6
+    return -1e6 if objective.mode == "max" else 1e6
 
 
-def train_loop(cfg: dict) -> None:
-    entered = time.time()
-    import deepspeed
-    import ray.train
-    import torch
-    import torch.distributed as dist
-
-    import benchmarks
-    from benchmarks.common import EvalConfig
-    from sweeps.deepspeed_config import deepspeed_config
-    from sweeps.engine import DeepSpeedEngine
-    from unlearn import data as collation
-    from unlearn import loop, methods, models, schedule
-
-    started = time.time()
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    run = settings(cfg)
-    scaling = cfg["scaling"]
-    threads = max(1, int(scaling.get("cpus_per_worker") or 1))
-    # Rank 0 evaluates while the other ranks on its node wait at the report barrier: on CPU it
-    # borrows their cores for that time (about 1.7x faster evaluation with two workers).
-    eval_threads = max(threads, round(ctx.get_local_world_size() * (scaling.get("cpus_per_worker") or 1)))
-    torch.set_num_threads(threads)
-    device = torch.device(f"cuda:{ctx.get_local_rank()}") if scaling["use_gpu"] else torch.device("cpu")
-    loop.set_seed(run["seed"])
-
-    method = methods.make(cfg["method"], method_params(cfg))
-    # Fixed cost of a trial: the worker group's start (from the trial's start to this function),
-    # the imports above, loading, DeepSpeed's initialisation; recorded with every epoch's row.
-    setup = {"group_start_s": round(entered - cfg["trial_started"], 3) if cfg.get("trial_started") else None,
-             "imports_s": round(started - entered, 3)}
-    cell, refs_key = grid_point(cfg)
-    model, tokenizer = models.load_model(cell["model_dir"])
-    # Rank 0 evaluates the engine's own module below ZeRO-3 (it holds the full weights); at ZeRO-3
-    # a plain copy on the worker's device (bf16 when training in bf16) receives the gathered weights.
-    evaluator = None
-    if rank == 0 and run["zero_stage"] == 3:
-        evaluator = copy.deepcopy(model).eval().to(device)
-        if scaling["bf16"] and scaling["use_gpu"]:
-            evaluator.to(torch.bfloat16)
-    ref_model = copy.deepcopy(model).eval().to(device) if method.needs_ref_model else None
-    if ref_model is not None and scaling["bf16"] and scaling["use_gpu"]:
-        ref_model.to(torch.bfloat16)  # frozen: bf16 like the trained weights (the losses upcast its logits)
-    bench = benchmarks.get(cfg["benchmark"]["name"], **cell["params"])
-    dataset = bench.read(cell["data_root"])
-    # pages in only what this rank reads
-    entry = torch.load(cfg["refs"], weights_only=False, mmap=True)[refs_key]
-    refs, ref_nll = entry["refs"], entry["ref_nll"]
-    if cfg.get("subjects"):  # one unlearning target of a multi-target benchmark (RWKU)
-        dataset = dataset.for_target(cfg["hp"]["subject"])
-    collate = collation.Collator(tokenizer, max_length=cfg["training"]["max_length"], chat_template=dataset.chat)
-    forget = loop.with_index(dataset.forget_examples())
-    retain = dataset.retain_examples()
-
-    config = loop.LoopConfig(epochs=run["epochs"], micro_batch=run["micro_batch"], seed=run["seed"])
-    effective = run["micro_batch"] * run["grad_accum"] * world
-    total = loop.total_steps(len(forget), config, effective)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=run["lr"], weight_decay=run["weight_decay"])
-    lr_schedule = schedule.scheduler(optimizer, cfg["training"]["schedule"], total,
-                                     min(cfg["training"]["warmup_steps"], total))
-    ds_config = deepspeed_config(micro_batch=run["micro_batch"], grad_accum=run["grad_accum"], world_size=world,
-                                 zero_stage=run["zero_stage"], bf16=scaling["bf16"], offload=scaling["offload"],
-                                 grad_clip=cfg["training"]["grad_clip"])
-    setup["load_s"] = round(time.time() - started, 3)
-    _defer_muon_compile()
-    ds_engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=lr_schedule,
-                                         config=ds_config, dist_init_required=False)
-    engine = DeepSpeedEngine(ds_engine)
-    if rank == 0 and evaluator is None:
-        evaluator = ds_engine.module
-    start_epoch = _resume(ds_engine, ray.train.get_checkpoint())
-    setup["ds_init_s"] = round(time.time() - started - setup["load_s"], 3)
-    topology = {"world_size": world, "zero_stage": run["zero_stage"], "micro_batch": run["micro_batch"],
-                "grad_accum": run["grad_accum"], "effective_batch": effective, "device": str(device),
-                "bf16": scaling["bf16"], "start_epoch": start_epoch}
-    eval_config = EvalConfig(**{k: v for k, v in cfg["eval"].items() if k not in ("every_epoch", "final")},
-                             autocast=scaling["bf16"] and not scaling["use_gpu"],
-                             softlabel_gammas=tuple(cfg.get("softlabel_gammas", ())))
-    keep_epochs = cfg.get("checkpoint_every_epoch", True)
-    staging = _staging_dir()
-    clock = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "epoch_start": time.time()}
-
-    def on_epoch_end(epoch: int, state) -> None:
-        clock["train_s"] += time.time() - clock["epoch_start"]
-        last = epoch == run["epochs"]
-        began = time.time()
-        _gather_into(ds_engine, evaluator, run["zero_stage"])
-        metrics: dict = {"epoch": epoch}
-        with tempfile.TemporaryDirectory(dir=staging) as tmp:
-            checkpoint = None
-            if last and rank == 0:
-                models.save_model(evaluator, tokenizer, os.path.join(tmp, "model"))
-            elif not last and keep_epochs:
-                ds_engine.save_checkpoint(tmp, tag=f"epoch{epoch}")
-            clock["checkpoint_s"] += time.time() - began
-            began = time.time()
-            if rank == 0:
-                parts = cfg["eval"]["final"] if last else cfg["eval"]["every_epoch"]
-                torch.set_num_threads(eval_threads)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=eval_config.autocast):
-                    metrics.update(bench.evaluate(evaluator, tokenizer, collate, dataset, refs, eval_config, tuple(parts)))
-                torch.set_num_threads(threads)
-                clock["eval_s"] += time.time() - began
-                metrics.update({k: v for k, v in state.metrics.items() if k != "epoch"})
-                metrics.update({**topology, **setup}, status="ok", final=last, method=cfg["method"],
-                               wall_s=time.time() - started, **{k: round(v, 3) for k, v in clock.items()
-                                                                 if k != "epoch_start"})
-                objective = objective_value(metrics, cfg.get("objective"))
-                if objective is not None:
-                    metrics["objective"] = objective
-                _record(cfg, metrics)
-            if (rank == 0 and last) or (not last and keep_epochs):
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            began = time.time()
-            # persists the checkpoint (counted as such); the last epoch's row is already written, so
-            # its persisting time goes to the trial's side record
-            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_upload_fn=_move_checkpoint)
-            clock["checkpoint_s"] += time.time() - began
-            if last and rank == 0:
-                _note(cfg, final_report_s=round(time.time() - began, 3))
-        if last and staging:
-            with contextlib.suppress(OSError):  # left by another rank's files until they have moved
-                os.rmdir(staging)
-        clock["epoch_start"] = time.time()
-
-    config = dataclasses.replace(config, start_epoch=start_epoch)
-    try:
-        loop.run(engine, method, forget, retain, collate, config, ref_model=ref_model,
-                 ref_nll=ref_nll if method.needs_ref_nll else None, device=device, on_epoch_end=on_epoch_end)
-    except loop.Diverged as error:
-        # Every rank sees the same all-reduced loss, so every rank stops here and reports once more.
-        metrics = {"status": "diverged", "error": str(error), "method": cfg["method"], "final": True,
-                   "epoch": max(1, math.ceil(engine.global_steps / math.ceil(len(forget) / effective))),
-                   "step": engine.global_steps, "wall_s": time.time() - started, **topology}
-        if rank == 0:
-            _record(cfg, metrics)
-        ray.train.report(metrics)
-    _teardown(ds_engine, dist)
-
-
-def _record(cfg: dict, metrics: dict) -> None:
+def _record(plan: TrialPlan, metrics: dict) -> None:
     """Append the epoch's row to the trial's own record (durable, whatever Tune does on restore)."""
-    import json
-
-    if not cfg.get("record"):
+    path = plan.paths.in_trial(RECORD)
+    if path is None:
         return
-    row = dict(metrics, trial_id=cfg.get("trial_id"), timestamp=time.time())
-    Path(cfg["record"]).parent.mkdir(parents=True, exist_ok=True)
-    with open(cfg["record"], "a") as f:
-        f.write(json.dumps(row, default=str) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(dict(metrics, trial_id=plan.trial_id, timestamp=time.time()), default=str) + "\n")
 
 
-FINAL = "final_report.json"  # beside the record: how long the last report took to persist the model
-
-
-def _note(cfg: dict, **values) -> None:
-    import json
-
-    if cfg.get("record"):
-        (Path(cfg["record"]).parent / FINAL).write_text(json.dumps(values))
+def _note(plan: TrialPlan, **values) -> None:
+    path = plan.paths.in_trial(FINAL)
+    if path is not None:
+        path.write_text(json.dumps(values))
 
 
 def _staging_dir() -> str | None:
@@ -264,44 +418,6 @@ def _move_checkpoint(checkpoint, name: str):
     return ray.train.Checkpoint(dest, filesystem=storage.storage_filesystem)
 
 
-def _resume(ds_engine, checkpoint) -> int:
-    """Epochs already done: restore the DeepSpeed state (weights, optimizer, schedule, step) from
-    the trial's latest checkpoint when Ray hands one back (a retried worker group or a resumed
-    sweep)."""
-    if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as folder:
-        tags = sorted((p.name for p in Path(folder).glob("epoch*") if p.is_dir()), key=lambda t: int(t[5:]))
-        if not tags:
-            return 0
-        ds_engine.load_checkpoint(folder, tag=tags[-1])
-        return int(tags[-1][5:])
-
-
-def _defer_muon_compile() -> None:
-    """DeepSpeed's ZeRO code imports its Muon optimizer module even when the optimizer is AdamW (to
-    compare classes), and that module's ``@compiler.compile()`` decorators call ``torch.compile`` at
-    import, which imports TorchInductor: 1.5 s of each worker's start on CPU. Those decorators (the
-    only users of ``compiler.compile``) now compile on the first call instead."""
-    import functools
-
-    import torch
-    from deepspeed.runtime import compiler
-
-    def on_first_call(fn):
-        compiled = None
-
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            nonlocal compiled
-            if compiled is None:
-                compiled = torch.compile(fn)
-            return compiled(*args, **kwargs)
-        return call
-
-    compiler.compile = lambda: on_first_call
-
-
 def _gather_into(ds_engine, evaluator, zero_stage: int) -> None:
     """At ZeRO-3, copy the full weights into rank 0's plain evaluation copy (all ranks take part);
     below it rank 0 evaluates the engine's module itself and there is nothing to copy."""
@@ -316,12 +432,3 @@ def _gather_into(ds_engine, evaluator, zero_stage: int) -> None:
             with torch.no_grad():
                 for target, source in zip(evaluator.parameters(), params):
                     target.copy_(source.detach().to(target.dtype).view_as(target))
-
-
-def _teardown(ds_engine, dist) -> None:
-    """Without this an async gloo all-gather can outlive the interpreter and abort it."""
-    ds_engine.destroy()
-    del ds_engine
-    gc.collect()
-    if dist.is_initialized():
-        dist.barrier()

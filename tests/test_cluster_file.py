@@ -27,16 +27,17 @@ def test_cluster_yaml_passes_ray_schema_validation():
     assert "HF_TOKEN" not in " ".join(config["setup_commands"])  # never written onto the nodes
 
 
-@pytest.mark.parametrize("break_it", [
-    lambda c: c.update(max_wokers=4),
-    lambda c: c["available_node_types"]["gpu4"].update(max_workers="four"),
-    lambda c: c.pop("provider"),
+@pytest.mark.parametrize("break_it,error", [
+    (lambda c: c.update(max_wokers=4), "ValidationError"),  # an unknown key
+    (lambda c: c["available_node_types"]["gpu4"].update(max_workers="four"), "ValidationError"),
+    (lambda c: c.pop("provider"), "KeyError"),  # Ray fills provider defaults before the schema check
 ])
-def test_a_broken_copy_fails_validation(break_it):
+def test_a_broken_copy_fails_validation(break_it, error):
     config = yaml.safe_load(CLUSTER.read_text())
     break_it(config)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception) as raised:  # noqa: B017  (the exact type is checked below)
         validate(config)
+    assert type(raised.value).__name__ == error
 
 
 def test_local_storage_is_refused_on_several_nodes(monkeypatch):

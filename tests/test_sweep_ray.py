@@ -11,6 +11,8 @@ import pytest
 from sweeps import spec as specs
 from sweeps.results import read_rows
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
 TINY = Path(__file__).resolve().parents[1] / "sweeps" / "specs" / "tiny.yaml"
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
@@ -110,24 +112,25 @@ def test_batch_split_does_not_change_the_result(sweep, ray_cluster):
     import dataclasses
 
     from benchmarks.synthetic import read
-    from sweeps.run import Cell, trial_context
+    from sweeps.run import Cell, sweep_context
+    from sweeps.spec import Scaling
     from sweeps.trial import build_trainer
 
-    from unlearn import methods
-
     spec = specs.load(TINY)
+    spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, every_epoch=("kl",), final=("kl",)))
     environment = json.loads((sweep["dir"] / "environment.json").read_text())
     cell = Cell({}, dict(spec.benchmark.params), spec.benchmark.build(), Path(environment["target"]),
                 Path(environment["oracle"]), read(environment["data"], chat=False))
-    context = trial_context(spec, sweep["dir"], [cell], sweep["dir"] / "references.pt", environment["scaling"])
-    context = dict(context, eval=dict(context["eval"], every_epoch=["kl"], final=["kl"]), method="unilogit",
-                   method_fields=[f.name for f in dataclasses.fields(methods.get("unilogit"))])
+    context = sweep_context(spec, sweep["dir"], [cell], sweep["dir"] / "references.pt",
+                            Scaling(**environment["scaling"]))
     results = []
     # two workers against one (test_loop.py proves the other splits in-process)
     for micro, accum, workers in ((4, 1, 2), (8, 1, 1)):
-        hp = {"lr": 3e-3, "epochs": 1, "micro_batch": micro, "grad_accum": accum, "workers": workers,
-              "zero_stage": 2, "retain": "nll", "seed": 0}
-        result = build_trainer(dict(context, hp=hp), f"split-{micro}-{accum}-{workers}").fit()
+        run = {"lr": 3e-3, "epochs": 1, "micro_batch": micro, "grad_accum": accum, "workers": workers,
+               "zero_stage": 2, "seed": 0}
+        plan = context.plan("unilogit", {"method": {"retain": "nll"}, "run": run})
+        assert plan.run.workers == workers and plan.paths.trial_dir is None
+        result = build_trainer(plan, f"split-{micro}-{accum}-{workers}").fit()
         results.append(result.metrics)
     for other in results[1:]:
         assert other["effective_batch"] == results[0]["effective_batch"] == 8

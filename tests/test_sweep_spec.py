@@ -1,17 +1,20 @@
 """The sweep spec, search spaces, DeepSpeed config and resource planning (no Ray cluster)."""
 
+import dataclasses
 import json
+import pickle
+from pathlib import Path
 
 import pytest
 import yaml
 
 import benchmarks
 from benchmarks import spec as benchmark_spec
-from sweeps import cluster, space, spec as specs
-from sweeps.deepspeed_config import deepspeed_config
-from sweeps.worker import grid_point, objective_value
-
 from helpers.sweep_specs import BAD, TINY, apply, raw
+from sweeps import cluster, space, trial
+from sweeps import spec as specs
+from sweeps.deepspeed_config import deepspeed_config
+from sweeps.worker import objective_value
 
 
 def test_tiny_spec_loads():
@@ -36,7 +39,7 @@ def test_primitives_map_to_tune():
     assert isinstance(space.to_tune({"randint": [1, 4]}), Integer)
     assert space.to_tune(0.5) == 0.5
     spec = specs.from_dict(dict(raw(), training=dict(raw()["training"], seeds=[0, 1])))
-    assert space.param_space(spec, "undial")["seed"] == tune.grid_search([0, 1])
+    assert space.param_space(spec, "undial")["run"]["seed"] == tune.grid_search([0, 1])
     assert space.grid_size(spec, "undial") == 4
 
 
@@ -44,7 +47,7 @@ def test_python_api_accepts_tune_objects():
     from ray import tune
 
     spec = specs.from_dict(dict(raw(), methods={"npo": {"lr": tune.loguniform(1e-5, 1e-3), "beta": 0.1}}))
-    assert space.param_space(spec, "npo")["lr"] is spec.methods["npo"]["lr"]
+    assert space.param_space(spec, "npo")["run"]["lr"] is spec.methods["npo"]["lr"]
 
 
 @pytest.mark.parametrize("change,message", BAD, ids=[m.split(" ")[0] for _, m in BAD])
@@ -78,21 +81,24 @@ def test_deepspeed_config_is_a_pure_function_of_the_settings():
 
 def test_resource_plan_shares_the_node_and_refuses_what_cannot_fit():
     spec = specs.load(TINY)
-    plan = cluster.plan(spec, {"CPU": 2.0}, 2.0, 0.0)
-    assert plan["cpus_per_worker"] == 0.95 and 0.1 + 2 * plan["cpus_per_worker"] <= 2.0
+    scaling = cluster.bundles(spec, {"CPU": 2.0}, 2.0, 0.0)
+    assert scaling.cpus_per_worker == 0.95 and 0.1 + 2 * scaling.cpus_per_worker <= 2.0
+    assert dataclasses.replace(scaling, cpus_per_worker=None) == spec.scaling  # only the share is resolved
     big = specs.from_dict(dict(raw(), scaling={"workers": 3, "cpus_per_worker": 1.0}))
     with pytest.raises(specs.SpecError, match=r"a trial needs 3.1 CPUs .* but the cluster has 2"):
-        cluster.plan(big, {"CPU": 2.0}, 2.0, 0.0)
+        cluster.bundles(big, {"CPU": 2.0}, 2.0, 0.0)
     gpu = specs.from_dict(dict(raw(), scaling={"workers": 4, "use_gpu": True}))
     with pytest.raises(specs.SpecError, match="a trial needs 4 GPUs"):
-        cluster.plan(gpu, {"CPU": 16.0, "GPU": 2.0}, 16.0, 2.0)
+        cluster.bundles(gpu, {"CPU": 16.0, "GPU": 2.0}, 16.0, 2.0)
 
 
 def test_objective_respects_bounds():
-    objective = {"metric": "retain", "mode": "max", "subject_to": {"forget": {"max": 0.2}}}
+    objective = specs.Objective("retain", "max", {"forget": {"max": 0.2}})
     assert objective_value({"retain": 0.8, "forget": 0.1}, objective) == 0.8
     assert objective_value({"retain": 0.9, "forget": 0.5}, objective) == -1e6
     assert objective_value({"retain": 0.9}, None) is None
+    assert objective_value({"forget": 0.9}, specs.Objective("forget", "min")) == 0.9
+    assert objective_value({}, specs.Objective("forget", "min")) == 1e6
 
 
 @pytest.mark.parametrize("name", ["gpu-8b", "muse_news", "rwku"])
@@ -100,8 +106,7 @@ def test_gpu_spec_loads_and_plans_on_a_4_gpu_node(name):
     spec = specs.load(TINY.parent / f"{name}.yaml")
     assert spec.scaling.zero_stage == 3 and spec.scaling.workers == 4 and spec.scaling.use_gpu
     assert set(spec.methods) == {"ga", "gd", "npo", "undial", "unilogit"}
-    plan = cluster.plan(spec, {"CPU": 64.0, "GPU": 8.0}, 32.0, 4.0)
-    assert plan["cpus_per_worker"] == 8
+    assert cluster.bundles(spec, {"CPU": 64.0, "GPU": 8.0}, 32.0, 4.0).cpus_per_worker == 8
     config = deepspeed_config(micro_batch=4, grad_accum=4, world_size=4, zero_stage=3, bf16=True)
     assert config["train_batch_size"] == 64
 
@@ -159,7 +164,7 @@ def test_a_grid_over_benchmark_parameters_expands_to_every_combination():
 
     from ray import tune
 
-    tuned = space.param_space(spec, "unilogit")
+    tuned = space.param_space(spec, "unilogit")["run"]
     assert tuned["people"] == tune.grid_search([20, 24]) and tuned["bios"] == tune.grid_search([2, 3])
     assert "seed" in tuned and "facts" not in tuned
 
@@ -226,14 +231,71 @@ def test_a_grid_named_like_what_the_sweep_sets_itself_is_refused(name, gridded):
         specs.from_dict(with_benchmark("synthetic" if name == "seed" else gridded, params))
 
 
-def test_grid_point_picks_the_cell_and_the_references_of_a_trial():
-    cells = {specs.variant_key({"people": p}): {"model_dir": f"m{p}"} for p in (20, 24)}
-    cfg = {"facets": ["people"], "cells": cells, "hp": {"people": 24, "lr": 1e-3}}
-    assert grid_point(cfg) == ({"model_dir": "m24"}, specs.variant_key({"people": 24}))
-    with_subjects = dict(cfg, subjects=["A", "B"], hp={"people": 20, "subject": "B"})
-    assert grid_point(with_subjects) == ({"model_dir": "m20"}, specs.variant_key({"people": 20, "subject": "B"}))
-    plain = {"cells": {specs.variant_key({}): {"model_dir": "m"}}, "hp": {"lr": 1e-3}}
-    assert grid_point(plain) == ({"model_dir": "m"}, "{}")
+def sweep_of(spec, subjects=(), labels=({},)) -> trial.Sweep:
+    """A sweep context without Ray: one grid point per label, its model directory named after it."""
+    points = {specs.variant_key(label): trial.GridPoint("synthetic", dict(label), f"m{specs.variant_key(label)}",
+                                                        "data", specs.variant_key(label)) for label in labels}
+    scaling = dataclasses.replace(spec.scaling, cpus_per_worker=0.95)
+    return trial.Sweep(spec, scaling, points, tuple(subjects), "refs.pt", "/sweep")
+
+
+def test_the_point_of_a_trial_picks_its_model_and_references():
+    spec = specs.from_dict(with_benchmark("synthetic", {"people": {"grid": [20, 24]}}))
+    sweep = sweep_of(spec, labels=({"people": 20}, {"people": 24}))
+    point = sweep.point({"people": 24, "lr": 1e-3})
+    assert (point.model_dir, point.refs_key, point.subject) == ('m{"people": 24}', '{"people": 24}', None)
+    with_subjects = dataclasses.replace(sweep, subjects=("A", "B"))
+    point = with_subjects.point({"people": 20, "subject": "B"})
+    assert point.model_dir == 'm{"people": 20}' and point.subject == "B"
+    assert point.refs_key == specs.variant_key({"people": 20, "subject": "B"})
+    assert sweep_of(specs.load(TINY)).point({"lr": 1e-3}).refs_key == "{}"
+
+
+def test_a_trial_plan_is_typed_from_the_nested_param_space():
+    """Tune samples ``{"method": ..., "run": ...}``; the trial builds one plan: the method's config
+    instance, the run settings over the spec's defaults, the grid point and the paths."""
+    from unlearn.methods.undial import UnDIAL
+
+    spec = specs.load(TINY)
+    tuned = space.param_space(spec, "undial")
+    assert set(tuned) == {"method", "run"}
+    assert tuned["method"] == {"gamma": 10, "retain": "nll"} and set(tuned["run"]) == {"lr", "seed"}
+    sampled = {"method": {"gamma": 10, "retain": "nll"}, "run": {"lr": 3e-3, "seed": 0}}
+    plan = sweep_of(spec).plan("undial", sampled, trial_id="t1", trial_dir="/sweep/undial/run_trial_t1")
+    assert plan.method == UnDIAL(gamma=10, retain="nll") and plan.method.name == "undial"
+    assert plan.run == specs.RunSettings(lr=3e-3, epochs=2, micro_batch=4, grad_accum=1, workers=2, zero_stage=2,
+                                         weight_decay=0.0, seed=0)
+    assert plan.failure.max_retries == 1  # the spec's default reaches Ray Train's failure config
+    assert plan.evaluation.softlabel_gammas == (10.0,) and plan.eval.final == spec.eval.final
+    assert plan.paths.in_trial("metrics.jsonl") == Path("/sweep/undial/run_trial_t1/metrics.jsonl")
+    assert pickle.loads(pickle.dumps(plan)) == plan  # it travels to the workers as it is
+    unilogit = sweep_of(spec).plan("unilogit", {"method": {"retain": "nll"}, "run": {"lr": 1e-3, "zero_stage": 3,
+                                                                                    "seed": 0}})
+    assert unilogit.run.zero_stage == 3 and unilogit.paths.in_trial("metrics.jsonl") is None
+    assert space.flat(sampled) == {"gamma": 10, "retain": "nll", "lr": 3e-3, "seed": 0}
+
+
+def test_run_settings_are_validated_naming_the_field():
+    spec = specs.load(TINY)
+    with pytest.raises(specs.SpecError, match=r"^run.zero_stage must be an integer in \[0, 3\]; got 4$"):
+        specs.RunSettings.of(spec, {"lr": 1e-3, "zero_stage": 4})
+    with pytest.raises(specs.SpecError, match=r"^run.lr must be given"):
+        specs.RunSettings.of(spec, {"seed": 0})
+    assert specs.TRIAL_KEYS == ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay")
+
+
+@pytest.mark.parametrize("field_name", ["lr", "epochs", "seed", "subject"])
+def test_a_method_field_named_like_a_trial_key_is_refused(field_name, monkeypatch):
+    from unlearn.methods import base
+
+    fake = dataclasses.make_dataclass("Clashing", [(field_name, float, dataclasses.field(default=1.0))],
+                                      bases=(base.MethodConfig,), frozen=True)
+    monkeypatch.setitem(base._REGISTRY, "clashing", fake)
+    with pytest.raises(specs.SpecError) as error:
+        specs.from_dict(dict(raw(), methods={"clashing": {"lr": 1e-3}}))
+    message = str(error.value)
+    assert message.startswith("methods.clashing must be a method whose fields are not named like a trial key")
+    assert message.endswith(f"got {field_name!r}") and "\n" not in message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,33 +1,103 @@
-"""What a worker does before its first step that is not Ray's: DeepSpeed's Muon module (which
-DeepSpeed's ZeRO code imports whatever the optimizer) no longer pulls in TorchInductor at import,
-and its functions keep their names and compile when first called."""
+"""Our work-around in a worker's start (``sweeps.patches``): applied only on CPU and only for the
+DeepSpeed versions it was checked on; with it, a worker's DeepSpeed start does not import
+TorchInductor, and the functions it wraps keep their names and compile when first called."""
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from sweeps import patches
+
 ROOT = Path(__file__).resolve().parents[1]
 
+# A worker's start, as ``sweeps.worker.Worker.start`` does it after loading: DeepSpeed's engine
+# through ``init_deepspeed`` (which applies the work-arounds), under every ZeRO stage that imports
+# DeepSpeed's Muon module.
 PROBE = textwrap.dedent("""
     import sys
-    {setup}
-    from deepspeed.runtime.zero.muon.muon_optimizer import MuonWithAuxAdam  # as ZeRO's checks import it
+    import torch
+    import torch.distributed as dist
+    from deepspeed.runtime import compiler
+    from sweeps.deepspeed_config import deepspeed_config
+    from sweeps.worker import init_deepspeed
+
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    for stage in (2, 3):
+        model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        config = deepspeed_config(micro_batch=1, grad_accum=1, world_size=1, zero_stage=stage)
+        init_deepspeed(torch.device("cpu"), model, optimizer, None, config).destroy()
     from deepspeed.runtime.zero.muon import original_muon
     print("inductor" if "torch._inductor.compile_fx" in sys.modules else "no inductor",
-          original_muon.muon_update.__name__)
+          original_muon.muon_update.__name__, compiler.compile.__module__)
 """)
 
 
-def _probe(setup: str) -> str:
-    env = dict(os.environ, DS_ACCELERATOR="cpu", PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup)], env=env, capture_output=True,
-                         text=True, timeout=120)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_worker_start_on_cpu_does_not_import_torch_inductor():
+    env = dict(os.environ, DS_ACCELERATOR="cpu", PYTHONPATH=str(ROOT), MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    run = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    return run.stdout.strip().splitlines()[-1]
+    assert run.stdout.strip().splitlines()[-1] == "no inductor muon_update sweeps.patches"
 
 
-def test_muon_compile_is_deferred_to_first_call():
-    assert _probe("").startswith("inductor ")  # DeepSpeed on its own: the cost being removed
-    assert _probe("from sweeps.worker import _defer_muon_compile; _defer_muon_compile()") == "no inductor muon_update"
+@pytest.fixture
+def deepspeed_compiler(monkeypatch):
+    """DeepSpeed's ``compiler`` module, restored after the test whatever the test applied."""
+    from deepspeed.runtime import compiler
+
+    monkeypatch.setattr(compiler, "compile", compiler.compile)
+    return compiler
+
+
+@pytest.mark.parametrize("device, version", [("cuda", "0.19.8"), ("cpu", "0.20.0"), ("cpu", "0.18.9"),
+                                             ("cpu", "1.19.0"), ("cpu", "unknown")])
+def test_the_muon_work_around_is_left_out_where_it_was_not_checked(device, version, deepspeed_compiler,
+                                                                   monkeypatch):
+    import deepspeed
+
+    monkeypatch.setattr(deepspeed, "__version__", version)
+    original = deepspeed_compiler.compile
+    assert patches.apply(device) == []
+    assert deepspeed_compiler.compile is original
+
+
+@pytest.mark.parametrize("version", ["0.19.0", "0.19.8", "0.19.10+cpu"])
+def test_the_muon_work_around_is_applied_on_cpu_for_the_checked_versions(version, deepspeed_compiler, monkeypatch):
+    import deepspeed
+
+    monkeypatch.setattr(deepspeed, "__version__", version)
+    original = deepspeed_compiler.compile
+    assert patches.apply("cpu") == ["defer_muon_compile"]
+    assert deepspeed_compiler.compile is not original
+
+
+def test_a_deferred_function_compiles_once_on_its_first_call(monkeypatch):
+    import torch
+
+    compiled = []
+
+    def fake_compile(fn):
+        compiled.append(fn)
+        return lambda *args: ("compiled", fn(*args))
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+
+    def muon_update(x):
+        return x + 1
+
+    deferred = patches._on_first_call(muon_update)
+    assert deferred.__name__ == "muon_update" and compiled == []  # nothing compiled when decorating
+    assert deferred(1) == ("compiled", 2) and deferred(2) == ("compiled", 3)
+    assert compiled == [muon_update]  # once
