@@ -11,8 +11,6 @@ def add_command(sub) -> None:
     report.add_argument("paths", nargs="+", metavar="PATH",
                         help="a sweep directory (<storage>/<sweep>) or a storage directory holding sweeps")
     report.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default report.html)")
-    report.add_argument("--include-examples", action="store_true",
-                        help="show forget-set examples and generations (none are stored yet: adds a note)")
     report.set_defaults(run=cmd_report)
 
 
@@ -24,7 +22,7 @@ def cmd_report(args) -> int:
         df = load(args.paths)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"unlearn: error: {error}") from None
-    render(df, args.output, include_examples=args.include_examples)
+    render(df, args.output)
     trials = df[df["role"] == "trial"].drop_duplicates(["sweep", "trial"])
     failed = int((trials["status"] != "ok").sum())
     print(f"wrote {args.output}: {df['sweep'].nunique()} sweep(s), {len(trials)} trial(s), {failed} not finished")

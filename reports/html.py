@@ -82,16 +82,13 @@ _CAPTIONS = {
 }
 
 
-def render(data, output: str | Path | None = None, *, include_examples: bool = False) -> str:
+def render(data, output: str | Path | None = None) -> str:
     """The report of ``data`` (a DataFrame from ``reports.load`` or the paths to load) as HTML text;
     written to ``output`` when given."""
     df = data if isinstance(data, pd.DataFrame) else load(data)
     names = sorted(df["sweep"].dropna().unique())
     body = [f"<h1>Unlearning sweep report</h1><p class=note>Generated {_e(time.strftime('%Y-%m-%d %H:%M:%S'))} "
             f"from {len(names)} sweep(s). Forget-set text and model generations are not shown.</p>"]
-    if include_examples:
-        body.append("<p class=note>Examples were requested (--include-examples), but the sweeps store no forget-set "
-                    "text or generations, so there are none to show.</p>")
     body.append("<nav><ul>" + "".join(f"<li><a href='#sweep-{i}'>{_e(n)}</a></li>" for i, n in enumerate(names))
                 + "</ul></nav>")
     body += [_sweep_section(i, df[df["sweep"] == name], df.attrs.get("sweeps", {}).get(name, {}))

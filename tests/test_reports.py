@@ -496,10 +496,10 @@ def test_cli_writes_one_report_of_several_sweeps(sweep, tmp_path, capsys):
 
     other = make_sweep(tmp_path / "more", "second", trials=DEFAULT_TRIALS[-1:])  # one incomplete trial
     out = tmp_path / "report.html"
-    assert cli.main(["report", str(sweep), str(other), "-o", str(out), "--include-examples"]) == 0
+    assert cli.main(["report", str(sweep), str(other), "-o", str(out)]) == 0
     assert "2 sweep(s), 11 trial(s), 5 not finished" in capsys.readouterr().out
     text = out.read_text()
-    assert "--include-examples" in text and "Sweep tiny" in text and "Sweep second" in text
+    assert "Sweep tiny" in text and "Sweep second" in text
     assert text.count("data:image/png;base64,") == 2 * 7  # the second: references only, "no finished trial"
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no sweep results"):
