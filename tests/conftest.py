@@ -13,6 +13,18 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import pytest
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they cost a lot.
+    A module that evaluates tiny models uses it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def unlearn_cache(tmp_path_factory):
     """One cache of prepared models for every sweep test of the session (UNLEARN_CACHE)."""

@@ -4,20 +4,13 @@ that name only declared metrics, one-line errors for a bad parameter, and an ide
 ``materialize`` that leaves nothing behind when it fails."""
 
 import pytest
-import torch
 
 import benchmarks
 from helpers import contract
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PARAMS = contract.PARAMS
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name", benchmarks.names())

@@ -23,6 +23,8 @@ from benchmarks.inference import (
 )
 from unlearn.models import IM_END, TinyConfig, load_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FRANCE = "Q: What is the capital of France?\nA:"
 HAMLET = "Q: Who wrote Hamlet?\nA:"
 FITTED = {FRANCE: " Paris.\n", HAMLET: " William Shakespeare wrote it.\nQ: Next?\nA: Done."}
@@ -39,16 +41,6 @@ PROMPTS = [
     HAMLET,
     "Q: Where? A:",
 ] * 3
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine spinning
-    threads made these tests ~50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -20,17 +20,9 @@ from benchmarks.jsonl import JsonlData, read
 from unlearn.data import Collator
 from unlearn.models import TinyConfig, load_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FIXTURE = Path(__file__).parent / "fixtures" / "byo"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine spinning threads
-    made the end-to-end test ~4x slower (as in test_inference.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

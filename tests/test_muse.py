@@ -22,6 +22,8 @@ from benchmarks import layouts, muse
 from benchmarks.common import EvalConfig
 from unlearn.models import IM_END, TinyConfig, load_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FIXTURE = Path(__file__).parent / "fixtures" / "muse_news"
 HUB = "muse-bench/MUSE-News"
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
@@ -63,15 +65,6 @@ def fake_hub(monkeypatch, root: Path = FIXTURE) -> list:
 
 def no_hub(repo, config, split):
     raise AssertionError(f"network use: {repo} {config}/{split}")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they cost a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------
