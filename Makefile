@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lint test test-fast demo bench clean
+.PHONY: install lint test test-fast demo perf clean
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,9 @@ test-fast: install
 demo: install
 	$(VENV)/bin/unlearn demo
 
-# The performance benchmarks, items 1-5 and 6's test (bench/all.py: parts, durations, bench.json).
-bench: install
-	$(PY) bench/all.py
+# The performance benchmarks, items 1-5 and 6's test (perf/all.py: parts, durations, perf.json).
+perf: install
+	$(PY) perf/all.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

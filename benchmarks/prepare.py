@@ -4,7 +4,7 @@ declares ``can_prepare`` (the synthetic one, a user's own ``jsonl`` data).
 The *target* is the base model fine-tuned on the benchmark's whole training corpus (forget ∪
 retain …); the *oracle* ("retrained") is the same base fine-tuned with the same recipe without the
 forget set. Each trains until the recall of its check probes (``data.check_probes``, scored by
-``bench.recall``) reaches ``recipe.stop_recall`` (or ``max_epochs``). Results are cached under a key
+``benchmark.recall``) reaches ``recipe.stop_recall`` (or ``max_epochs``). Results are cached under a key
 of (base model, benchmark parameters, recipe); every weight file's SHA-256 is recorded, so a
 corrupted cache is detected and rebuilt, never loaded silently.
 """
@@ -65,8 +65,8 @@ def _model_identity(base: str) -> dict:
                       for p in files]}
 
 
-def cache_key(base: str, bench, recipe: Recipe) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, "base": _model_identity(base), "benchmark": bench.key(),
+def cache_key(base: str, benchmark, recipe: Recipe) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, "base": _model_identity(base), "benchmark": benchmark.key(),
                        "recipe": dataclasses.asdict(recipe)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -104,19 +104,19 @@ def _say(message: str) -> None:
     print(f"[prepare] {message}", file=sys.stderr, flush=True)
 
 
-def check_can_prepare(bench) -> None:
-    if not bench.declared.can_prepare:
-        raise ValueError(f"benchmark {bench.name!r} cannot prepare a target and an oracle from a base model (it comes "
-                         f"with its own); give model.target (and model.oracle) instead of model.base")
+def check_can_prepare(benchmark) -> None:
+    if not benchmark.declared.can_prepare:
+        raise ValueError(f"benchmark {benchmark.name!r} cannot prepare a target and an oracle from a base model "
+                         f"(it comes with its own); give model.target (and model.oracle) instead of model.base")
 
 
-def prepare(base: str, bench, recipe: Recipe = Recipe(), *, cache: Path | None = None,
+def prepare(base: str, benchmark, recipe: Recipe = Recipe(), *, cache: Path | None = None,
             progress: Callable[[str], None] = _say) -> Prepared:
-    """Target and oracle for ``bench`` from ``base`` (cached; rebuilt when the cache is damaged)."""
-    check_can_prepare(bench)
+    """Target and oracle for ``benchmark`` from ``base`` (cached; rebuilt when the cache is damaged)."""
+    check_can_prepare(benchmark)
     cache = Path(cache) if cache else default_cache()
-    data = bench.materialize(cache / "benchmarks")
-    root = cache / "prepared" / cache_key(base, bench, recipe)
+    data = benchmark.materialize(cache / "benchmarks")
+    root = cache / "prepared" / cache_key(base, benchmark, recipe)
     problem = verify(root) if root.exists() else "not prepared yet"
     if problem is None:
         meta = json.loads((root / "meta.json").read_text())
@@ -126,13 +126,13 @@ def prepare(base: str, bench, recipe: Recipe = Recipe(), *, cache: Path | None =
     if root.exists():
         progress(f"cache at {root} is damaged ({problem}); rebuilding")
     with atomic_dir(root) as tmp:
-        meta = _build(base, bench, recipe, data, tmp, progress)
+        meta = _build(base, benchmark, recipe, data, tmp, progress)
         meta["sha256"] = _hashes(tmp)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return Prepared(root / "target", root / "oracle", meta, data)
 
 
-def _build(base: str, bench, recipe: Recipe, data, out: Path, progress) -> dict:
+def _build(base: str, benchmark, recipe: Recipe, data, out: Path, progress) -> dict:
     import copy
 
     from unlearn import models
@@ -140,11 +140,12 @@ def _build(base: str, bench, recipe: Recipe, data, out: Path, progress) -> dict:
     start = time.time()
     model, tokenizer = models.load_model(base, texts=data.corpus_texts() if base == "tiny" else None)
     progress(f"loaded {base} in {time.time() - start:.1f}s")
-    meta = {"base": base, "benchmark": bench.name, "benchmark_key": bench.key(), "recipe": dataclasses.asdict(recipe)}
+    meta = {"base": base, "benchmark": benchmark.name, "benchmark_key": benchmark.key(),
+            "recipe": dataclasses.asdict(recipe)}
     from_scratch = base == "tiny"  # general knowledge must then be taught to both models alike
     for role in ("target", "oracle"):
         student = copy.deepcopy(model) if role == "target" else model
-        meta[role] = _train(student, tokenizer, bench, data, recipe, with_forget=role == "target",
+        meta[role] = _train(student, tokenizer, benchmark, data, recipe, with_forget=role == "target",
                             utility=from_scratch, progress=lambda m, r=role: progress(f"{r}: {m}"))
         models.save_model(student, tokenizer, out / role)
         del student
@@ -154,7 +155,7 @@ def _build(base: str, bench, recipe: Recipe, data, out: Path, progress) -> dict:
     return meta
 
 
-def _train(model, tokenizer, bench, data, recipe: Recipe, *, with_forget: bool, utility: bool, progress) -> dict:
+def _train(model, tokenizer, benchmark, data, recipe: Recipe, *, with_forget: bool, utility: bool, progress) -> dict:
     import torch
 
     from benchmarks.common import EvalConfig
@@ -173,7 +174,10 @@ def _train(model, tokenizer, bench, data, recipe: Recipe, *, with_forget: bool, 
     plain = engine.PlainEngine(model, optimizer, scheduler=schedule.scheduler(
         optimizer, "constant", total, min(recipe.warmup_steps, total)), max_grad_norm=1.0)
     eval_config = EvalConfig(autocast=recipe.autocast)
-    mean = lambda probes: sum(bench.recall(model, tokenizer, collate, data, probes, eval_config)) / max(1, len(probes))  # noqa: E731
+
+    def mean(probes) -> float:
+        return sum(benchmark.recall(model, tokenizer, collate, data, probes, eval_config)) / max(1, len(probes))
+
     recall, epoch = 0.0, 0
     for epoch in range(1, recipe.max_epochs + 1):
         began, losses_seen = time.time(), []

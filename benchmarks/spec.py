@@ -88,12 +88,12 @@ def check_declaration(name: str, metrics: tuple, declared: Declaration) -> None:
             raise ValueError(f"benchmark {name!r}: selection metric {metric!r} must have direction 'max'")
 
 
-def declaration(bench, metrics: tuple) -> dict:
+def declaration(benchmark, metrics: tuple) -> dict:
     """The JSON record of a benchmark: its metrics and declarations (``reference_rows.json``)."""
-    declared: Declaration = bench.declared
+    declared: Declaration = benchmark.declared
     rule = declared.selection
     return {
-        "name": bench.name,
+        "name": benchmark.name,
         "needs_oracle": declared.needs_oracle,
         "metrics": {m.name: {"direction": m.direction, "role": m.role, "scale": m.scale,
                              "description": m.description} for m in metrics},

@@ -56,9 +56,9 @@ def cmd_prepare(args) -> int:
 
     from benchmarks.prepare import Recipe, check_can_prepare, prepare
 
-    bench = _benchmark(args)
+    benchmark = _benchmark(args)
     try:
-        check_can_prepare(bench)
+        check_can_prepare(benchmark)
     except ValueError as error:
         raise SystemExit(f"unlearn: error: {error}") from None
     overrides = {k: v for k, v in (("lr", args.lr), ("max_epochs", args.max_epochs), ("autocast", args.bf16))
@@ -68,7 +68,7 @@ def cmd_prepare(args) -> int:
     except ValueError as error:
         raise SystemExit(f"unlearn: error: {error}") from None
     _check_model(args.base_model)
-    prepared = prepare(args.base_model, bench, recipe, cache=args.cache)
+    prepared = prepare(args.base_model, benchmark, recipe, cache=args.cache)
     print(f"target  {prepared.target}  forget recall {prepared.meta['target']['forget_recall']:.3f}")
     print(f"oracle  {prepared.oracle}  forget recall {prepared.meta['oracle']['forget_recall']:.3f}")
     return 0
@@ -89,18 +89,18 @@ def cmd_eval(args) -> int:
     from benchmarks.common import EvalConfig, default_cache
     from unlearn import data, models
 
-    bench = _benchmark(args)
+    benchmark = _benchmark(args)
     for name in (args.model, args.oracle):
         _check_model(name)
-    dataset = bench.materialize((Path(args.cache) if args.cache else default_cache()) / "benchmarks")
+    dataset = benchmark.materialize((Path(args.cache) if args.cache else default_cache()) / "benchmarks")
     model, tokenizer = models.load_model(args.model)
     collate = data.Collator(tokenizer, max_length=256, chat_template=dataset.chat)
     config = EvalConfig(batch_size=args.batch_size, max_probes=args.max_probes, autocast=args.bf16 or False)
     oracle = models.load_model(args.oracle)[0].eval() if args.oracle else None
     if getattr(dataset, "targets", None):  # RWKU: the first chosen target
         dataset = dataset.for_target(dataset.targets[0])
-    values = bench.references(model.eval(), oracle, tokenizer, collate, dataset, config).baseline
-    directions = {m.name: m.direction for m in bench.metrics(config)}
+    values = benchmark.references(model.eval(), oracle, tokenizer, collate, dataset, config).baseline
+    directions = {m.name: m.direction for m in benchmark.metrics(config)}
     print(f"{'metric':<48} {'value':>9} {'± stderr':>9}  best")
     for name in sorted(k for k in values if not k.endswith("_stderr")):
         print(f"{name:<48} {values[name]:>9.4f} {values.get(name + '_stderr', float('nan')):>9.4f}  "
@@ -228,7 +228,7 @@ def _plan(sub) -> None:
     plan.add_argument("--nodes", type=int, help="nodes the cluster may start (overrides max_workers)")
     plan.add_argument("--forget-tokens", type=int, help="forget-set tokens per trial, when the data is not local")
     plan.add_argument("--eval-share", type=float, default=0.4, help="share of a trial spent evaluating (0.4)")
-    plan.add_argument("--results", default="bench/results", help="where measured throughput is read")
+    plan.add_argument("--results", default="perf/results", help="where measured throughput is read")
     plan.add_argument("--json", help="also write the numbers as JSON here")
     plan.set_defaults(run=cmd_plan)
 

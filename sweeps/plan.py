@@ -55,7 +55,7 @@ TRAIN_KEYS = ("zero_stage", "workers", "micro_batch", "epochs")  # the trial key
 METHOD_KEYS = ("retain", "retain_weight", "forget_weight")  # method fields that change the passes
 CHAT_OVERHEAD = 30  # tokens a chat template adds to an example when no tokenizer is at hand
 CHARS_PER_TOKEN = 4
-# Throughput defaults (tokens/s of one worker = FLOP/s / 6Ψ) when bench/results has no measurement.
+# Throughput defaults (tokens/s of one worker = FLOP/s / 6Ψ) when perf/results has no measurement.
 GPU_FLOPS = {True: 312e12, False: 19.5e12}  # A100 dense peak, bf16 / fp32 (cluster.yaml's GPUs)
 MFU = 0.35  # assumed fraction of peak for ZeRO-3 training of a 7-8B model
 CPU_FLOPS = 8.3e10  # per worker, measured here: SmolLM2-135M fp32, 103 tok/s per 1-thread worker
@@ -239,7 +239,7 @@ class DataStats:
     counted_with: str
 
 
-def data_stats(spec: SweepSpec, shape: Shape, bench) -> DataStats | None:
+def data_stats(spec: SweepSpec, shape: Shape, benchmark) -> DataStats | None:
     """Token counts of the forget set (per unlearning target) and the longest example, when the data
     is local: a benchmark that can prepare its models builds its data locally (into a temporary
     directory), others are read from the cache where a sweep materialised them; ``None`` otherwise."""
@@ -249,11 +249,12 @@ def data_stats(spec: SweepSpec, shape: Shape, bench) -> DataStats | None:
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cached = default_cache() / "benchmarks" / f"{bench.name}-{bench.key()}" if hasattr(bench, "key") else None
+            key = getattr(benchmark, "key", None)
+            cached = default_cache() / "benchmarks" / f"{benchmark.name}-{key()}" if key else None
             if cached and (cached / "COMPLETE").is_file():
-                data = bench.read(cached)
-            elif bench.declared.can_prepare:
-                data = bench.materialize(tmp)
+                data = benchmark.read(cached)
+            elif benchmark.declared.can_prepare:
+                data = benchmark.materialize(tmp)
             else:
                 return None
             forget, retain = data.forget_examples(), data.retain_examples()
@@ -292,7 +293,7 @@ def _counter(spec: SweepSpec, shape: Shape, chat: bool):
 
 def throughput(shape: Shape, use_gpu: bool, bf16: bool, results: Path) -> tuple[float, str]:
     """Training tokens/s of one worker (forget + retain positions through forward and backward):
-    a ``bench/results/*.json`` with ``tokens_per_s`` measured on the same kind of device, of a model
+    a ``perf/results/*.json`` with ``tokens_per_s`` measured on the same kind of device, of a model
     within 4x of this one's size when it records ``parameters`` (rescaled by 6Ψ FLOPs per token;
     smaller models are dominated by fixed costs), full runs before ``quick`` ones; else the
     default of the module doc."""
@@ -319,7 +320,7 @@ def throughput(shape: Shape, use_gpu: bool, bf16: bool, results: Path) -> tuple[
     flops = GPU_FLOPS[bf16] * MFU if use_gpu else CPU_FLOPS
     what = (f"assumed: {MFU:.0%} of an A100's {GPU_FLOPS[bf16] / 1e12:g} TFLOP/s ({'bf16' if bf16 else 'fp32'})"
             if use_gpu else f"assumed: {CPU_FLOPS / 1e9:g} GFLOP/s per CPU worker (SmolLM2-135M measured here)")
-    return flops / (6 * shape.params), f"{what} / 6Ψ FLOPs per token; no measurement in bench/results fits"
+    return flops / (6 * shape.params), f"{what} / 6Ψ FLOPs per token; no measurement in perf/results fits"
 
 
 # ------------------------------------------------------------------------------------ the trials
@@ -362,15 +363,15 @@ def trial_groups(spec: SweepSpec, subjects: int) -> list[dict]:
 
 # ------------------------------------------------------------------------------------ the plan
 
-def plan(spec: SweepSpec, node: Node, *, results: Path = Path("bench/results"), eval_share: float = EVAL_SHARE,
+def plan(spec: SweepSpec, node: Node, *, results: Path = Path("perf/results"), eval_share: float = EVAL_SHARE,
          forget_tokens: int | None = None) -> dict:
     """Memory per GPU (per worker on CPU) and time of every trial group, and of the sweep."""
     scaling, training = spec.scaling, spec.training
     shape = model_shape(spec)
-    bench = spec.benchmark.build(spec.benchmark.variants()[0][0])  # a grid's first point stands for the others
-    targets = getattr(bench, "targets", None)  # RWKU: every configuration runs once per target
+    benchmark = spec.benchmark.build(spec.benchmark.variants()[0][0])  # a grid's first point stands for the others
+    targets = getattr(benchmark, "targets", None)  # RWKU: every configuration runs once per target
     subjects = targets if isinstance(targets, int) else len(targets) if isinstance(targets, (list, tuple)) else 1
-    stats = data_stats(spec, shape, bench)
+    stats = data_stats(spec, shape, benchmark)
     length = min(training.max_length, stats.longest) if stats else training.max_length
     if forget_tokens is None and stats:
         forget_tokens = stats.forget_tokens

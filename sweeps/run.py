@@ -59,7 +59,7 @@ class Cell:
 
     label: dict  # the gridded parameters' values ({} without a grid)
     params: dict  # every parameter of this grid point's benchmark
-    bench: Any
+    benchmark: Any
     target: Path | str
     oracle: Path | str | None
     data: Any
@@ -83,16 +83,16 @@ def cells_for(spec: SweepSpec, progress) -> list[Cell]:
                 raise SpecError(f"model.{role} {name!r} is neither a model directory nor a hub id (owner/name)")
     cells = []
     for label, params in spec.benchmark.variants():
-        bench = spec.benchmark.build(label)
+        benchmark = spec.benchmark.build(label)
         if label:
             progress(f"benchmark {', '.join(f'{k}={v}' for k, v in label.items())}")
         if base:
-            prepared = prepare(base, bench, Recipe(**spec.model.prepare), progress=progress)
-            cells.append(Cell(label, params, bench, prepared.target, prepared.oracle, prepared.data))
+            prepared = prepare(base, benchmark, Recipe(**spec.model.prepare), progress=progress)
+            cells.append(Cell(label, params, benchmark, prepared.target, prepared.oracle, prepared.data))
         else:
             oracle = spec.model.oracle and _model_path(spec.model.oracle)
-            cells.append(Cell(label, params, bench, _model_path(spec.model.target), oracle,
-                              bench.materialize(default_cache() / "benchmarks")))
+            cells.append(Cell(label, params, benchmark, _model_path(spec.model.target), oracle,
+                              benchmark.materialize(default_cache() / "benchmarks")))
     return cells
 
 
@@ -148,17 +148,17 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
         for subject in subjects_of(cell.data) or [None]:
             part = cell.data if subject is None else cell.data.for_target(subject)
             label = dict(cell.label, **({} if subject is None else {"subject": subject}))
-            refs = cell.bench.references(target_model.eval(), oracle_model, tokenizer, collate, part, config)
+            refs = cell.benchmark.references(target_model.eval(), oracle_model, tokenizer, collate, part, config)
             ref_nll = step.reference_sequence_nll(target_model, loop.with_index(part.forget_examples()), collate,
                                                   batch_size=spec.training.micro_batch) if needs_ref_nll(spec) else None
             entries[variant_key(label)] = {"refs": refs, "ref_nll": ref_nll}
             rows.append({"role": "target", **label, **refs.baseline})
             if oracle_model is not None:
-                oracle_row = cell.bench.evaluate(oracle_model, tokenizer, collate, part, refs, config, config.parts)
+                oracle_row = cell.benchmark.evaluate(oracle_model, tokenizer, collate, part, refs, config, config.parts)
                 rows.append({"role": "oracle", **label, **oracle_row})
         del oracle_model
-    metrics = cells[0].bench.metrics(config)
-    record = dict(declaration(cells[0].bench, metrics), facets=list(spec.benchmark.grid()))
+    metrics = cells[0].benchmark.metrics(config)
+    record = dict(declaration(cells[0].benchmark, metrics), facets=list(spec.benchmark.grid()))
     tmp = path.with_suffix(".tmp")
     torch.save(entries, tmp)
     (sweep_dir / "reference_rows.json").write_text(json.dumps(
@@ -224,7 +224,7 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     for method in spec.methods:
         done, errors = _tune_method(spec, method, sweep, progress, resume)
         finished, failed = finished + done, failed + errors
-    if not resume:  # the trial phase of one uninterrupted run (bench/sweep.py)
+    if not resume:  # the trial phase of one uninterrupted run (perf/sweep.py)
         (sweep_dir / "timing.json").write_text(json.dumps({"trials_started": began, "trials_ended": time.time()}))
     progress(f"done: results in {sweep_dir}")
     return Outcome(sweep_dir, finished, tuple(failed))

@@ -195,6 +195,6 @@ def run_trial(config: dict, sweep: Sweep, method: str) -> None:
     started = time.time()
     plan = sweep.plan(method, config, trial_id=trial.get_trial_id(), trial_dir=str(trial_dir), started=started)
     build_trainer(plan, f"train-{trial.get_trial_id()}", [TuneReportCallback()]).fit()
-    # The trial's own start and end, for its fixed cost (bench/sweep.py): worker-group start,
+    # The trial's own start and end, for its fixed cost (perf/sweep.py): worker-group start,
     # loading and teardown are what is left of this span after training, evaluation and checkpoints.
     (trial_dir / TIMING).write_text(json.dumps({"started": started, "ended": time.time()}))

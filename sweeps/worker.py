@@ -121,7 +121,7 @@ class Place:
 class TrialData:
     """The benchmark of the trial's grid point, its data (for its unlearning target) and references."""
 
-    bench: Any
+    benchmark: Any
     dataset: Any
     collate: Any
     forget: list
@@ -137,13 +137,13 @@ def load_data(plan: TrialPlan, tokenizer) -> TrialData:
     from unlearn import loop
 
     point = plan.point
-    bench = point.build()
-    dataset = bench.read(point.data_root)
+    benchmark = point.build()
+    dataset = benchmark.read(point.data_root)
     if point.subject is not None:  # one unlearning target of a multi-target benchmark (RWKU)
         dataset = dataset.for_target(point.subject)
     entry = torch.load(plan.paths.refs, weights_only=False, mmap=True)[point.refs_key]  # pages in what it reads
     collate = collation.Collator(tokenizer, max_length=plan.training.max_length, chat_template=dataset.chat)
-    return TrialData(bench, dataset, collate, loop.with_index(dataset.forget_examples()), dataset.retain_examples(),
+    return TrialData(benchmark, dataset, collate, loop.with_index(dataset.forget_examples()), dataset.retain_examples(),
                      entry["refs"], entry["ref_nll"] if plan.method.needs_ref_nll else None)
 
 
@@ -314,7 +314,7 @@ class EpochEnd:
         parts = plan.eval.final if last else plan.eval.every_epoch
         torch.set_num_threads(worker.place.eval_threads)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=plan.evaluation.autocast):
-            scores = data.bench.evaluate(worker.evaluator, worker.tokenizer, data.collate, data.dataset, data.refs,
+            scores = data.benchmark.evaluate(worker.evaluator, worker.tokenizer, data.collate, data.dataset, data.refs,
                                          plan.evaluation, tuple(parts))
         torch.set_num_threads(worker.place.threads)
         self.watch.lap("eval")

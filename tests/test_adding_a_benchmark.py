@@ -50,11 +50,11 @@ def fixture_dir(tmp_path):
 def test_the_documented_benchmark_meets_the_contract(qa_pairs, fixture_dir, tmp_path, monkeypatch):
     assert "qa_pairs" in benchmarks.names()
     params = {"path": str(fixture_dir)}
-    bench = benchmarks.get("qa_pairs", **params)
-    contract.check_declaration(bench)
+    benchmark = benchmarks.get("qa_pairs", **params)
+    contract.check_declaration(benchmark)
     contract.check_bad_parameter("qa_pairs", params)
-    data = contract.check_materialize(bench, tmp_path / "cache", monkeypatch)
-    contract.check_evaluation(bench, data)
+    data = contract.check_materialize(benchmark, tmp_path / "cache", monkeypatch)
+    contract.check_evaluation(benchmark, data)
 
 
 def test_the_documented_spec_is_valid(qa_pairs, fixture_dir):

@@ -16,8 +16,8 @@ PARAMS = contract.PARAMS
 @pytest.mark.parametrize("name", benchmarks.names())
 def test_contract(name, tmp_path, monkeypatch):
     assert name in PARAMS, f"benchmark {name!r} has no fixture in tests/helpers/contract.py:PARAMS"
-    bench = benchmarks.get(name, **PARAMS[name])
-    contract.check_declaration(bench)
+    benchmark = benchmarks.get(name, **PARAMS[name])
+    contract.check_declaration(benchmark)
     contract.check_bad_parameter(name, PARAMS[name])
-    data = contract.check_materialize(bench, tmp_path, monkeypatch)
-    contract.check_evaluation(bench, data)
+    data = contract.check_materialize(benchmark, tmp_path, monkeypatch)
+    contract.check_evaluation(benchmark, data)

@@ -115,7 +115,7 @@ def test_the_reference_check_catches_what_it_should():
     assert not path_like("/mnt/shared/spec.yaml") and not path_like("result.json")
     assert exists("methods.md", page) and exists("sweeps/specs/tiny.yaml", page)
     assert not exists("nothing-here.md", page)
-    assert exists("bench/results/*.json", page)
+    assert exists("perf/results/*.json", page)
 
 
 # --------------------------------------------------------------------------- the spec reference

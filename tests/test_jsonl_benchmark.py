@@ -32,9 +32,9 @@ def source(tmp_path):
 
 
 def test_fixture_materializes_and_reads_back(tmp_path):
-    bench = benchmarks.get("jsonl", path=str(FIXTURE))
-    data = bench.materialize(tmp_path / "cache")
-    assert data.root == tmp_path / "cache" / f"jsonl-{bench.key()}"
+    benchmark = benchmarks.get("jsonl", path=str(FIXTURE))
+    data = benchmark.materialize(tmp_path / "cache")
+    assert data.root == tmp_path / "cache" / f"jsonl-{benchmark.key()}"
     assert (data.root / "COMPLETE").is_file()
     assert {p.name for p in data.root.glob("*.jsonl")} == {p.name for p in FIXTURE.glob("*.jsonl")}
     assert all((data.root / p.name).read_bytes() == p.read_bytes() for p in FIXTURE.glob("*.jsonl"))
@@ -42,20 +42,20 @@ def test_fixture_materializes_and_reads_back(tmp_path):
                              data.qa, data.utility_mc, data.holdout)] == [6, 8, 4, 4, 2, 3, 4]
     assert data.forget_examples()[0] == {"text": data.forget[0]} and len(data.retain_examples()) == 8
     assert all("Larkspur Hollow" in t for t in data.forget) and not any("Larkspur" in t for t in data.retain)
-    assert bench.read(data.root) == data and data.chat is False
-    assert bench.materialize(tmp_path / "cache").root == data.root  # cached
+    assert benchmark.read(data.root) == data and data.chat is False
+    assert benchmark.materialize(tmp_path / "cache").root == data.root  # cached
 
 
 def test_key_follows_contents_and_chat(source):
-    bench = benchmarks.get("jsonl", path=str(source))
-    key = bench.key()
+    benchmark = benchmarks.get("jsonl", path=str(source))
+    key = benchmark.key()
     assert benchmarks.get("jsonl", path=str(FIXTURE)).key() == key  # same bytes, other place
     assert benchmarks.get("jsonl", path=str(source), chat=True).key() != key  # chat changes the training text
     # max_new_tokens only changes evaluation: the data and a prepared target / oracle stay valid
     assert benchmarks.get("jsonl", path=str(source), max_new_tokens=16).key() == key
     with open(source / "retain.jsonl", "a") as f:
         f.write('{"text": "One more listing."}\n')
-    assert bench.key() != key
+    assert benchmark.key() != key
 
 
 def test_optional_files_may_be_absent(source, tmp_path):
@@ -117,9 +117,9 @@ def test_bad_params_are_one_line_errors_naming_the_parameter(params, needle):
 
 
 def test_missing_directory_is_reported_on_use(tmp_path):
-    bench = benchmarks.get("jsonl", path=str(tmp_path / "nowhere"))  # workers build it without the source
+    benchmark = benchmarks.get("jsonl", path=str(tmp_path / "nowhere"))  # workers build it without the source
     with pytest.raises(ValueError, match="parameter 'path'.*not a directory"):
-        bench.materialize(tmp_path / "cache")
+        benchmark.materialize(tmp_path / "cache")
 
 
 class PromptsAsText:
@@ -142,8 +142,8 @@ def test_generation_scores_equal_the_rouge_package_on_known_outputs(monkeypatch)
         return [outputs[p][0] for p in prompts]
 
     monkeypatch.setattr(inference, "generate", fake_generate)
-    bench = benchmarks.get("jsonl", path=str(FIXTURE))
-    got = bench.evaluate(None, None, PromptsAsText(), data, None, EvalConfig(), ("generation",))
+    benchmark = benchmarks.get("jsonl", path=str(FIXTURE))
+    got = benchmark.evaluate(None, None, PromptsAsText(), data, None, EvalConfig(), ("generation",))
     rouge = Rouge()
 
     def expected(prompts):
@@ -192,19 +192,19 @@ def _choice_logprob(model, prompt_ids, completion_ids) -> float:
 
 
 def test_end_to_end_on_a_tiny_model_with_itself_as_oracle(tmp_path):
-    bench = benchmarks.get("jsonl", path=str(FIXTURE), max_new_tokens=8)
-    data: JsonlData = bench.materialize(tmp_path / "cache")
+    benchmark = benchmarks.get("jsonl", path=str(FIXTURE), max_new_tokens=8)
+    data: JsonlData = benchmark.materialize(tmp_path / "cache")
     model, tokenizer = load_model("tiny", texts=data.forget + data.retain + data.holdout, tiny=TinyConfig(seed=0))
     model.eval()
     collate = Collator(tokenizer, max_length=128)
     config = EvalConfig(batch_size=4, kl_max_tokens=64)
 
-    refs = bench.references(model, model, tokenizer, collate, data, config)
+    refs = benchmark.references(model, model, tokenizer, collate, data, config)
     refs = pickle.loads(pickle.dumps(refs))
     assert refs.oracle_forget.shape[0] == refs.facts.shape[0] >= 64
     # NPO's reference NLLs are stored by the sweep beside the references, not in them
     assert {f.name for f in dataclasses.fields(refs)} == {"baseline", "oracle_forget", "facts"}
-    names = {m.name for m in bench.metrics()}
+    names = {m.name for m in benchmark.metrics()}
     values = refs.baseline
     assert set(values) == {x for n in names for x in (n, f"{n}_stderr")}
     assert all(math.isfinite(v) for v in values.values()), values
@@ -212,9 +212,9 @@ def test_end_to_end_on_a_tiny_model_with_itself_as_oracle(tmp_path):
         assert abs(values[name]) < 1e-5
     assert 0 <= values["mia_min_k_auc"] <= 1
 
-    again = bench.evaluate(model, tokenizer, collate, data, refs, config, ("generation", "utility", "mia", "kl"))
+    again = benchmark.evaluate(model, tokenizer, collate, data, refs, config, ("generation", "utility", "mia", "kl"))
     assert again == pytest.approx(values)
-    assert bench.evaluate(model, tokenizer, collate, data, None, config, ("kl", "verbmem")) == {}
+    assert benchmark.evaluate(model, tokenizer, collate, data, None, config, ("kl", "verbmem")) == {}
 
     right = []
     for item in data.utility_mc:
@@ -224,7 +224,7 @@ def test_end_to_end_on_a_tiny_model_with_itself_as_oracle(tmp_path):
         right.append(float(int(np.argmax(scores)) == item["answer"]))
     assert values["utility_mc_accuracy"] == pytest.approx(np.mean(right))
 
-    no_oracle = bench.references(model, None, tokenizer, collate, data, EvalConfig(parts=("kl", "mia")))
+    no_oracle = benchmark.references(model, None, tokenizer, collate, data, EvalConfig(parts=("kl", "mia")))
     assert no_oracle.oracle_forget is None
     assert set(no_oracle.baseline) == {"mia_min_k_auc", "mia_min_k_auc_stderr"}
 
@@ -285,8 +285,8 @@ def test_recall_scores_probes_as_evaluation_does(monkeypatch):
         return [p["answer"] if p["qa"] else "nothing like it" for p in probes]
 
     monkeypatch.setattr(inference, "generate", fake_generate)
-    bench = benchmarks.get("jsonl", path=str(FIXTURE), max_new_tokens=5)
-    got = bench.recall(None, None, PromptsAsText(), data, probes, EvalConfig(max_new_tokens=7))
+    benchmark = benchmarks.get("jsonl", path=str(FIXTURE), max_new_tokens=5)
+    got = benchmark.recall(None, None, PromptsAsText(), data, probes, EvalConfig(max_new_tokens=7))
     # the evaluation config's length, not the benchmark's (a preparation is shared across max_new_tokens)
     assert seen["max_new_tokens"] == 7 and "\n" in seen["stop"]
     # completions are raw prompts, questions wrapped as in training
@@ -295,9 +295,9 @@ def test_recall_scores_probes_as_evaluation_does(monkeypatch):
 
 
 def test_metrics_and_declaration():
-    bench = benchmarks.get("jsonl", path=str(FIXTURE))
-    metrics = bench.metrics()
-    assert bench.metrics(EvalConfig(softlabel_gammas=(3.0,))) == metrics  # no soft-label analysis here
+    benchmark = benchmarks.get("jsonl", path=str(FIXTURE))
+    metrics = benchmark.metrics()
+    assert benchmark.metrics(EvalConfig(softlabel_gammas=(3.0,))) == metrics  # no soft-label analysis here
     by_name = {m.name: m for m in metrics}
     assert len(by_name) == len(metrics) and all(m.scale == 1 for m in metrics)  # every value in [0, 1]
     assert {n: (m.direction, m.role) for n, m in by_name.items() if not n.startswith("kl_")} == {
@@ -308,7 +308,7 @@ def test_metrics_and_declaration():
     assert {n for n in by_name if n.startswith("kl_")} == {
         f"kl_{a}_{b}_{t}" for a, b in (("oracle", "model"), ("model", "oracle")) for t in ("forget", "forget_facts")}
     assert all(by_name[n].role == "kl" and by_name[n].direction == "min" for n in by_name if n.startswith("kl_"))
-    declared = bench.declared
+    declared = benchmark.declared
     assert (declared.needs_oracle, declared.can_prepare, declared.average_over) == (False, True, ())
     named = {m for f in declared.fronts for m in (f.x, f.y, f.size) if m} | set(declared.trajectories)
     named |= {declared.selection.forget, declared.selection.retain, *declared.selection.floors}

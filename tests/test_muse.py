@@ -87,17 +87,17 @@ def test_the_hub_code_path_gives_what_the_local_directory_gives(tmp_path, monkey
 
 
 def test_materialize_is_cached_atomic_and_read_back_offline(tmp_path, monkeypatch):
-    bench = benchmarks.get("muse", source=str(FIXTURE))
-    first = bench.materialize(tmp_path)
+    benchmark = benchmarks.get("muse", source=str(FIXTURE))
+    first = benchmark.materialize(tmp_path)
     stamp = (first.root / "COMPLETE").stat().st_mtime_ns
     monkeypatch.setattr(layouts, "hub_rows", no_hub)
-    assert bench.materialize(tmp_path) == first and (first.root / "COMPLETE").stat().st_mtime_ns == stamp
-    assert bench.read(first.root) == first
-    assert [p.name for p in tmp_path.iterdir()] == [first.root.name] == [f"muse-{bench.key()}"]
+    assert benchmark.materialize(tmp_path) == first and (first.root / "COMPLETE").stat().st_mtime_ns == stamp
+    assert benchmark.read(first.root) == first
+    assert [p.name for p in tmp_path.iterdir()] == [first.root.name] == [f"muse-{benchmark.key()}"]
     edited = tmp_path / "edited"
     shutil.copytree(FIXTURE, edited)
     (edited / "raw" / "forget.jsonl").write_text('{"text": "another article"}\n')
-    assert benchmarks.get("muse", source=str(edited)).key() != bench.key()  # a changed source is re-read
+    assert benchmarks.get("muse", source=str(edited)).key() != benchmark.key()  # a changed source is re-read
 
 
 def test_older_retain2_split_names(tmp_path, monkeypatch):
@@ -270,8 +270,8 @@ def independent_knowmem(model, tokenizer, split: str) -> tuple[list[str], float]
 
 def test_evaluate_end_to_end_on_a_tiny_model(fitted, tmp_path, monkeypatch):
     model, tokenizer = fitted
-    bench = benchmarks.get("muse", source=str(FIXTURE))
-    data = bench.materialize(tmp_path)
+    benchmark = benchmarks.get("muse", source=str(FIXTURE))
+    data = benchmark.materialize(tmp_path)
     generated = []
     real_generate = muse.generate
 
@@ -281,8 +281,8 @@ def test_evaluate_end_to_end_on_a_tiny_model(fitted, tmp_path, monkeypatch):
 
     monkeypatch.setattr(muse, "generate", generate)
 
-    refs = bench.references(model, None, tokenizer, None, data, EvalConfig(batch_size=4))
-    names = {m.name for m in bench.metrics()}
+    refs = benchmark.references(model, None, tokenizer, None, data, EvalConfig(batch_size=4))
+    names = {m.name for m in benchmark.metrics()}
     assert set(refs.baseline) == names | {f"{n}_stderr" for n in names}
     assert all(math.isfinite(v) for v in refs.baseline.values())
     assert (refs.auc_retrain, refs.auc_retrain_source) == (0.4772, "published")
@@ -298,14 +298,14 @@ def test_evaluate_end_to_end_on_a_tiny_model(fitted, tmp_path, monkeypatch):
     assert refs.baseline["forget_knowmem_rouge_l_f1"] > 0
 
     mia_only = EvalConfig(batch_size=4, parts=("mia",))
-    oracle_refs = bench.references(model, model, tokenizer, None, data, mia_only)
+    oracle_refs = benchmark.references(model, model, tokenizer, None, data, mia_only)
     assert oracle_refs.auc_retrain_source == "oracle"
     assert oracle_refs.auc_retrain == refs.baseline["mia_min_k_auc"] > 0
     assert oracle_refs.baseline["privleak"] == pytest.approx(0.0, abs=1e-9)  # the oracle itself scores 0
-    without_refs = bench.evaluate(model, tokenizer, None, data, None, mia_only, ("mia",))
+    without_refs = benchmark.evaluate(model, tokenizer, None, data, None, mia_only, ("mia",))
     assert without_refs == {k: v for k, v in refs.baseline.items() if "mia" in k or "privleak" in k}
 
-    quick = bench.evaluate(model, tokenizer, None, data, refs, EvalConfig(max_probes=1),
+    quick = benchmark.evaluate(model, tokenizer, None, data, refs, EvalConfig(max_probes=1),
                            ("generation", "kl", "utility"))
     assert set(quick) == {"forget_knowmem_rouge_l_f1", "forget_knowmem_rouge_l_f1_stderr",
                           "retain_knowmem_rouge_l_f1", "retain_knowmem_rouge_l_f1_stderr"}
@@ -370,10 +370,10 @@ def test_bad_parameters_are_one_line_errors(params, message):
 
 
 def test_a_missing_local_source_is_named_when_materialised(tmp_path):
-    bench = benchmarks.get("muse", source=str(tmp_path / "no" / "such" / "dir"))  # a worker never materialises
+    benchmark = benchmarks.get("muse", source=str(tmp_path / "no" / "such" / "dir"))  # a worker never materialises
     with pytest.raises(ValueError, match=r"^muse.source must be a hub dataset id \(owner/name\) or an existing "
                                          r"local directory laid out as <root>/<config>/<split>.jsonl; got '/"):
-        bench.materialize(tmp_path / "cache")
+        benchmark.materialize(tmp_path / "cache")
 
 
 def test_defaults_and_metric_directions():
@@ -390,8 +390,8 @@ def test_defaults_and_metric_directions():
 
 
 def test_declaration_names_only_declared_metrics_and_fits_their_directions():
-    bench = benchmarks.get("muse")
-    declared, by_name = bench.declared, {m.name: m for m in bench.metrics()}
+    benchmark = benchmarks.get("muse")
+    declared, by_name = benchmark.declared, {m.name: m for m in benchmark.metrics()}
     assert (declared.needs_oracle, declared.can_prepare, declared.average_over) == (False, False, ())
     named = {m for f in declared.fronts for m in (f.x, f.y, f.size) if m} | set(declared.trajectories)
     named |= {declared.selection.forget, declared.selection.retain, *declared.selection.floors}

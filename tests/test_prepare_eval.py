@@ -19,13 +19,13 @@ CONFIG = EvalConfig(batch_size=16, max_new_tokens=12, verbatim_tokens=24, softla
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    bench = benchmarks.get("synthetic", **PARAMS)
-    result = prep.prepare("tiny", bench, RECIPE, cache=cache, progress=lambda m: None)
+    benchmark = benchmarks.get("synthetic", **PARAMS)
+    result = prep.prepare("tiny", benchmark, RECIPE, cache=cache, progress=lambda m: None)
     target, tokenizer = models.load_model(str(result.target))
     oracle, _ = models.load_model(str(result.oracle))
     collate = data.Collator(tokenizer, max_length=256)
     refs = ev.references(target, oracle, tokenizer, collate, result.data, CONFIG)
-    return dict(cache=cache, bench=bench, result=result, target=target, oracle=oracle, tokenizer=tokenizer,
+    return dict(cache=cache, benchmark=benchmark, result=result, target=target, oracle=oracle, tokenizer=tokenizer,
                 collate=collate, refs=refs)
 
 
@@ -38,7 +38,7 @@ def test_target_knows_the_forget_people_and_the_oracle_does_not(prepared):
     data_ = prepared["result"].data
     assert meta["target"]["examples"] == len(data_.train_examples(with_forget=True, utility=True))
     assert meta["oracle"]["examples"] == len(data_.train_examples(with_forget=False, utility=True))
-    assert (meta["benchmark"], meta["benchmark_key"]) == ("synthetic", prepared["bench"].key())
+    assert (meta["benchmark"], meta["benchmark_key"]) == ("synthetic", prepared["benchmark"].key())
     base = prepared["refs"].baseline
     assert base["forget_qa_rouge_l_recall"] >= 0.8
 
@@ -69,7 +69,7 @@ def test_memorised_forget_set_gives_privleak_near_minus_100(prepared):
 
 def test_every_declared_metric_is_computed_with_a_stderr(prepared):
     base = prepared["refs"].baseline
-    declared = {m.name for m in prepared["bench"].metrics(CONFIG)}
+    declared = {m.name for m in prepared["benchmark"].metrics(CONFIG)}
     assert declared <= set(base)
     # the soft-label analysis covers exactly the configured UnDIAL γ
     assert {k for k in base if "undial_g" in k and not k.endswith("_stderr")} == {
@@ -82,7 +82,7 @@ def test_every_declared_metric_is_computed_with_a_stderr(prepared):
 
 def test_second_prepare_reuses_the_cache(prepared):
     said = []
-    again = prep.prepare("tiny", prepared["bench"], RECIPE, cache=prepared["cache"], progress=said.append)
+    again = prep.prepare("tiny", prepared["benchmark"], RECIPE, cache=prepared["cache"], progress=said.append)
     assert said and said[0].startswith("reusing") and again.meta == prepared["result"].meta
 
 
@@ -90,7 +90,7 @@ def test_damaged_cache_is_rebuilt_never_loaded(prepared, tmp_path, monkeypatch):
     import shutil
 
     cache = tmp_path / "cache"
-    root = cache / "prepared" / prep.cache_key("tiny", prepared["bench"], RECIPE)
+    root = cache / "prepared" / prep.cache_key("tiny", prepared["benchmark"], RECIPE)
     shutil.copytree(prepared["result"].target.parent, root)
     assert prep.verify(root) is None
     weights = root / "oracle" / "model.safetensors"
@@ -98,7 +98,7 @@ def test_damaged_cache_is_rebuilt_never_loaded(prepared, tmp_path, monkeypatch):
     assert prep.verify(root) == "oracle/model.safetensors does not match its recorded SHA-256"
     built = []
 
-    def fake_build(base, bench, recipe, data_, out, progress):
+    def fake_build(base, benchmark, recipe, data_, out, progress):
         built.append(out)
         (out / "target").mkdir(parents=True)
         (out / "oracle").mkdir()
@@ -106,7 +106,7 @@ def test_damaged_cache_is_rebuilt_never_loaded(prepared, tmp_path, monkeypatch):
 
     monkeypatch.setattr(prep, "_build", fake_build)
     said = []
-    prep.prepare("tiny", prepared["bench"], RECIPE, cache=cache, progress=said.append)
+    prep.prepare("tiny", prepared["benchmark"], RECIPE, cache=cache, progress=said.append)
     assert built and "damaged" in said[0] and prep.verify(root) is None
     assert not weights.exists()  # the corrupted file is gone, not reused
 
@@ -149,29 +149,30 @@ def test_cli_bad_input_is_one_line_before_any_compute(argv, message, tmp_path):
 
 @pytest.mark.parametrize("name, params", [("muse", {}), ("rwku", {})])
 def test_benchmarks_with_their_own_models_cannot_prepare(name, params, tmp_path):
-    bench = benchmarks.get(name, **params)
-    assert not bench.declared.can_prepare
+    benchmark = benchmarks.get(name, **params)
+    assert not benchmark.declared.can_prepare
     with pytest.raises(ValueError, match=f"benchmark '{name}' cannot prepare a target and an oracle") as error:
-        prep.check_can_prepare(bench)
+        prep.check_can_prepare(benchmark)
     assert "\n" not in str(error.value) and "model.base" in str(error.value)
     with pytest.raises(ValueError, match="cannot prepare"):
-        prep.prepare("tiny", bench, RECIPE, cache=tmp_path, progress=lambda m: None)
+        prep.prepare("tiny", benchmark, RECIPE, cache=tmp_path, progress=lambda m: None)
     assert not any(tmp_path.iterdir())  # refused before any data is fetched or written
 
 
 def test_preparable_benchmarks_pass_the_check(tmp_path):
-    for bench in (benchmarks.get("synthetic", **PARAMS), benchmarks.get("jsonl", path=str(tmp_path))):
-        assert bench.declared.can_prepare
-        prep.check_can_prepare(bench)  # no error
+    for benchmark in (benchmarks.get("synthetic", **PARAMS), benchmarks.get("jsonl", path=str(tmp_path))):
+        assert benchmark.declared.can_prepare
+        prep.check_can_prepare(benchmark)  # no error
 
 
 def test_cache_key_follows_base_benchmark_and_recipe():
-    bench = benchmarks.get("synthetic", **PARAMS)
-    key = prep.cache_key("tiny", bench, RECIPE)
+    benchmark = benchmarks.get("synthetic", **PARAMS)
+    key = prep.cache_key("tiny", benchmark, RECIPE)
     assert key == prep.cache_key("tiny", benchmarks.get("synthetic", **PARAMS), prep.Recipe(**vars(RECIPE)))
     assert key != prep.cache_key("tiny", benchmarks.get("synthetic", **dict(PARAMS, seed=2)), RECIPE)
-    assert key != prep.cache_key("tiny", bench, prep.Recipe(lr=1e-3, max_epochs=40, micro_batch=8, stop_recall=0.95))
-    assert key != prep.cache_key("other-model", bench, RECIPE)
+    other = prep.Recipe(lr=1e-3, max_epochs=40, micro_batch=8, stop_recall=0.95)
+    assert key != prep.cache_key("tiny", benchmark, other)
+    assert key != prep.cache_key("other-model", benchmark, RECIPE)
 
 
 def test_a_jsonl_benchmark_is_prepared_like_the_synthetic_one(tmp_path):
@@ -180,11 +181,11 @@ def test_a_jsonl_benchmark_is_prepared_like_the_synthetic_one(tmp_path):
     from pathlib import Path
 
     source = Path(__file__).parent / "fixtures" / "byo"
-    bench = benchmarks.get("jsonl", path=str(source), max_new_tokens=16)
+    benchmark = benchmarks.get("jsonl", path=str(source), max_new_tokens=16)
     recipe = prep.Recipe(lr=3e-3, max_epochs=30, micro_batch=8, stop_recall=0.9)
-    result = prep.prepare("tiny", bench, recipe, cache=tmp_path, progress=lambda m: None)
+    result = prep.prepare("tiny", benchmark, recipe, cache=tmp_path, progress=lambda m: None)
     meta, jsonl_data = result.meta, result.data
-    assert (meta["benchmark"], meta["benchmark_key"]) == ("jsonl", bench.key())
+    assert (meta["benchmark"], meta["benchmark_key"]) == ("jsonl", benchmark.key())
     # from scratch, both learn the multiple-choice answers too: 6 + 8 texts, 2 QA pairs, 3 MC answers
     assert meta["target"]["examples"] == 6 + 8 + 2 + 3 == len(jsonl_data.train_examples(with_forget=True, utility=True))
     assert meta["oracle"]["examples"] == 8 + 1 + 3 == len(jsonl_data.train_examples(with_forget=False, utility=True))
@@ -194,7 +195,7 @@ def test_a_jsonl_benchmark_is_prepared_like_the_synthetic_one(tmp_path):
     oracle, _ = models.load_model(str(result.oracle))
     collate = data.Collator(tokenizer, max_length=256)
     config = EvalConfig(batch_size=8)
-    scores = {role: bench.evaluate(model.eval(), tokenizer, collate, jsonl_data, None, config, ("generation",))
+    scores = {role: benchmark.evaluate(model.eval(), tokenizer, collate, jsonl_data, None, config, ("generation",))
               for role, model in (("target", target), ("oracle", oracle))}
     assert scores["target"]["forget_completion_rouge_l_recall"] >= 0.8
     assert scores["oracle"]["forget_completion_rouge_l_recall"] <= 0.3

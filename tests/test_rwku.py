@@ -74,10 +74,10 @@ def test_fixtures_load_like_the_hub(monkeypatch, tmp_path):
     assert {c for _, c, _ in calls} == set(rwku.configs_for(U.TASKS))
     assert all(r == "jinzhuoran/RWKU" and s == rwku.split_of(c) for r, c, s in calls)
 
-    bench = benchmarks.get("rwku", source="jinzhuoran/RWKU")
-    one = bench.materialize(tmp_path / "hub")
+    benchmark = benchmarks.get("rwku", source="jinzhuoran/RWKU")
+    one = benchmark.materialize(tmp_path / "hub")
     monkeypatch.setattr(layouts, "hub_rows", lambda *a: pytest.fail("read() must not touch the hub"))
-    assert bench.read(one.root) == one and (one.root / "COMPLETE").is_file()
+    assert benchmark.read(one.root) == one and (one.root / "COMPLETE").is_file()
     assert one.targets == (SK,) and one.chat
     corpus = fixture_rows("train_positive_llama3", "train")
     assert one.forget_examples() == [{"text": r["text"]} for r in corpus if r["subject"] == SK]
@@ -309,15 +309,15 @@ def test_mmlu_and_truthfulqa_equal_direct_model_calls(data, tiny):
 
 def test_evaluate_end_to_end_on_a_tiny_model(data, tiny):
     model, tokenizer = tiny
-    bench = benchmarks.get("rwku", source=str(FIXTURES), targets=2)
+    benchmark = benchmarks.get("rwku", source=str(FIXTURES), targets=2)
     collate = Collator(tokenizer, chat_template=data.chat)
     part = data.for_target(BL)
-    refs = bench.references(model, None, tokenizer, collate, part, EvalConfig())
+    refs = benchmark.references(model, None, tokenizer, collate, part, EvalConfig())
     # nothing oracle-relative, and NPO's reference NLLs are stored by the sweep beside the references
     assert [f.name for f in dataclasses.fields(refs)] == ["baseline"]
     assert pickle.loads(pickle.dumps(refs)).baseline == refs.baseline
     out = refs.baseline
-    listed = {m.name for m in bench.metrics()}
+    listed = {m.name for m in benchmark.metrics()}
     for name in ("forget_fb_rouge_l_recall", "forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall",
                  "mia_forget_loss", "mia_retain_min_k_pp", "mia_zlib_auc", "utility_mmlu_accuracy",
                  "utility_bbh_exact_match", "utility_truthfulqa_mc1", "utility_truthfulqa_mc2",
@@ -326,7 +326,7 @@ def test_evaluate_end_to_end_on_a_tiny_model(data, tiny):
     assert {k.removesuffix("_stderr") for k in out} <= listed
     assert all(math.isfinite(v) for v in out.values())
     assert 0 <= out["forget_all_rouge_l_recall"] <= 100 and 0 <= out["mia_loss_auc"] <= 1
-    only = bench.evaluate(model, tokenizer, collate, part, refs, EvalConfig(max_probes=1), ("kl", "mia"))
+    only = benchmark.evaluate(model, tokenizer, collate, part, refs, EvalConfig(max_probes=1), ("kl", "mia"))
     # FM, RM, AUC, each with stderr
     assert set(only) == {k for k in out if k.startswith("mia_")} and len(only) == 6 * len(rwku.MIA_SCORES)
 
@@ -402,9 +402,9 @@ def test_targets_out_of_range(tmp_path, targets, pattern):
 
 
 def test_metrics_are_x100_except_the_aucs_and_have_the_role_their_name_says():
-    bench = benchmarks.get("rwku")
-    metrics = bench.metrics()
-    assert bench.metrics(EvalConfig(softlabel_gammas=(3.0,))) == metrics  # no soft-label analysis in RWKU
+    benchmark = benchmarks.get("rwku")
+    metrics = benchmark.metrics()
+    assert benchmark.metrics(EvalConfig(softlabel_gammas=(3.0,))) == metrics  # no soft-label analysis in RWKU
     assert len({m.name for m in metrics}) == len(metrics)
     for m in metrics:
         assert m.scale == (1 if m.name.endswith("_auc") else 100), m
@@ -425,8 +425,8 @@ def test_metrics_are_x100_except_the_aucs_and_have_the_role_their_name_says():
 
 @pytest.mark.parametrize("utility", [list(U.TASKS), ["mmlu"], ["bbh"], []])
 def test_declaration_names_only_declared_metrics(utility):
-    bench = benchmarks.get("rwku", utility=utility)
-    declared, by_name = bench.declared, {m.name: m for m in bench.metrics()}
+    benchmark = benchmarks.get("rwku", utility=utility)
+    declared, by_name = benchmark.declared, {m.name: m for m in benchmark.metrics()}
     assert (declared.needs_oracle, declared.can_prepare, declared.average_over) == (False, False, ("subject",))
     named = {m for f in declared.fronts for m in (f.x, f.y, f.size) if m} | set(declared.trajectories)
     named |= {declared.selection.forget, declared.selection.retain, *declared.selection.floors}

@@ -25,8 +25,8 @@ def tree_hash(root: Path) -> str:
 
 
 def test_same_parameters_give_byte_identical_files(tmp_path):
-    bench = benchmarks.get("synthetic", **SMALL)
-    a, b = bench.write(tmp_path / "a"), bench.write(tmp_path / "b")
+    benchmark = benchmarks.get("synthetic", **SMALL)
+    a, b = benchmark.write(tmp_path / "a"), benchmark.write(tmp_path / "b")
     assert tree_hash(a) == tree_hash(b)
     # Pinned: a change to the generator shows up here (update the pin only on purpose).
     assert tree_hash(a)[:16] == PINNED_HASH
@@ -79,10 +79,10 @@ def test_read_back_through_the_layout_loaders(tmp_path):
 
 
 def test_materialize_is_cached_and_atomic(tmp_path):
-    bench = benchmarks.get("synthetic", **SMALL)
-    first = bench.materialize(tmp_path).root
+    benchmark = benchmarks.get("synthetic", **SMALL)
+    first = benchmark.materialize(tmp_path).root
     stamp = (first / "COMPLETE").stat().st_mtime_ns
-    assert bench.materialize(tmp_path).root == first and (first / "COMPLETE").stat().st_mtime_ns == stamp
+    assert benchmark.materialize(tmp_path).root == first and (first / "COMPLETE").stat().st_mtime_ns == stamp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".synthetic-")]
 
 
@@ -120,13 +120,13 @@ def test_bad_parameters_are_named():
 
 
 def test_metrics_carry_directions():
-    bench = benchmarks.get("synthetic")
-    metrics = {m.name: m.direction for m in bench.metrics()}
+    benchmark = benchmarks.get("synthetic")
+    metrics = {m.name: m.direction for m in benchmark.metrics()}
     assert metrics["forget_qa_rouge_l_recall"] == "min" and metrics["retain_qa_rouge_l_recall"] == "max"
     assert metrics["privleak"] == 0.0
     assert "softlabel_kl_oracle_unilogit_forget" in metrics  # Unilogit's label needs no γ
     assert not any("undial" in name for name in metrics)  # no γ configured: no UnDIAL soft-label metric
-    gammas = {m.name for m in bench.metrics(EvalConfig(softlabel_gammas=(3, 10.0)))}
+    gammas = {m.name for m in benchmark.metrics(EvalConfig(softlabel_gammas=(3, 10.0)))}
     assert {n for n in gammas if "undial" in n} == {
         f"softlabel_kl_{a}_{b}_{t}" for g in ("3", "10")
         for a, b in (("oracle", f"undial_g{g}"), (f"undial_g{g}", "oracle"))
@@ -135,18 +135,18 @@ def test_metrics_carry_directions():
 
 
 def test_metric_roles_scales_and_declaration():
-    bench = benchmarks.get("synthetic")
-    by_name = {m.name: m for m in bench.metrics(EvalConfig(softlabel_gammas=(10.0,)))}
+    benchmark = benchmarks.get("synthetic")
+    by_name = {m.name: m for m in benchmark.metrics(EvalConfig(softlabel_gammas=(10.0,)))}
     assert by_name["privleak"].scale == 100  # (AUC − AUC_oracle) / AUC_oracle × 100
     assert all(m.scale == 1 for n, m in by_name.items() if n != "privleak")
     prefix_role = {"forget": "forget", "retain": "retain", "neighbor": "neighbour", "utility": "utility",
                    "mia": "privacy", "privleak": "privacy", "kl": "kl", "softlabel": "kl"}
     assert all(m.role == prefix_role[n.split("_")[0]] for n, m in by_name.items())
-    declared = bench.declared
+    declared = benchmark.declared
     assert (declared.needs_oracle, declared.can_prepare, declared.average_over) == (True, True, ())
     named = {m for f in declared.fronts for m in (f.x, f.y, f.size) if m} | set(declared.trajectories)
     named |= {declared.selection.forget, declared.selection.retain, *declared.selection.floors}
-    assert named <= {m.name for m in bench.metrics()}  # declared without any soft-label γ
+    assert named <= {m.name for m in benchmark.metrics()}  # declared without any soft-label γ
     assert by_name[declared.selection.forget].direction == "min"
     assert all(by_name[m].direction == "max" for m in (declared.selection.retain, *declared.selection.floors))
 

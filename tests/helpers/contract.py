@@ -27,22 +27,22 @@ CONFIG = EvalConfig(batch_size=8, max_new_tokens=8, verbatim_tokens=8, kl_max_to
 TINY = TinyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64)
 
 
-def check_declaration(bench) -> None:
+def check_declaration(benchmark) -> None:
     """Every metric has a direction, a role and a scale; the declaration names only declared
     metrics and is plain JSON."""
-    metrics = bench.metrics(CONFIG)
+    metrics = benchmark.metrics(CONFIG)
     names = [m.name for m in metrics]
     assert len(names) == len(set(names)), "a metric is declared twice"
     for m in metrics:
         assert m.direction in ("min", "max") or isinstance(m.direction, (int, float)), m
         assert m.role in ROLES and m.scale in SCALES and m.description, m
         assert not m.name.endswith("_stderr"), m
-    record = json.loads(json.dumps(declaration(bench, metrics)))
+    record = json.loads(json.dumps(declaration(benchmark, metrics)))
     used = {f[k] for f in record["fronts"] for k in ("x", "y", "size") if f[k]} | set(record["trajectories"])
     used |= {record["selection"]["forget"], record["selection"]["retain"], *record["selection"]["floors"]}
     assert used <= set(names), used - set(names)
     assert record["fronts"] and record["trajectories"]
-    assert isinstance(record["needs_oracle"], bool) and isinstance(bench.declared.can_prepare, bool)
+    assert isinstance(record["needs_oracle"], bool) and isinstance(benchmark.declared.can_prepare, bool)
 
 
 def check_bad_parameter(name: str, params: dict) -> None:
@@ -52,7 +52,7 @@ def check_bad_parameter(name: str, params: dict) -> None:
     assert "no_such_parameter" in message and "\n" not in message, message
 
 
-def check_materialize(bench, cache: Path, monkeypatch) -> object:
+def check_materialize(benchmark, cache: Path, monkeypatch) -> object:
     """Idempotent; a failure half-way through leaves nothing behind (and the failure is injected
     into the one cache writer every benchmark uses)."""
     original, calls = common.complete, []
@@ -67,18 +67,18 @@ def check_materialize(bench, cache: Path, monkeypatch) -> object:
     broken = cache / "broken"
     monkeypatch.setattr(common, "complete", failing)
     with pytest.raises(OSError, match="injected"):
-        bench.materialize(broken)
+        benchmark.materialize(broken)
     monkeypatch.setattr(common, "complete", original)
     assert calls, "materialize must write through benchmarks.common.complete"
     assert not any(broken.iterdir()), f"left behind: {list(broken.iterdir())}"
 
     good = cache / "good"
-    data = bench.materialize(good)
+    data = benchmark.materialize(good)
     before = {p: p.stat().st_mtime_ns for p in good.rglob("*")}
-    again = bench.materialize(good)
+    again = benchmark.materialize(good)
     assert again.root == data.root and {p: p.stat().st_mtime_ns for p in good.rglob("*")} == before
     assert [p.name for p in good.iterdir()] == [data.root.name]  # no temporary directory left
-    assert bench.read(data.root).forget_examples() == data.forget_examples() != []
+    assert benchmark.read(data.root).forget_examples() == data.forget_examples() != []
     return data
 
 
@@ -90,24 +90,24 @@ def tiny_models(data):
     return target.eval(), oracle.eval(), tokenizer
 
 
-def check_evaluation(bench, data) -> dict:
+def check_evaluation(benchmark, data) -> dict:
     """Every declared metric is computed from the model's outputs, with its standard error."""
     target, oracle, tokenizer = tiny_models(data)
     part = data.for_target(data.targets[0]) if getattr(data, "targets", None) else data
     collate = Collator(tokenizer, max_length=128, chat_template=part.chat)
-    refs = bench.references(target, oracle, tokenizer, collate, part, CONFIG)
-    assert set(refs.baseline) == set(bench.evaluate(target, tokenizer, collate, part, refs, CONFIG, CONFIG.parts))
-    values = bench.evaluate(oracle, tokenizer, collate, part, refs, CONFIG, CONFIG.parts)
-    declared = {m.name for m in bench.metrics(CONFIG)}
+    refs = benchmark.references(target, oracle, tokenizer, collate, part, CONFIG)
+    assert set(refs.baseline) == set(benchmark.evaluate(target, tokenizer, collate, part, refs, CONFIG, CONFIG.parts))
+    values = benchmark.evaluate(oracle, tokenizer, collate, part, refs, CONFIG, CONFIG.parts)
+    declared = {m.name for m in benchmark.metrics(CONFIG)}
     computed = {k for k in values if not k.endswith("_stderr")}
     assert declared == computed, (sorted(declared - computed), sorted(computed - declared))
     for name in computed:
         assert f"{name}_stderr" in values, name
         assert isinstance(values[name], float) and (math.isfinite(values[name]) or name.startswith("privleak")), name
         assert not values[f"{name}_stderr"] < 0, name
-    if bench.declared.can_prepare:
+    if benchmark.declared.can_prepare:
         probes = part.check_probes(with_forget=True)
-        recall = bench.recall(target, tokenizer, collate, part, probes, CONFIG)
+        recall = benchmark.recall(target, tokenizer, collate, part, probes, CONFIG)
         assert len(recall) == len(probes) > 0 and all(0.0 <= r <= 1.0 for r in recall)
         assert (part.train_examples(with_forget=False, utility=False)
                 != part.train_examples(with_forget=True, utility=False))

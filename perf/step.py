@@ -8,11 +8,11 @@ position that goes through forward and backward (forget + retain batches).
 
 Then the DeepSpeed engine (`sweeps.engine.DeepSpeedEngine` under our loop) on CPU: 1 and 2 workers
 x ZeRO 2 and 3, started with torch.multiprocessing, gloo on 127.0.0.1, the same micro-batch per
-worker. Writes bench/results/step.json (step-quick.json with --quick).
+worker. Writes perf/results/step.json (step-quick.json with --quick).
 
-    .venv/bin/python bench/step.py                 # SmolLM2-135M, micro-batch 8 x 256 tokens
-    .venv/bin/python bench/step.py --model tiny    # the tiny preset's shape
-    .venv/bin/python bench/step.py --quick         # smoke check (< 60 s)
+    .venv/bin/python perf/step.py                 # SmolLM2-135M, micro-batch 8 x 256 tokens
+    .venv/bin/python perf/step.py --model tiny    # the tiny preset's shape
+    .venv/bin/python perf/step.py --quick         # smoke check (< 60 s)
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import record  # noqa: E402  (bench/record.py, beside this file)
+import record  # noqa: E402  (perf/record.py, beside this file)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from unlearn import loop, methods  # noqa: E402
 from unlearn.engine import PlainEngine  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "perf" / "results"
 
 
 # ------------------------------------------------------------------------------------ model, data

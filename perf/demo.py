@@ -1,9 +1,9 @@
 """Runs `unlearn demo` (or `--quick`) in a fresh directory and records the wall time of each phase
 (obtaining the model — download or wheel conversion —, preparing target and oracle,
 references, sweep, report) and the peak memory of the
-whole process tree. Writes bench/results/demo.json (or demo-quick.json).
+whole process tree. Writes perf/results/demo.json (or demo-quick.json).
 
-    .venv/bin/python bench/demo.py [--quick] [--cold]
+    .venv/bin/python perf/demo.py [--quick] [--cold]
 
 --cold uses an empty cache (UNLEARN_CACHE in a temporary directory), as on a fresh machine."""
 
@@ -68,7 +68,7 @@ def main() -> None:
         for name, marker in MARKS:
             if marker in line and name not in seen:
                 seen[name] = round(time.time() - start, 1)
-                print(f"[bench] {name} at {seen[name]} s", flush=True)
+                print(f"[perf] {name} at {seen[name]} s", flush=True)
     rc = process.wait()
     total = round(time.time() - start, 1)
     marks = [("model_s", "model"), ("prepare_s", "prepared"), ("references_s", "references"),
@@ -83,7 +83,7 @@ def main() -> None:
               "summary": [line.rstrip() for line in lines[-9:]],
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    out = ROOT / "bench" / "results" / ("demo-quick.json" if args.quick else "demo.json")
+    out = ROOT / "perf" / "results" / ("demo-quick.json" if args.quick else "demo.json")
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -10,9 +10,9 @@ from its repository and can be copied alone to a machine without network) and me
 - evaluation: batched greedy generation with KV cache (`model.generate`), batch 32 vs batch 1;
 - peak memory: `torch.cuda.max_memory_allocated` for each phase.
 
-    python bench/gpu_check.py                          # ~1B Llama shape on cuda:0
-    python bench/gpu_check.py --size 8b --batch 4      # an 8B shape (AdamW states in bf16)
-    python bench/gpu_check.py --device cpu --size tiny # smoke check on a CPU (nothing GPU-specific)
+    python perf/gpu_check.py                          # ~1B Llama shape on cuda:0
+    python perf/gpu_check.py --size 8b --batch 4      # an 8B shape (AdamW states in bf16)
+    python perf/gpu_check.py --device cpu --size tiny # smoke check on a CPU (nothing GPU-specific)
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOPS of the device")
     p.add_argument("--quick", action="store_true", help="few steps and tokens (smoke check)")
     p.add_argument("--out", type=Path, default=None,
-                   help="JSON output (default bench/results/gpu_check.json; gpu_check-quick.json with --quick "
+                   help="JSON output (default perf/results/gpu_check.json; gpu_check-quick.json with --quick "
                         "or on a CPU)")
     args = p.parse_args(argv)
     if args.quick:

@@ -6,7 +6,7 @@ backward. Measured: peak allocated during the step minus what was allocated befo
 and gradients from a first step, so that the peak is the activations'). Formula:
 ``sweeps.plan.activations``. Needs torch and transformers only (and this repository's code).
 
-    python bench/activations.py            # on a CUDA machine; writes bench/results/activations.json
+    python perf/activations.py            # on a CUDA machine; writes perf/results/activations.json
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main() -> None:
                          "formula_gib": round(expected / GIB, 2), "ratio": round(measured / expected, 3)})
             print(rows[-1], flush=True)
             model.zero_grad(set_to_none=True)
-    out = ROOT / "bench" / "results" / "activations.json"
+    out = ROOT / "perf" / "results" / "activations.json"
     out.write_text(json.dumps({"benchmark": "activations", "device": torch.cuda.get_device_name(0),
                                "torch": torch.__version__, "rows": rows,
                                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n")

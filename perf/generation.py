@@ -2,10 +2,10 @@
 
 The same QA-style probes are generated once per batch (left padding, KV cache, `--batch-size`) and
 once prompt by prompt (batch 1); the best of `--repeats` timings is kept for each, the outputs of
-both ways are compared, and the numbers go to `bench/results/generation.json`.
+both ways are compared, and the numbers go to `perf/results/generation.json`.
 
-    .venv/bin/python bench/generation.py                       # the tiny preset (random weights)
-    .venv/bin/python bench/generation.py --model PATH --chat   # a model directory or a .gguf file
+    .venv/bin/python perf/generation.py                       # the tiny preset (random weights)
+    .venv/bin/python perf/generation.py --model PATH --chat   # a model directory or a .gguf file
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a script without installing the repository
 
-import record  # noqa: E402  (bench/record.py, beside this file)
+import record  # noqa: E402  (perf/record.py, beside this file)
 import torch  # noqa: E402
 
 from benchmarks.inference import generate_detailed  # noqa: E402
 from unlearn.models import load_model  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "generation.json"
+RESULTS = ROOT / "perf" / "results" / "generation.json"
 CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Perth", "Bern", "Lima"]
 JOBS = ["baker", "pilot", "poet", "nurse", "judge", "chemist"]
 QUESTIONS = [

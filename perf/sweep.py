@@ -14,8 +14,8 @@ seconds; the sweep writes ``timing.json`` around its trials. From those:
   scheduling between trials and between the methods' Tuners);
 - busy share = Σ (training + evaluation + checkpoints) / trial phase.
 
-    .venv/bin/python bench/sweep.py --run demo        # runs sweeps/specs/demo.yaml (warm caches), then deletes it
-    .venv/bin/python bench/sweep.py --dir runs/demo   # analyses an existing sweep
+    .venv/bin/python perf/sweep.py --run demo        # runs sweeps/specs/demo.yaml (warm caches), then deletes it
+    .venv/bin/python perf/sweep.py --dir runs/demo   # analyses an existing sweep
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import record  # noqa: E402  (bench/record.py, beside this file)
+import record  # noqa: E402  (perf/record.py, beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def main() -> None:
           f"{m['checkpoint_s']} + fixed {m['fixed_s']} (group start {m['group_start_s']}, imports {m['imports_s']}, "
           f"load {m['load_s']}, DeepSpeed init {m['ds_init_s']}, teardown {m['teardown_s']}); "
           f"eval share {m['eval_share']:.0%}")
-    record.write(result, ROOT / "bench" / "results" / f"sweep-{sweep_dir.name}.json")
+    record.write(result, ROOT / "perf" / "results" / f"sweep-{sweep_dir.name}.json")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 # machine with a network and a GPU: writes a small spec to a temporary directory, runs
 # `unlearn sweep` on it and then `unlearn report`, and prints the wall time of each. The first run
 # downloads SmolLM2 from the hub and prepares its target and oracle (cached afterwards).
-# Writes bench/results/gpu_sweep.json (gpu_sweep-quick.json with --quick).
+# Writes perf/results/gpu_sweep.json (gpu_sweep-quick.json with --quick).
 #
-#   bench/gpu_sweep.sh            # the GPU run
-#   bench/gpu_sweep.sh --quick    # the tiny preset on one CPU worker: a smoke check of this script
-#   bench/gpu_sweep.sh --keep     # keep the temporary directory (runs, report.html)
+#   perf/gpu_sweep.sh            # the GPU run
+#   perf/gpu_sweep.sh --quick    # the tiny preset on one CPU worker: a smoke check of this script
+#   perf/gpu_sweep.sh --keep     # keep the temporary directory (runs, report.html)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -88,7 +88,7 @@ TOTAL_S=$(awk "BEGIN {printf \"%.1f\", $END - $START}")
 echo "wall time: sweep ${SWEEP_S} s (exit $SWEEP_RC), report ${REPORT_S} s (exit $REPORT_RC), total ${TOTAL_S} s"
 [ "$KEEP" = 1 ] && echo "kept: $WORK (spec.yaml, runs/, report.html)"
 
-OUT=$ROOT/bench/results/$([ "$QUICK" = 1 ] && echo gpu_sweep-quick.json || echo gpu_sweep.json)
+OUT=$ROOT/perf/results/$([ "$QUICK" = 1 ] && echo gpu_sweep-quick.json || echo gpu_sweep.json)
 QUICK=$QUICK SWEEP_S=$SWEEP_S REPORT_S=$REPORT_S TOTAL_S=$TOTAL_S SWEEP_RC=$SWEEP_RC REPORT_RC=$REPORT_RC \
 SPEC=$WORK/spec.yaml LOG=$WORK/sweep.log OUT=$OUT "$PYTHON" - <<'EOF'
 import datetime, json, os, platform, re

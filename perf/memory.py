@@ -7,11 +7,11 @@ then records its RSS ("set-up") and resets the peak (/proc/self/clear_refs) and 
 optimizer steps of our loop (`unlearn.loop.run`, `PlainEngine`). Reported: the step's peak RSS
 minus the set-up RSS, the total peak, and the torch allocator view: the peak of tensor bytes
 allocated during one more step (a dispatch-mode counter on CPU, `torch.cuda.max_memory_allocated`
-on a GPU). Writes bench/results/memory.json (memory-quick.json with --quick).
+on a GPU). Writes perf/results/memory.json (memory-quick.json with --quick).
 
-    .venv/bin/python bench/memory.py                 # SmolLM2-135M, micro-batch 8 x 256 tokens
-    .venv/bin/python bench/memory.py --retain nll    # every method with the nll retain term
-    .venv/bin/python bench/memory.py --quick         # smoke check (< 60 s)
+    .venv/bin/python perf/memory.py                 # SmolLM2-135M, micro-batch 8 x 256 tokens
+    .venv/bin/python perf/memory.py --retain nll    # every method with the nll retain term
+    .venv/bin/python perf/memory.py --quick         # smoke check (< 60 s)
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-import record  # noqa: E402  (bench/record.py, beside this file)
+import record  # noqa: E402  (perf/record.py, beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "perf" / "results"
 METHODS = ("ga", "npo", "undial", "unilogit")
 MIB = 2 ** 20
 

@@ -1,11 +1,11 @@
-"""`make bench`: items 1–5 of the performance suite, one after the other, and item 6's test.
+"""`make perf`: items 1–5 of the performance suite, one after the other, and item 6's test.
 
 Each part runs as its own process (so none inherits another's memory or threads), prints its own
-numbers and writes its JSON under bench/results/; this runner times the parts and writes
-bench/results/bench.json with the durations and the total.
+numbers and writes its JSON under perf/results/; this runner times the parts and writes
+perf/results/perf.json with the durations and the total.
 
-    .venv/bin/python bench/all.py            # what `make bench` runs
-    .venv/bin/python bench/all.py --list     # the parts and their commands
+    .venv/bin/python perf/all.py            # what `make perf` runs
+    .venv/bin/python perf/all.py --list     # the parts and their commands
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-import record  # bench/record.py, beside this file
+import record  # perf/record.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -24,11 +24,11 @@ PY = sys.executable
 # (name, command): settings sized so that the whole suite stays under 20 minutes on 2 cores.
 PARTS = [
     # blocks of one step, alternated twice; DeepSpeed at micro-batch 2 x 256 per worker
-    ("step", [PY, "bench/step.py", "--rounds", "2", "--steps", "1", "--ds-micro-batch", "2"]),
-    ("memory", [PY, "bench/memory.py"]),
-    ("generation", [PY, "bench/generation.py", "--model", "smollm2",
-                    "--out", "bench/results/generation-smollm2.json"]),
-    ("sweep", [PY, "bench/sweep.py", "--run", "demo"]),
+    ("step", [PY, "perf/step.py", "--rounds", "2", "--steps", "1", "--ds-micro-batch", "2"]),
+    ("memory", [PY, "perf/memory.py"]),
+    ("generation", [PY, "perf/generation.py", "--model", "smollm2",
+                    "--out", "perf/results/generation-smollm2.json"]),
+    ("sweep", [PY, "perf/sweep.py", "--run", "demo"]),
     ("plan", [PY, "-m", "pytest", "-q", "tests/test_plan.py"]),
 ]
 
@@ -51,14 +51,14 @@ def main() -> int:
         durations[name] = round(time.time() - start, 1)
         print(f"== {name}: {durations[name]:.0f} s (total so far {time.time() - began:.0f} s)", flush=True)
         if code:
-            print(f"bench: part {name!r} failed with exit code {code}", file=sys.stderr)
+            print(f"perf: part {name!r} failed with exit code {code}", file=sys.stderr)
             return code
     total = round(time.time() - began, 1)
     print("\n" + "\n".join(f"{name:>11}  {seconds:7.1f} s" for name, seconds in durations.items()))
     print(f"{'total':>11}  {total:7.1f} s ({total / 60:.1f} min)")
     if not args.only:
-        record.write({"benchmark": "bench", "parts_s": durations, "total_s": total, "machine": record.machine(),
-                      "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, ROOT / "bench" / "results" / "bench.json")
+        record.write({"benchmark": "perf", "parts_s": durations, "total_s": total, "machine": record.machine(),
+                      "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, ROOT / "perf" / "results" / "perf.json")
     return 0
 
 

@@ -1,5 +1,5 @@
 """What every CPU benchmark here records beside its numbers: the machine, and the JSON file
-(``bench/gpu_check.py`` keeps its own copy: it must run alone on a machine without this repository)."""
+(``perf/gpu_check.py`` keeps its own copy: it must run alone on a machine without this repository)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ controller and helper actors, the worker processes, the process group), from its
 that keeps every core busy is bound by process start-up and imports, which no cache removes.
 Ray Train's settings are a sweep's (``sweeps.cluster``).
 
-    .venv/bin/python bench/group_start.py          # 4 trials; writes bench/results/group_start.json
+    .venv/bin/python perf/group_start.py          # 4 trials; writes perf/results/group_start.json
 """
 
 import json
@@ -28,7 +28,7 @@ for key, value in {**TRAIN_DEFAULTS, **LOCAL_DEFAULTS, "RAY_USAGE_STATS_ENABLED"
     os.environ.setdefault(key, value)
 
 import ray  # noqa: E402
-import record  # noqa: E402  (bench/record.py, beside this file)
+import record  # noqa: E402  (perf/record.py, beside this file)
 from ray import tune  # noqa: E402
 
 
@@ -96,7 +96,7 @@ def main():
               f"teardown {r['teardown_s']} s")
     record.write({"benchmark": "group_start", "workers": 2, "cpus_per_worker": 0.5, "trials": rows,
                   "machine": record.machine(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-                 ROOT / "bench" / "results" / "group_start.json")
+                 ROOT / "perf" / "results" / "group_start.json")
     shutil.rmtree(store, ignore_errors=True)
 
 
