@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def submit(dashboard: int, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """``ray job submit``, once the head's job agent has registered (``ray start`` returns before
+    it does; until then the head answers that no agent is available and accepts nothing)."""
+    for _ in range(60):
+        job = subprocess.run([RAY, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", *args],
+                             env=env, capture_output=True, text=True, timeout=900)
+        if "No available agent to submit job" not in job.stderr:
+            return job
+        time.sleep(1)
+    return job
+
+
 def test_ray_job_submit_runs_a_sweep(tmp_path, unlearn_cache):
     raw = yaml.safe_load((ROOT / "sweeps" / "specs" / "tiny.yaml").read_text())
     raw.update(name="job", methods={"unilogit": {"lr": 1.0e-3, "retain": "nll"}},
@@ -37,10 +50,8 @@ def test_ray_job_submit_runs_a_sweep(tmp_path, unlearn_cache):
                     f"--temp-dir={tempfile.mkdtemp(prefix='rayjob', dir='/tmp')}"],
                    check=True, env=env, capture_output=True, timeout=120)
     try:
-        job = subprocess.run([RAY, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
-                              "--working-dir", str(ROOT), "--", sys.executable, "-m", "sweeps.cli", "sweep",
-                              str(spec), "--storage", str(tmp_path / "runs")],
-                             env=env, capture_output=True, text=True, timeout=900)
+        job = submit(dashboard, env, "--working-dir", str(ROOT), "--", sys.executable, "-m", "sweeps.cli", "sweep",
+                     str(spec), "--storage", str(tmp_path / "runs"))
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]

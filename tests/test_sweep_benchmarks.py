@@ -95,7 +95,7 @@ def byo_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
     root = tmp_path_factory.mktemp("byo")
     spec = {
         "name": "byo-tiny",
-        "model": {"base": "tiny", "prepare": {"lr": 3.0e-3, "max_epochs": 30, "micro_batch": 8, "stop_recall": 0.9,
+        "model": {"base": "tiny", "prepare": {"lr": 3.0e-3, "max_epochs": 12, "micro_batch": 8, "stop_recall": 0.6,
                                               "max_length": 128}},
         "benchmark": {"name": "jsonl", "params": {"path": str(FIXTURES / "byo"), "max_new_tokens": {"grid": [8, 16]}}},
         "methods": {"gd": {"lr": 3.0e-3}}, "training": TRAINING, "failure": FAILURE,

@@ -114,62 +114,52 @@ def test_the_fault_hook_fires_once_per_trial_and_only_where_asked(tmp_path, monk
     assert len(killed) == 1 and waited == [0]
 
 
-def test_diverged_trial_and_killed_worker(tmp_path, unlearn_cache):
-    """Rank 0 of every trial dies when its second epoch ends, before that epoch's checkpoint (and
-    once the first epoch's is registered): Ray Train starts the worker group again from the first
-    epoch's checkpoint, and the trial ends with every epoch recorded once. A trial that diverges in
-    its first epoch never gets there."""
+def finished(sweep_dir: Path, method: str) -> list[str]:
+    return [name for name, rows in results(sweep_dir, method).items() if rows and rows[-1].get("final")]
+
+
+def test_diverged_trial_killed_worker_and_killed_driver(tmp_path, unlearn_cache):
+    """One sweep through every fault in turn. The GA trial diverges in its first epoch and never
+    reaches the hook. Rank 0 of each Unilogit trial dies when its second epoch ends, before that
+    epoch's checkpoint (once the first epoch's is registered): Ray Train starts the worker group
+    again from the first epoch's checkpoint, and the trial records every epoch once. Once the first
+    Unilogit trial has finished, the driver is killed with its Ray cluster; a rerun without
+    ``--resume`` is refused and touches nothing; ``--resume`` finishes the sweep and runs no
+    finished trial again."""
     spec = micro_spec(tmp_path, "faults", {
         # At ZeRO stage 0 an overflowing gradient is clipped to NaN (stages 1-3 would skip the step).
-        "ga": {"lr": 3.0e-3, "retain": "nll", "zero_stage": 0, "forget_weight": {"grid": [1.0, 1.0e300]}},
-        "unilogit": {"lr": 1.0e-3, "retain": "nll", "epochs": 3},  # killed midway, at ZeRO-2
+        "ga": {"lr": 3.0e-3, "retain": "nll", "zero_stage": 0, "forget_weight": 1.0e300},
+        "unilogit": {"lr": {"grid": [1.0e-3, 2.0e-3]}, "retain": "nll"},  # at ZeRO-2
     })
+    sweep_dir = tmp_path / "faults"
     driver = start(spec, tmp_path, fail_at="rank=0,epoch=2")
     try:
-        assert driver.wait(timeout=900) == 0
-    finally:
-        if driver.poll() is None:
-            kill_tree(driver)
-    sweep_dir = tmp_path / "faults"
-    ga = {name: rows for name, rows in results(sweep_dir, "ga").items()}
-    assert sorted(rows[-1]["status"] for rows in ga.values()) == ["diverged", "ok"]
-    diverged = next(name for name, rows in ga.items() if rows[-1]["status"] == "diverged")
-    assert "non-finite loss" in ga[diverged][-1]["error"]
-    assert not (sweep_dir / "ga" / diverged / faults.MARKER).exists()
-    killed = [sweep_dir / "ga" / name for name, rows in ga.items() if rows[-1]["status"] == "ok"]
-    killed += [sweep_dir / "unilogit" / name for name in results(sweep_dir, "unilogit")]
-    assert len(killed) == 2
-    for trial_dir, epochs in zip(killed, (2, 3)):
-        assert json.loads((trial_dir / faults.MARKER).read_text())["epoch"] == 2  # it fired, once
-        lines = record_lines(trial_dir)
-        assert [r["epoch"] for r in lines] == list(range(1, epochs + 1))  # every epoch once
-        assert [r["start_epoch"] for r in lines] == [0] + [1] * (epochs - 1)  # resumed from epoch 1's checkpoint
-        assert lines[-1]["status"] == "ok" and lines[-1]["final"] is True
-
-
-def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, unlearn_cache):
-    spec = micro_spec(tmp_path, "resume", {"ga": {"lr": {"grid": [1.0e-3, 2.0e-3, 3.0e-3]}, "retain": "nll"}})
-    sweep_dir = tmp_path / "resume"
-    driver = start(spec, tmp_path)
-    try:
-        def one_finished():
-            done = [name for name, rows in results(sweep_dir, "ga").items() if rows and rows[-1].get("final")]
-            return done or None
-
-        finished = wait_for(one_finished, 600, "a finished trial")
+        (first,) = wait_for(lambda: finished(sweep_dir, "unilogit"), 900, "a finished Unilogit trial")
     finally:
         kill_tree(driver)
-    before = {name: (sweep_dir / "ga" / name / "metrics.jsonl").read_text() for name in finished}
+    (diverged, rows), = results(sweep_dir, "ga").items()
+    assert rows[-1]["status"] == "diverged" and "non-finite loss" in rows[-1]["error"]
+    assert not (sweep_dir / "ga" / diverged / faults.MARKER).exists()
+    killed = sweep_dir / "unilogit" / first
+    assert json.loads((killed / faults.MARKER).read_text())["epoch"] == 2  # it fired, once
+    lines = record_lines(killed)
+    assert [r["epoch"] for r in lines] == [1, 2]  # every epoch once
+    assert [r["start_epoch"] for r in lines] == [0, 1]  # resumed from epoch 1's checkpoint
+    assert lines[-1]["status"] == "ok" and lines[-1]["final"] is True
+
+    records = sorted(sweep_dir.glob("*/run_trial_*/metrics.jsonl"))
+    before = {path: path.read_text() for path in records}
     again = start(spec, tmp_path)
     assert again.wait(timeout=600) != 0  # without --resume the results are not touched
+    assert {path: path.read_text() for path in records} == before
     resumed = start(spec, tmp_path, "--resume")
     try:
-        assert resumed.wait(timeout=600) == 0
+        assert resumed.wait(timeout=900) == 0
     finally:
         if resumed.poll() is None:
             kill_tree(resumed)
-    final = results(sweep_dir, "ga")
-    assert len(final) == 3 and all(rows and rows[-1]["status"] == "ok" and rows[-1]["epoch"] == 2
+    final = results(sweep_dir, "unilogit")
+    assert len(final) == 2 and all(rows[-1]["status"] == "ok" and [r["epoch"] for r in rows] == [1, 2]
                                    for rows in final.values())
-    for name, text in before.items():
-        assert (sweep_dir / "ga" / name / "metrics.jsonl").read_text() == text  # not run again
+    for path in (sweep_dir / "ga" / diverged / "metrics.jsonl", killed / "metrics.jsonl"):
+        assert path.read_text() == before[path]  # not run again
