@@ -16,6 +16,7 @@ import torch
 
 from benchmarks import inference, metrics
 from unlearn.cachedir import atomic_dir, complete  # noqa: F401  (re-exported: the one cache writer)
+from unlearn.validate import check, check_int, is_number
 
 PARTS = ("generation", "verbmem", "mia", "kl", "utility")  # a benchmark ignores parts it has not
 DEFAULT_SOFTLABEL_GAMMAS = (10.0,)  # UnDIAL's default γ, when a sweep does not search over it
@@ -39,17 +40,13 @@ class EvalConfig:
     softlabel_gammas: tuple = ()  # UnDIAL γ values of the soft-label analysis (the sweep's UnDIAL space)
 
     def __post_init__(self):
-        unknown = sorted(set(self.parts) - set(PARTS))
-        if unknown:
-            raise ValueError(f"eval part {unknown[0]!r} unknown; allowed: {', '.join(PARTS)}")
+        for part in self.parts:
+            check(part in PARTS, "eval.parts[]", f"one of {', '.join(PARTS)}", part)
         for name in ("batch_size", "max_new_tokens", "verbatim_tokens", "kl_max_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"eval.{name} must be an integer >= 1; got {value!r}")
+            check_int(f"eval.{name}", getattr(self, name), 1)
         gammas = self.softlabel_gammas
-        if not isinstance(gammas, (list, tuple)) or not all(
-                isinstance(g, (int, float)) and not isinstance(g, bool) and g >= 0 for g in gammas):
-            raise ValueError(f"eval.softlabel_gammas must be numbers >= 0; got {self.softlabel_gammas!r}")
+        check(isinstance(gammas, (list, tuple)) and all(is_number(g) and g >= 0 for g in gammas),
+              "eval.softlabel_gammas", "numbers >= 0", gammas)
         object.__setattr__(self, "softlabel_gammas", tuple(float(g) for g in self.softlabel_gammas))
 
 

@@ -35,6 +35,7 @@ import torch
 from benchmarks import common, inference, layouts, metrics
 from benchmarks.common import prompt_text, put, qa_example
 from benchmarks.spec import Declaration, Front, Metric, Selection, check_declaration, register
+from unlearn.validate import check, check_int
 
 FORMAT_VERSION = 2
 TEXT = {"text": str}
@@ -339,10 +340,8 @@ class Jsonl:
 def jsonl(path=None, max_new_tokens=32, chat=False, **unknown) -> Jsonl:
     if unknown:
         raise ValueError(f"unknown jsonl parameter {sorted(unknown)[0]!r}; allowed: {', '.join(PARAMS)}")
-    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
-        raise ValueError(f"jsonl parameter 'path' must name a directory of JSONL files; got {path!r}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"jsonl parameter 'max_new_tokens' must be an integer >= 1; got {max_new_tokens!r}")
-    if not isinstance(chat, bool):
-        raise ValueError(f"jsonl parameter 'chat' must be true or false; got {chat!r}")
+    check(isinstance(path, (str, os.PathLike)) and bool(str(path).strip()), "jsonl parameter 'path'",
+          "a directory of JSONL files", path)
+    check_int("jsonl parameter 'max_new_tokens'", max_new_tokens, 1)
+    check(isinstance(chat, bool), "jsonl parameter 'chat'", "true or false", chat)
     return Jsonl(str(Path(path).expanduser().absolute()), max_new_tokens, chat)

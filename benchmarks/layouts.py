@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from unlearn.validate import check
+
 MUSE = {
     "raw": {"text": str},
     "train": {"text": str},
@@ -79,8 +81,7 @@ def check_rows(rows: list[dict], layout: str, config: str, where: str) -> list[d
 
 
 def _check_config(layout: str, config: str) -> None:
-    if layout not in SCHEMAS:
-        raise ValueError(f"layout must be one of {', '.join(SCHEMAS)}; got {layout!r}")
+    check(layout in SCHEMAS, "layout", f"one of {', '.join(SCHEMAS)}", layout)
     if config not in SCHEMAS[layout]:
         raise ValueError(f"config {config!r} is not part of the {layout} layout; "
                          f"known: {', '.join(SCHEMAS[layout])}")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from benchmarks import common, inference, layouts, metrics
 from benchmarks.common import first as _first
 from benchmarks.common import put as _put
 from benchmarks.spec import Declaration, Front, Metric, Selection, check_declaration, register
+from unlearn.validate import check, fail, is_number
 
 FORMAT_VERSION = 1
 CORPORA = {"news": ("muse-bench/MUSE-News", 0.4772), "books": ("muse-bench/MUSE-Books", 0.5393)}
@@ -268,8 +268,8 @@ class Muse:
         The source is checked here, not when the benchmark is built: workers rebuild it from its
         parameters and only read the copy, so they need not see a local source directory."""
         if not (Path(self.source).expanduser().is_dir() or _HUB_ID.match(self.source)):
-            raise ValueError("muse.source must be a hub dataset id (owner/name) or an existing local directory "
-                             f"laid out as <root>/<config>/<split>.jsonl; got {self.source!r}")
+            fail("muse.source", "a hub dataset id (owner/name) or an existing local directory laid out as "
+                 "<root>/<config>/<split>.jsonl", self.source)
         def write(tmp: Path) -> None:
             for config, split in SPLITS:
                 layouts.write(tmp, "muse", config, split, layouts.rows(self.source, "muse", config, split))
@@ -303,21 +303,15 @@ class Muse:
         return out
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 @register("muse")
 def muse(corpus: str = "news", source=None, auc_retrain=None, **unknown) -> Muse:
     if unknown:
         raise ValueError(f"unknown muse parameter {sorted(unknown)[0]!r}; allowed: corpus, source, auc_retrain")
-    if corpus not in CORPORA:
-        raise ValueError(f"muse.corpus must be one of {', '.join(CORPORA)}; got {corpus!r}")
+    check(corpus in CORPORA, "muse.corpus", f"one of {', '.join(CORPORA)}", corpus)
     default_source, default_auc = CORPORA[corpus]
     source = default_source if source is None else source
-    if not isinstance(source, (str, os.PathLike)) or not str(source).strip():
-        raise ValueError(f"muse.source must be a hub dataset id (owner/name) or a local directory; got {source!r}")
+    check(isinstance(source, (str, os.PathLike)) and bool(str(source).strip()), "muse.source",
+          "a hub dataset id (owner/name) or a local directory", source)
     auc_retrain = default_auc if auc_retrain is None else auc_retrain
-    if not _is_number(auc_retrain) or not 0 < auc_retrain <= 1:
-        raise ValueError(f"muse.auc_retrain must be a number in (0, 1]; got {auc_retrain!r}")
+    check(is_number(auc_retrain) and 0 < auc_retrain <= 1, "muse.auc_retrain", "a number in (0, 1]", auc_retrain)
     return Muse(corpus, str(source), float(auc_retrain))

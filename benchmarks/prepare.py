@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmarks.common import atomic_dir, default_cache
+from unlearn.validate import check, check_int, check_number, is_number
 
 CACHE_VERSION = 1
 
@@ -38,13 +39,11 @@ class Recipe:
     max_length: int = 256
 
     def __post_init__(self):
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"recipe.lr must be a number > 0; got {self.lr!r}")
+        check_number("recipe.lr", self.lr, strict=True)
         for name in ("max_epochs", "micro_batch", "check_probes", "max_length"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"recipe.{name} must be an integer >= 1; got {getattr(self, name)!r}")
-        if not 0 < self.stop_recall <= 1:
-            raise ValueError(f"recipe.stop_recall must be in (0, 1]; got {self.stop_recall!r}")
+            check_int(f"recipe.{name}", getattr(self, name), 1)
+        check(is_number(self.stop_recall) and 0 < self.stop_recall <= 1, "recipe.stop_recall", "a number in (0, 1]",
+              self.stop_recall)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ import torch
 from benchmarks import common, inference, layouts, metrics, rwku_utility
 from benchmarks.common import put as _put
 from benchmarks.spec import Declaration, Front, Metric, Selection, check_declaration, register
+from unlearn.validate import check, is_int
 
 FORMAT_VERSION = 1
 DEFAULT_SOURCE = "jinzhuoran/RWKU"
@@ -364,24 +365,19 @@ class RWKU:
 
 
 def _check_params(source, targets, utility_tasks) -> tuple:
-    if not isinstance(source, (str, Path)) or not str(source):
-        raise ValueError(f"rwku source must be a hub dataset id or a local directory; got {source!r}")
-    if isinstance(targets, bool) or not isinstance(targets, (int, list, tuple)):
-        raise ValueError(f"rwku targets must be an int n >= 1 (the first n) or a list of indices / names; "
-                         f"got {targets!r}")
-    if isinstance(targets, int) and targets < 1:
-        raise ValueError(f"rwku targets must be >= 1 when an int; got {targets}")
-    def item_ok(t) -> bool:
-        return (isinstance(t, int) and not isinstance(t, bool) and t >= 0) or (isinstance(t, str) and bool(t))
-
-    if isinstance(targets, (list, tuple)) and (not targets or not all(item_ok(t) for t in targets)):
-        raise ValueError(f"rwku targets must be a non-empty list of indices >= 0 or target names; got {targets!r}")
-    if isinstance(utility_tasks, str) or not isinstance(utility_tasks, (list, tuple)):
-        raise ValueError(f"rwku utility must be a list among {', '.join(rwku_utility.TASKS)}; got {utility_tasks!r}")
-    unknown = [t for t in utility_tasks if t not in rwku_utility.TASKS]
-    if unknown or len(set(utility_tasks)) != len(utility_tasks):
-        raise ValueError(f"rwku utility must be a list of distinct tasks among {', '.join(rwku_utility.TASKS)}; "
-                         f"got {list(utility_tasks)!r}")
+    check(isinstance(source, (str, Path)) and bool(str(source)), "rwku source",
+          "a hub dataset id or a local directory", source)
+    check(is_int(targets) or isinstance(targets, (list, tuple)), "rwku targets",
+          "an int n >= 1 (the first n) or a list of indices / names", targets)
+    if is_int(targets):
+        check(targets >= 1, "rwku targets", ">= 1 when an int", targets)
+    else:
+        check(bool(targets) and all((is_int(t) and t >= 0) or (isinstance(t, str) and bool(t)) for t in targets),
+              "rwku targets", "a non-empty list of indices >= 0 or target names", targets)
+    tasks = ", ".join(rwku_utility.TASKS)
+    check(isinstance(utility_tasks, (list, tuple)), "rwku utility", f"a list among {tasks}", utility_tasks)
+    check(all(t in rwku_utility.TASKS for t in utility_tasks) and len(set(utility_tasks)) == len(utility_tasks),
+          "rwku utility", f"a list of distinct tasks among {tasks}", list(utility_tasks))
     return str(source), targets if isinstance(targets, int) else tuple(targets), tuple(utility_tasks)
 
 

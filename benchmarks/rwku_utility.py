@@ -44,6 +44,7 @@ import torch
 
 from benchmarks import inference
 from unlearn.losses import IGNORE
+from unlearn.validate import fail
 
 TASKS = ("mmlu", "bbh", "truthfulqa", "triviaqa", "fluency")
 CONFIGS = {"mmlu": "utility_general", "bbh": "utility_reason", "truthfulqa": "utility_truthfulness",
@@ -286,24 +287,21 @@ def fluency(model, tokenizer, rows: list[dict], config) -> list[float]:
 
 def check_rows(rows: list[dict], config: str, where: str) -> list[dict]:
     """The nested parts the flat schema check cannot see: MMLU shots, TruthfulQA targets, answers."""
-    def fail(number, field, expected):
-        raise ValueError(f"{where}: row {number} field {field!r} must be {expected}")
-
     for number, row in enumerate(rows, 1):
         if config == "utility_general":
             for shot in row["examples"]:
                 if not (isinstance(shot, dict) and isinstance(shot.get("question"), str)
                         and isinstance(shot.get("choices"), (list, tuple)) and isinstance(shot.get("answer"), int)):
-                    fail(number, "examples",
-                         "a list of objects with question (string), choices (list), answer (integer)")
+                    fail(f"{where}: row {number} field 'examples'",
+                         "a list of objects with question (string), choices (list), answer (integer)", row["examples"])
         if config == "utility_truthfulness":
             for field in ("mc1_targets", "mc2_targets"):
                 targets = row[field]
                 choices, labels = targets.get("choices"), targets.get("labels")
                 if not (isinstance(choices, (list, tuple)) and isinstance(labels, (list, tuple))
                         and len(choices) == len(labels) and 1 in list(labels) and any(x != 1 for x in labels)):
-                    fail(number, field, "an object with choices (list) and labels (list of 0/1, same length, "
-                                        "at least one 1 and one 0)")
+                    fail(f"{where}: row {number} field {field!r}", "an object with choices (list) and labels "
+                         "(list of 0/1, same length, at least one 1 and one 0)", targets)
         if config == "utility_factuality" and not (row["answers"] and all(isinstance(a, str) for a in row["answers"])):
-            fail(number, "answers", "a non-empty list of strings")
+            fail(f"{where}: row {number} field 'answers'", "a non-empty list of strings", row["answers"])
     return rows

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Union
 
+from unlearn.validate import check, is_number
+
 Direction = Union[str, float]
 ROLES = ("forget", "retain", "neighbour", "utility", "privacy", "kl")
 SCALES = (1, 100)
@@ -27,13 +29,10 @@ class Metric:
     scale: int = 1
 
     def __post_init__(self):
-        if not (self.direction in ("max", "min") or isinstance(self.direction, (int, float))):
-            raise ValueError(f"direction of {self.name} must be 'max', 'min' or a target number; "
-                             f"got {self.direction!r}")
-        if self.role not in ROLES:
-            raise ValueError(f"role of {self.name} must be one of {', '.join(ROLES)}; got {self.role!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale of {self.name} must be 1 or 100; got {self.scale!r}")
+        check(self.direction in ("max", "min") or is_number(self.direction), f"direction of {self.name}",
+              "'max', 'min' or a target number", self.direction)
+        check(self.role in ROLES, f"role of {self.name}", f"one of {', '.join(ROLES)}", self.role)
+        check(self.scale in SCALES, f"scale of {self.name}", "1 or 100", self.scale)
 
 
 @dataclass(frozen=True)

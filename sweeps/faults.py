@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeps.spec import SpecError
+from unlearn.validate import check, check_int
 
 ENV = "UNLEARN_FAIL_AT"
 MARKER = "fault_injected.json"  # in the trial's directory once the hook has fired
@@ -32,10 +32,8 @@ class FailAt:
     epoch: int
 
     def __post_init__(self):
-        for name, low in (("rank", 0), ("epoch", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise SpecError(f"{ENV} {name} must be an integer >= {low}; got {value!r}")
+        check_int(f"{ENV} rank", self.rank, 0)
+        check_int(f"{ENV} epoch", self.epoch, 1)
 
     def fire(self, rank: int, epoch: int, trial_dir: str | Path | None,
              before: Callable[[], None] | None = None) -> None:
@@ -64,11 +62,10 @@ def from_env(environ=os.environ) -> FailAt | None:
     if not text:
         return None
     pairs = [part.split("=", 1) for part in text.split(",")]
-    if any(len(pair) != 2 for pair in pairs) or sorted(key.strip() for key, _ in pairs) != ["epoch", "rank"]:
-        raise SpecError(f"{ENV} must be rank=R,epoch=E (integers); got {text!r}")
+    check(all(len(pair) == 2 for pair in pairs) and sorted(key.strip() for key, _ in pairs) == ["epoch", "rank"],
+          ENV, "rank=R,epoch=E (integers)", text)
     values = {key.strip(): value.strip() for key, value in pairs}
-    if not all(value.isdigit() for value in values.values()):
-        raise SpecError(f"{ENV} must be rank=R,epoch=E (integers); got {text!r}")
+    check(all(value.isdigit() for value in values.values()), ENV, "rank=R,epoch=E (integers)", text)
     return FailAt(rank=int(values["rank"]), epoch=int(values["epoch"]))
 
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeps.spec import RunSettings, SpecError, SweepSpec, load
+from unlearn.validate import check
 
 GIB = 2 ** 30
 GPU_RESERVE = 3 * GIB  # CUDA context, NCCL buffers, DeepSpeed's reduce bucket (5e8 elements)
@@ -208,8 +209,7 @@ def cluster_node(path: str | Path, name: str | None, use_gpu: bool) -> Node:
         raise SpecError(f"--cluster {str(path)!r}: not a Ray cluster file with available_node_types") from None
     if name is None:
         name = max(types, key=lambda n: (types[n].get("resources") or {}).get("GPU", 0) if use_gpu else 0)
-    if name not in types:
-        raise SpecError(f"--node must be one of {', '.join(types)}; got {name!r}")
+    check(name in types, "--node", f"one of {', '.join(types)}", name)
     kind, config = types[name], types[name].get("node_config") or {}
     resources = kind.get("resources") or {}
     accelerators = config.get("guestAccelerators") or [{}]
@@ -529,8 +529,7 @@ def main(args) -> int:
         overrides = {"gpu_mem": args.gpu_mem and args.gpu_mem * GIB, "gpus": args.gpus,
                      "cpu_mem": args.cpu_mem and args.cpu_mem * GIB, "count": args.nodes}
         node = dataclasses.replace(node, **{k: v for k, v in overrides.items() if v})
-        if not 0 <= args.eval_share < 1:
-            raise SpecError(f"--eval-share must be in [0, 1); got {args.eval_share}")
+        check(0 <= args.eval_share < 1, "--eval-share", "in [0, 1)", args.eval_share)
         result = plan(spec, node, results=Path(args.results), eval_share=args.eval_share,
                       forget_tokens=args.forget_tokens)
     except SpecError as error:

@@ -15,31 +15,16 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from benchmarks.common import PARTS
+from unlearn.schedule import SCHEDULES
+from unlearn.validate import ValidationError, check_int, check_number, fail, is_number
 
 PRIMITIVES = ("grid", "choice", "uniform", "loguniform", "randint")
-SCHEDULES = ("constant", "linear", "cosine")
 ALGORITHMS = ("grid", "random", "optuna")
-EVAL_PARTS = ("generation", "verbmem", "mia", "kl", "utility")
 RESERVED = ("seed", "subject")  # hyper-parameters the sweep itself sets
 
-
-class SpecError(ValueError):
-    """A malformed spec: the message names the field and what is allowed."""
-
-
-def fail(field_name: str, allowed: str, value: Any) -> None:
-    raise SpecError(f"{field_name} must be {allowed}; got {value!r}")
-
-
-def _int(name: str, value, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        fail(name, f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}", value)
-
-
-def _number(name: str, value, low: float = 0.0, strict: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (strict and value == low):
-        fail(name, f"a number {'>' if strict else '>='} {low}", value)
+SpecError = ValidationError  # a malformed spec; the CLI prints its one-line message
 
 
 @dataclass(frozen=True)
@@ -137,19 +122,19 @@ class Training:
     grad_clip: float = 1.0
 
     def __post_init__(self):
-        _int("training.epochs", self.epochs, 1)
-        _int("training.micro_batch", self.micro_batch, 1)
-        _int("training.grad_accum", self.grad_accum, 1)
-        _int("training.warmup_steps", self.warmup_steps, 0)
-        _int("training.max_length", self.max_length, 8)
-        _number("training.weight_decay", self.weight_decay)
-        _number("training.grad_clip", self.grad_clip)
+        check_int("training.epochs", self.epochs, 1)
+        check_int("training.micro_batch", self.micro_batch, 1)
+        check_int("training.grad_accum", self.grad_accum, 1)
+        check_int("training.warmup_steps", self.warmup_steps, 0)
+        check_int("training.max_length", self.max_length, 8)
+        check_number("training.weight_decay", self.weight_decay)
+        check_number("training.grad_clip", self.grad_clip)
         if self.schedule not in SCHEDULES:
             fail("training.schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
         if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
             fail("training.seeds", "a non-empty list of integers", self.seeds)
         for seed in self.seeds:
-            _int("training.seeds[]", seed, 0)
+            check_int("training.seeds[]", seed, 0)
         object.__setattr__(self, "seeds", tuple(self.seeds))
 
 
@@ -167,15 +152,15 @@ class EvalSpec:
         for name in ("every_epoch", "final"):
             parts = getattr(self, name)
             if not isinstance(parts, (list, tuple)):
-                fail(f"eval.{name}", f"a list of {', '.join(EVAL_PARTS)}", parts)
+                fail(f"eval.{name}", f"a list of {', '.join(PARTS)}", parts)
             for part in parts:
-                if part not in EVAL_PARTS:
-                    fail(f"eval.{name}[]", f"one of {', '.join(EVAL_PARTS)}", part)
+                if part not in PARTS:
+                    fail(f"eval.{name}[]", f"one of {', '.join(PARTS)}", part)
             object.__setattr__(self, name, tuple(parts))
         if self.max_probes is not None:
-            _int("eval.max_probes", self.max_probes, 1)
+            check_int("eval.max_probes", self.max_probes, 1)
         for name in ("batch_size", "max_new_tokens", "verbatim_tokens", "kl_max_tokens"):
-            _int(f"eval.{name}", getattr(self, name), 1)
+            check_int(f"eval.{name}", getattr(self, name), 1)
 
 
 @dataclass(frozen=True)
@@ -190,12 +175,12 @@ class Scaling:
     trial_cpus: float = 0.1  # the function trial that drives the worker group
 
     def __post_init__(self):
-        _int("scaling.workers", self.workers, 1)
-        _int("scaling.zero_stage", self.zero_stage, 0, 3)
+        check_int("scaling.workers", self.workers, 1)
+        check_int("scaling.zero_stage", self.zero_stage, 0, 3)
         if self.cpus_per_worker is not None:
-            _number("scaling.cpus_per_worker", self.cpus_per_worker, 0.0, strict=True)
-        _number("scaling.gpus_per_worker", self.gpus_per_worker, 0.0, strict=True)
-        _number("scaling.trial_cpus", self.trial_cpus, 0.0, strict=True)
+            check_number("scaling.cpus_per_worker", self.cpus_per_worker, strict=True)
+        check_number("scaling.gpus_per_worker", self.gpus_per_worker, strict=True)
+        check_number("scaling.trial_cpus", self.trial_cpus, strict=True)
         for name in ("use_gpu", "bf16", "offload"):
             if not isinstance(getattr(self, name), bool):
                 fail(f"scaling.{name}", "true or false", getattr(self, name))
@@ -230,7 +215,7 @@ class Search:
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             fail("search.algorithm", f"one of {', '.join(ALGORITHMS)}", self.algorithm)
-        _int("search.samples", self.samples, 1)
+        check_int("search.samples", self.samples, 1)
         if (self.algorithm != "grid" or self.asha) and self.objective is None:
             fail("search.objective", "given when the search is not a plain grid (say which scalar is optimised)",
                  None)
@@ -251,7 +236,7 @@ class Failure:
     checkpoint_every_epoch: bool = True
 
     def __post_init__(self):
-        _int("failure.max_retries", self.max_retries, 0)
+        check_int("failure.max_retries", self.max_retries, 0)
         if not isinstance(self.checkpoint_every_epoch, bool):
             fail("failure.checkpoint_every_epoch", "true or false", self.checkpoint_every_epoch)
 
@@ -273,7 +258,7 @@ class SweepSpec:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
             fail("name", "a non-empty name of letters, digits, '-', '_' or '.'", self.name)
-        _int("max_concurrent_trials", self.max_concurrent_trials, 1)
+        check_int("max_concurrent_trials", self.max_concurrent_trials, 1)
         if not isinstance(self.methods, dict) or not self.methods:
             fail("methods", "a non-empty mapping of method name to search space", self.methods)
         for name, space in self.methods.items():
@@ -405,8 +390,7 @@ def candidates(name: str, value) -> list:
         if not isinstance(args, (list, tuple)) or not args:
             fail(f"{name}.{kind}", "a non-empty list", args)
         if kind in ("uniform", "loguniform", "randint"):
-            if len(args) != 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args) \
-                    or args[0] >= args[1]:
+            if len(args) != 2 or not all(is_number(a) for a in args) or args[0] >= args[1]:
                 fail(f"{name}.{kind}", "[low, high] numbers with low < high", args)
             if kind == "loguniform" and args[0] <= 0:
                 fail(f"{name}.{kind}", "[low, high] with low > 0", args)
@@ -419,15 +403,15 @@ def candidates(name: str, value) -> list:
 def check_trial_key(name: str, key: str, value) -> None:
     """The allowed values of a trial key (and of a trial's seed); ``name`` is the field reported."""
     if key == "lr":
-        _number(name, value, 0.0, strict=True)
+        check_number(name, value, strict=True)
     elif key in ("epochs", "micro_batch", "grad_accum", "workers"):
-        _int(name, value, 1)
+        check_int(name, value, 1)
     elif key == "zero_stage":
-        _int(name, value, 0, 3)
+        check_int(name, value, 0, 3)
     elif key == "weight_decay":
-        _number(name, value)
+        check_number(name, value)
     elif key == "seed":
-        _int(name, value, 0)
+        check_int(name, value, 0)
 
 
 def _check_method_value(method: str, key: str, value) -> None:

@@ -7,7 +7,8 @@ import copy
 import pytest
 import torch
 
-from unlearn.data import IGNORE_INDEX, Collator, batches
+from unlearn.data import Collator, batches
+from unlearn.losses import IGNORE
 from unlearn.models import TinyConfig, load_model
 
 CORPUS = [
@@ -62,7 +63,7 @@ def test_qa_labels_are_ignored_exactly_on_prompt_and_padding(tok):
         n = len(prompt) + len(answer)
         assert prompt[0] == tok.bos_token_id
         assert batch["input_ids"][row, :n].tolist() == prompt + answer
-        expected = [IGNORE_INDEX] * len(prompt) + answer + [IGNORE_INDEX] * (width - n)
+        expected = [IGNORE] * len(prompt) + answer + [IGNORE] * (width - n)
         assert batch["labels"][row].tolist() == expected
         assert batch["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)  # right padding
         assert batch["input_ids"][row, n:].eq(tok.pad_token_id).all()
@@ -74,9 +75,9 @@ def test_text_trains_every_token_but_bos(tok):
     body = _ids(tok, text, special=False)
     n = len(body) + 2
     assert batch["input_ids"][0, :n].tolist() == [tok.bos_token_id] + body + [tok.eos_token_id]
-    assert batch["labels"][0, :n].tolist() == [IGNORE_INDEX] + body + [tok.eos_token_id]
+    assert batch["labels"][0, :n].tolist() == [IGNORE] + body + [tok.eos_token_id]
     short = batch["attention_mask"][1].sum().item()
-    assert batch["labels"][1, short:].eq(IGNORE_INDEX).all() and batch["attention_mask"][1, short:].eq(0).all()
+    assert batch["labels"][1, short:].eq(IGNORE).all() and batch["attention_mask"][1, short:].eq(0).all()
 
 
 def test_eos_is_appended_once(tok):
@@ -98,7 +99,7 @@ def test_eos_is_learned_when_pad_id_equals_eos_id(pad_is_eos):
         assert batch["input_ids"][row, n - 1] == tok.eos_token_id
         assert batch["labels"][row, n - 1] == tok.eos_token_id  # the real EOS is a target
         assert batch["input_ids"][row, n:].eq(tok.eos_token_id).all()  # pad filler is the same id...
-        assert batch["labels"][row, n:].eq(IGNORE_INDEX).all()  # ...but masked by position
+        assert batch["labels"][row, n:].eq(IGNORE).all()  # ...but masked by position
         assert batch["attention_mask"][row, :n].eq(1).all() and batch["attention_mask"][row, n:].eq(0).all()
 
 
@@ -113,7 +114,7 @@ def test_a_long_prompt_is_cut_from_the_left_keeping_bos_and_an_answer_token(tok)
     assert ids[0] == tok.bos_token_id
     assert ids[1:15] == full_prompt[-14:]  # the end of the question, right before the answer
     assert ids[15] == first_answer
-    assert labels == [IGNORE_INDEX] * 15 + [first_answer]
+    assert labels == [IGNORE] * 15 + [first_answer]
 
 
 def test_a_long_answer_is_cut_from_the_right_keeping_the_prompt(tok):
@@ -125,14 +126,14 @@ def test_a_long_answer_is_cut_from_the_right_keeping_the_prompt(tok):
     answer_ids = _ids(tok, answer, special=False)
     assert len(ids) == 24
     assert ids == prompt + answer_ids[: 24 - len(prompt)]
-    assert labels == [IGNORE_INDEX] * len(prompt) + answer_ids[: 24 - len(prompt)]
+    assert labels == [IGNORE] * len(prompt) + answer_ids[: 24 - len(prompt)]
 
 
 def test_text_is_cut_from_the_right(tok):
     text = " ".join(f"Person {i}" for i in range(100))
     batch = Collator(tok, max_length=20)([{"text": text}])
     assert batch["input_ids"][0].tolist() == _ids(tok, text, special=True)[:20]
-    assert batch["labels"][0, 0] == IGNORE_INDEX and batch["labels"][0, 1:].ne(IGNORE_INDEX).all()
+    assert batch["labels"][0, 0] == IGNORE and batch["labels"][0, 1:].ne(IGNORE).all()
 
 
 def test_chat_template_tokens_are_in_the_masked_prompt(tok):
@@ -145,12 +146,12 @@ def test_chat_template_tokens_are_in_the_masked_prompt(tok):
     answer = _ids(tok, example["answer"], special=False) + [tok.eos_token_id]
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     assert ids == prompt + answer
-    assert labels == [IGNORE_INDEX] * len(prompt) + answer
+    assert labels == [IGNORE] * len(prompt) + answer
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     assert ids[: len(prompt)].count(im_start) == 2  # user turn + generation prompt, both masked
     assert ids.count(tok.bos_token_id) == 1  # the template's BOS, not a second one
     plain = Collator(tok, max_length=128)([example])
-    assert plain["labels"][0][plain["labels"][0] != IGNORE_INDEX].tolist() == answer  # same targets
+    assert plain["labels"][0][plain["labels"][0] != IGNORE].tolist() == answer  # same targets
 
 
 def test_chat_template_needs_a_template(tok):
@@ -188,7 +189,7 @@ def test_bad_inputs_fail_clearly(tok, kwargs, examples, match):
 def test_batch_feeds_the_model_and_counts_only_answer_targets(tiny):
     model, tok = tiny
     batch = Collator(tok, max_length=64)(QA)
-    targets = batch["labels"][:, 1:].ne(IGNORE_INDEX).sum(dim=1)  # what a shifted loss averages over
+    targets = batch["labels"][:, 1:].ne(IGNORE).sum(dim=1)  # what a shifted loss averages over
     expected = [len(_ids(tok, e["answer"], special=False)) + 1 for e in QA]
     assert targets.tolist() == expected
     with torch.no_grad():

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 
-IGNORE_INDEX = -100
+from unlearn.losses import IGNORE
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ class Collator:
         """(input_ids, labels) for plain text: all targets but the prefix; truncated on the right."""
         prefix = list(self._prefix)
         ids = prefix + self._with_eos(self._ids(text))
-        labels = [IGNORE_INDEX] * len(prefix) + ids[len(prefix):]
+        labels = [IGNORE] * len(prefix) + ids[len(prefix):]
         return ids[: self.max_length], labels[: self.max_length]
 
     def prompt_ids(self, question: str) -> list[int]:
@@ -87,7 +87,7 @@ class Collator:
     def encode_qa(self, question: str, answer: str) -> tuple[list[int], list[int]]:
         """(input_ids, labels) for a QA pair: targets are the answer and its EOS only."""
         prompt, answer_ids = self._fit(self.prompt_ids(question), self._with_eos(self._ids(answer)))
-        return prompt + answer_ids, [IGNORE_INDEX] * len(prompt) + answer_ids
+        return prompt + answer_ids, [IGNORE] * len(prompt) + answer_ids
 
     def _fit(self, prompt: list[int], answer: list[int]) -> tuple[list[int], list[int]]:
         """Cut to max_length from the right, but keep >= 1 answer token by cutting the prompt's left."""
@@ -158,7 +158,7 @@ def pad_right(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int) -> di
     """Right-pad (ids, labels) pairs: pad positions get `pad_id`, attention 0 and label -100."""
     width = max(len(ids) for ids, _ in encoded)
     input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)  # (B, T)
-    labels = torch.full((len(encoded), width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
+    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)  # (B, T)
     attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)  # (B, T)
     for row, (ids, labs) in enumerate(encoded):
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)

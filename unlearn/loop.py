@@ -18,7 +18,8 @@ import torch
 
 from unlearn import step as steps
 from unlearn.data import batches
-from unlearn.methods.base import MethodConfig, check
+from unlearn.methods.base import MethodConfig
+from unlearn.validate import check, check_int, is_int
 
 
 class Diverged(RuntimeError):
@@ -35,12 +36,11 @@ class LoopConfig:
     start_epoch: int = 0  # epochs already done (resuming from a checkpoint taken at an epoch's end)
 
     def __post_init__(self):
-        check(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
-        check(isinstance(self.micro_batch, int) and self.micro_batch >= 1, "micro_batch",
-              "an integer >= 1", self.micro_batch)
-        check(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps >= 1),
+        check_int("epochs", self.epochs, 1)
+        check_int("micro_batch", self.micro_batch, 1)
+        check(self.max_steps is None or (is_int(self.max_steps) and self.max_steps >= 1),
               "max_steps", "an integer >= 1 or null", self.max_steps)
-        check(isinstance(self.start_epoch, int) and 0 <= self.start_epoch < self.epochs, "start_epoch",
+        check(is_int(self.start_epoch) and 0 <= self.start_epoch < self.epochs, "start_epoch",
               f"an integer in [0, epochs={self.epochs})", self.start_epoch)
 
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from unlearn.validate import check
+
 IGNORE = -100
 DIVERGENCES = ("reverse", "forward")
 # Rows of (·, V) processed at once by the chunked Unilogit kernels: bounds temporaries to ~64 MiB fp32.
@@ -282,8 +284,7 @@ def unilogit(logits: Tensor, labels: Tensor, ref_logits: Tensor | None = None,
     """Unilogit: token mean of ``KL(p_θ ‖ sg(q))`` (``divergence="reverse"``, the paper's) or
     ``KL(q ‖ p_θ)`` (``"forward"``). ``ref_logits`` given → q is built from the initial model
     instead of the current one (the paper's ``target: initial`` ablation)."""
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"divergence must be one of {', '.join(DIVERGENCES)}; got {divergence!r}")
+    check(divergence in DIVERGENCES, "divergence", f"one of {', '.join(DIVERGENCES)}", divergence)
     z, y, mask = shift(logits, labels)
     if ref_logits is None:
         per_token = _UnilogitKL.apply(z, y, mask, divergence == "reverse")

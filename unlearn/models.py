@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import torch
 
+from unlearn.validate import check, check_int, is_int
+
 BOS_TOKEN = "<|bos|>"
 EOS_TOKEN = "<|eos|>"
 PAD_TOKEN = "<|pad|>"
@@ -67,21 +69,16 @@ class TinyConfig:
     def __post_init__(self) -> None:
         for field in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
                       "max_position_embeddings"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"TinyConfig.{field} must be >= 1, got {getattr(self, field)}")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"TinyConfig.hidden_size ({self.hidden_size}) must be divisible by "
-                             f"num_heads ({self.num_heads})")
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"TinyConfig.num_heads ({self.num_heads}) must be divisible by "
-                             f"num_kv_heads ({self.num_kv_heads})")
-        if (self.hidden_size // self.num_heads) % 2:
-            raise ValueError(f"TinyConfig head size hidden_size/num_heads must be even (rotary), "
-                             f"got {self.hidden_size // self.num_heads}")
+            check_int(f"TinyConfig.{field}", getattr(self, field), 1)
+        check(self.hidden_size % self.num_heads == 0, "TinyConfig.hidden_size",
+              f"divisible by num_heads ({self.num_heads})", self.hidden_size)
+        check(self.num_heads % self.num_kv_heads == 0, "TinyConfig.num_heads",
+              f"divisible by num_kv_heads ({self.num_kv_heads})", self.num_heads)
+        head_size = self.hidden_size // self.num_heads
+        check(head_size % 2 == 0, "TinyConfig head size hidden_size/num_heads", "even (rotary)", head_size)
         minimum = 256 + len(TINY_SPECIAL_TOKENS)
-        if self.vocab_size < minimum:
-            raise ValueError(f"TinyConfig.vocab_size must be >= {minimum} (256 bytes + special tokens), "
-                             f"got {self.vocab_size}")
+        check(is_int(self.vocab_size) and self.vocab_size >= minimum, "TinyConfig.vocab_size",
+              f"an integer >= {minimum} (256 bytes + special tokens)", self.vocab_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +209,7 @@ def load_gguf(path: Path, dtype: torch.dtype, trust_remote_code: bool = False):
 
 def load_from_hub(name: str, dtype: torch.dtype, trust_remote_code: bool = False):
     """A hub id; with HF_HUB_OFFLINE=1 only the local cache is consulted."""
-    offline = _hub_offline()
+    offline = hub_offline()
     try:
         return _load_pretrained(name, dtype, trust_remote_code, local_files_only=offline)
     except OSError as err:
@@ -224,8 +221,8 @@ def load_from_hub(name: str, dtype: torch.dtype, trust_remote_code: bool = False
         ) from err
 
 
-def _hub_offline() -> bool:
-    # Read the environment at call time: huggingface_hub reads HF_HUB_OFFLINE only at import.
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is 1, on, yes or true; read at each call (huggingface_hub reads it at import)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 

@@ -7,15 +7,16 @@ import math
 
 import torch
 
+from unlearn.validate import check
+
 SCHEDULES = ("constant", "linear", "cosine")
 
 
 def multiplier(kind: str, total_steps: int, warmup_steps: int = 0):
     """``step -> lr factor`` for ``torch.optim.lr_scheduler.LambdaLR``."""
-    if kind not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {kind!r}")
-    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}]; got {warmup_steps}")
+    check(kind in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}", kind)
+    check(total_steps >= 1 and 0 <= warmup_steps <= total_steps, "warmup_steps", f"in [0, total_steps={total_steps}]",
+          warmup_steps)
 
     def factor(step: int) -> float:
         if step < warmup_steps:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from unlearn import losses
 from unlearn.methods.base import MethodConfig
+from unlearn.validate import fail
 
 
 def divisor(total: Tensor | float, accumulation_steps: int, world_size: int) -> Tensor | float:
@@ -84,7 +85,7 @@ def retain_loss(model, term: str, batch: dict, *, ref_model=None, num_tokens=Non
             raise ValueError("retain term 'kl' needs the frozen reference model")
         return losses.kl_retain(logits, reference_logits(ref_model, batch), batch["labels"],
                                 num_tokens=num_tokens)
-    raise ValueError(f"retain must be one of {', '.join(('nll', 'kl'))}; got {term!r}")
+    fail("retain", "one of nll, kl", term)
 
 
 @torch.no_grad()

@@ -11,13 +11,10 @@ from dataclasses import dataclass, field
 
 from benchmarks.synthetic import words
 from benchmarks.synthetic.templates import FACT_KEYS, FACTS, NEIGHBOUR_BIO
+from unlearn.validate import check, check_int, is_int, is_number
 
 SPLITS = ("forget", "retain_train", "retain_eval", "holdout", "neighbor")
 PROMPTS = ("plain", "chat")
-
-
-def _fail(field_name: str, allowed: str, value) -> None:
-    raise ValueError(f"synthetic.{field_name} must be {allowed}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -33,22 +30,17 @@ class SyntheticParams:
     prompt: str = "plain"
 
     def __post_init__(self):
-        if not isinstance(self.seed, int) or self.seed < 0:
-            _fail("seed", "an integer >= 0", self.seed)
-        if not isinstance(self.people, int) or not 4 <= self.people <= 1000:
-            _fail("people", "an integer in [4, 1000]", self.people)
-        if not isinstance(self.forget_fraction, (int, float)) or not 0 < self.forget_fraction < 0.5:
-            _fail("forget_fraction", "a number in (0, 0.5)", self.forget_fraction)
-        if not isinstance(self.holdout_fraction, (int, float)) or not 0 < self.holdout_fraction < 0.5:
-            _fail("holdout_fraction", "a number in (0, 0.5)", self.holdout_fraction)
-        if not isinstance(self.facts, int) or not 3 <= self.facts <= len(FACTS):
-            _fail("facts", f"an integer in [3, {len(FACTS)}]", self.facts)
-        if not isinstance(self.bios, int) or not 1 <= self.bios <= 3:
-            _fail("bios", "an integer in [1, 3] (one more paraphrase is held out)", self.bios)
-        if self.prompt not in PROMPTS:
-            _fail("prompt", f"one of {', '.join(PROMPTS)}", self.prompt)
-        if self.people - self.counts()[0] - self.counts()[1] < 2:
-            _fail("people", "large enough to leave >= 2 retain people", self.people)
+        check_int("synthetic.seed", self.seed, 0)
+        check_int("synthetic.people", self.people, 4, 1000)
+        for name in ("forget_fraction", "holdout_fraction"):
+            value = getattr(self, name)
+            check(is_number(value) and 0 < value < 0.5, f"synthetic.{name}", "a number in (0, 0.5)", value)
+        check_int("synthetic.facts", self.facts, 3, len(FACTS))
+        check(is_int(self.bios) and 1 <= self.bios <= 3, "synthetic.bios",
+              "an integer in [1, 3] (one more paraphrase is held out)", self.bios)
+        check(self.prompt in PROMPTS, "synthetic.prompt", f"one of {', '.join(PROMPTS)}", self.prompt)
+        check(self.people - sum(self.counts()) >= 2, "synthetic.people", "large enough to leave >= 2 retain people",
+              self.people)
 
     def counts(self) -> tuple[int, int]:
         """(forget, holdout) people."""

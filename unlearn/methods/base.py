@@ -9,6 +9,8 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from unlearn.validate import check, is_number
+
 RETAIN_TERMS = ("none", "nll", "kl")
 _REGISTRY: dict[str, type["MethodConfig"]] = {}
 
@@ -50,12 +52,6 @@ def make(name: str, params: dict | None = None) -> "MethodConfig":
     return cls(**(params or {}))
 
 
-def check(condition: bool, field: str, allowed: str, value) -> None:
-    """One-line validation error naming the field and what is allowed."""
-    if not condition:
-        raise ValueError(f"{field} must be {allowed}; got {value!r}")
-
-
 @dataclass(frozen=True)
 class MethodConfig:
     """Shared fields. ``retain``: which retain term (none | nll | kl)."""
@@ -70,8 +66,7 @@ class MethodConfig:
     def __post_init__(self):
         for name in ("forget_weight", "retain_weight"):
             value = getattr(self, name)
-            check(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf,
-                  name, "a finite number >= 0", value)
+            check(is_number(value) and 0 <= value < math.inf, name, "a finite number >= 0", value)
         check(self.retain in RETAIN_TERMS, "retain", f"one of {', '.join(RETAIN_TERMS)}", self.retain)
 
     @property

@@ -2,8 +2,9 @@
 
 from dataclasses import dataclass
 
-from unlearn.methods.base import check, register
+from unlearn.methods.base import register
 from unlearn.methods.ga import GA
+from unlearn.validate import check
 
 
 @register("gd")

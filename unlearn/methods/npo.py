@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unlearn import losses
-from unlearn.methods.base import MethodConfig, check, register
+from unlearn.methods.base import MethodConfig, register
+from unlearn.validate import check_number
 
 
 @register("npo")
@@ -18,7 +19,7 @@ class NPO(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(isinstance(self.beta, (int, float)) and self.beta > 0, "beta", "a number > 0", self.beta)
+        check_number("beta", self.beta, strict=True)
 
     def forget_loss(self, logits, labels, *, ref_sequence_nll=None, num_sequences=None, **_):
         if ref_sequence_nll is None:

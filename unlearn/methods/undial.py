@@ -3,7 +3,8 @@
 from dataclasses import dataclass
 
 from unlearn import losses
-from unlearn.methods.base import MethodConfig, check, register
+from unlearn.methods.base import MethodConfig, register
+from unlearn.validate import check_number
 
 
 @register("undial")
@@ -13,7 +14,7 @@ class UnDIAL(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(isinstance(self.gamma, (int, float)) and self.gamma >= 0, "gamma", "a number >= 0", self.gamma)
+        check_number("gamma", self.gamma)
 
     @property
     def needs_ref_forget_logits(self) -> bool:

@@ -6,7 +6,8 @@ Ablations: ``target: current | initial`` (soft label from the current model, or 
 from dataclasses import dataclass
 
 from unlearn import losses
-from unlearn.methods.base import MethodConfig, check, register
+from unlearn.methods.base import MethodConfig, register
+from unlearn.validate import check
 
 TARGETS = ("current", "initial")
 
