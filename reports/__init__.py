@@ -3,7 +3,8 @@
 ``load(paths)`` → tidy DataFrame; ``declaration(df)`` → the benchmark's declaration recorded with a
 sweep (metrics, fronts, trajectories, selection rule, facets); ``export(df, path)`` → CSV / Parquet;
 ``pareto_front(df, objectives)``; ``hypervolume(points, objectives, reference)``;
-``render(df_or_paths, output)`` → HTML.
+``render(df_or_paths, output)`` → HTML. ``reports.record`` names the files of a sweep's record and
+reads them: each trial's rows and its state, for these and for ``unlearn status``.
 The names are resolved on first use, so that ``import reports.cli`` (the ``unlearn`` command line)
 does not import pandas or matplotlib.
 """

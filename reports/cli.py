@@ -16,6 +16,7 @@ def add_command(sub) -> None:
 
 def cmd_report(args) -> int:
     from reports.html import render
+    from reports.record import OK
     from reports.results import load
 
     try:
@@ -24,6 +25,6 @@ def cmd_report(args) -> int:
         raise SystemExit(f"unlearn: error: {error}") from None
     render(df, args.output)
     trials = df[df["role"] == "trial"].drop_duplicates(["sweep", "trial"])
-    failed = int((trials["status"] != "ok").sum())
+    failed = int((trials["status"] != OK).sum())
     print(f"wrote {args.output}: {df['sweep'].nunique()} sweep(s), {len(trials)} trial(s), {failed} not finished")
     return 0

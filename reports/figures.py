@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from reports.pareto import configurations, pareto_front, scores
+from reports.record import OK
 from reports.results import declaration, facet_columns, facet_label
 from reports.results import directions as _directions
 from reports.results import scale as _scale
@@ -38,7 +39,7 @@ _AREA = (12.0, 220.0)  # marker area (points²) of the smallest and the largest 
 
 def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
     """Rows of finished trials (the ones whose unlearned model exists)."""
-    return df[(df["role"] == "trial") & (df["status"] == "ok")]
+    return df[(df["role"] == "trial") & (df["status"] == OK)]
 
 
 def reference_row(df: pd.DataFrame, role: str) -> pd.Series | None:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from reports import figures, summary
+from reports.record import ENVIRONMENT, OK, SPEC
 from reports.results import declaration, facet_groups, facet_label, load, metrics
 
 _STYLE = """
@@ -32,7 +33,7 @@ th { background: #f2f2f2; position: sticky; top: 0; white-space: normal; min-wid
 table.sortable th { cursor: pointer; } th[aria-sort=ascending]::after { content: " ▲"; }
 th[aria-sort=descending]::after { content: " ▼"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.error td, tr.diverged td { background: #fdecea; } tr.incomplete td { background: #fff6e0; }
+tr.error td, tr.diverged td { background: #fdecea; } tr.running td, tr.pending td { background: #fff6e0; }
 figure { margin: 18px 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 .fronts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 0 16px; }
 figcaption { color: #555; font-size: 13px; } .note { color: #555; }
@@ -123,9 +124,9 @@ def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
              "Click a header to sort; hover a value for its standard error.</p>",
              _table(trials, _trial_columns(df, trials), sortable=True),
              "<h3>Failed trials</h3>", _failed(trials), "<h3>Spec and environment</h3>",
-             _details("spec.yaml", record.get("spec") or "(no spec.yaml recorded)"),
-             _details("environment.json", json.dumps(record["environment"], indent=2) if record.get("environment")
-                      else "(no environment.json recorded)"),
+             _details(SPEC, record.get("spec") or f"(no {SPEC} recorded)"),
+             _details(ENVIRONMENT, json.dumps(record["environment"], indent=2) if record.get("environment")
+                      else f"(no {ENVIRONMENT} recorded)"),
              "</section>"]
     return "".join(parts)
 
@@ -161,7 +162,7 @@ def _summary(df: pd.DataFrame, declared: dict) -> str:
                    and h in pick and pd.notna(pick[h])]
             config = pick["note"] or (", ".join(f"{h}={_fmt(pick[h])}" for h in hps)
                                       + f" (epoch {_fmt(pick['epoch'])}; trials {pick['trials']})")
-            rows.append([pick["method"], f"{(trials['status'] == 'ok').sum()} / {len(trials)}", config,
+            rows.append([pick["method"], f"{(trials['status'] == OK).sum()} / {len(trials)}", config,
                          pick.get("n_seeds", math.nan), *[pick.get(m, math.nan) for m in columns]])
         parts.append(_grid(["method", "finished / all trials", "selected configuration", "seeds", *columns], rows)
                      if rows else "<p class=note>No trial.</p>")
@@ -211,7 +212,7 @@ def _figure(fig, kind: str, size: str | None = None) -> str:
 
 
 def _failed(trials: pd.DataFrame) -> str:
-    failed = trials[trials["status"] != "ok"]
+    failed = trials[trials["status"] != OK]
     if failed.empty:
         return "<p class=note>None.</p>"
     columns = ["method", "trial", "status", *_hyperparameters(failed), "epoch", "error", "path"]

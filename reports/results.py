@@ -1,35 +1,32 @@
 """Sweep results → one tidy pandas DataFrame (one row per trial × epoch, plus the reference rows).
 
-Reads what ``sweeps/run.py`` writes under ``<storage>/<sweep>/``: ``spec.yaml``,
-``environment.json``, ``reference_rows.json`` (the target before unlearning and the oracle, with
-every metric's direction), and per Tune trial ``<method>/<trial dir>/`` its ``params.json``,
-``result.json`` (one JSON line per epoch) and ``error.txt`` when it failed.
+Reads the record ``sweeps`` writes under ``<storage>/<sweep>/`` (``reports.record``):
+``spec.yaml``, ``environment.json``, ``reference_rows.json`` (the target before unlearning and the
+oracle, with every metric's direction), and per trial its ``params.json``, its rows
+(``metrics.jsonl``, or Tune's ``result.json``) and ``error.txt`` when it failed.
 
 Columns: ``sweep``, ``role`` (``trial`` | ``target`` | ``oracle``), ``method``, ``trial``, every
 sampled hyper-parameter under its own name (``lr``, ``seed``, ``gamma`` …), ``epoch``, ``step``,
-every metric and its ``_stderr``, the logged training and topology values, ``status`` (``ok``,
-``error``, ``diverged``: the error mentions a non-finite loss; ``incomplete``: no error but no final
-epoch — still running or stopped early), ``error`` (first line of ``error.txt``), ``path`` and
-``model_dir`` (the unlearned model of a finished trial). The scheduler's learning rate logged each
-epoch is ``lr_current``, so that ``lr`` is always the sampled one. A failed trial without any
-result still has one row (``epoch`` NaN). ``df.attrs`` holds ``directions`` (metric → ``"max"``,
-``"min"`` or a target number), ``hyperparameters`` and ``sweeps`` (name → spec text, environment).
+every metric and its ``_stderr``, the logged training and topology values, ``status`` (the trial's
+state, ``reports.record.STATES``: ``ok``, ``running``, ``pending``, ``diverged``, ``error``),
+``error`` (first line of ``error.txt``, or a diverged trial's message), ``path`` and ``model_dir``
+(the unlearned model of a finished trial). The scheduler's learning rate logged each epoch is
+``lr_current``, so that ``lr`` is always the sampled one. A trial without any row still has one
+(``epoch`` NaN). ``df.attrs`` holds ``directions`` (metric → ``"max"``, ``"min"`` or a target
+number), ``hyperparameters`` and ``sweeps`` (name → spec text, environment).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
-_SWEEP_FILES = ("reference_rows.json", "spec.yaml", "environment.json")
-_TRIAL_FILES = ("params.json", "metrics.jsonl", "result.json", "error.txt")
+from reports.record import ENVIRONMENT, REFERENCE_ROWS, SPEC, SWEEP_FILES, Trial, is_sweep, read_json, trials
+
 _DROPPED = ("config",)  # Tune's copy of params.json
-_TRIAL_DIR = re.compile(r"^run_trial_([0-9a-f]+_\d+)_")
-_DIVERGED = re.compile(r"\bDiverged\b|non-finite loss", re.IGNORECASE)  # unlearn.loop.Diverged
 
 
 def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
@@ -43,7 +40,7 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         raise ValueError(f"two sweeps named {duplicated[0]!r}; load them separately")
     rows, known, scales, hyperparameters, records = [], {}, {}, [], {}
     for sweep in sweeps:
-        refs = _read_json(sweep / "reference_rows.json") or {}
+        refs = read_json(sweep / REFERENCE_ROWS) or {}
         benchmark = refs.get("benchmark") if isinstance(refs.get("benchmark"), dict) else None
         declared = (benchmark or {}).get("metrics") or {}
         recorded = refs.get("directions", {})
@@ -51,12 +48,12 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
                                      if m not in recorded and "direction" in d}, **recorded}, sweep.name)
         _merge_scales(scales, {m: d["scale"] for m, d in declared.items() if d.get("scale") is not None}, sweep.name)
         rows += [dict(row, sweep=sweep.name) for row in refs.get("rows", [])]
-        for trial_dir in _trial_dirs(sweep):
-            params, trial_rows = _trial(trial_dir, sweep.name)
+        for trial in trials(sweep):
+            params, trial_rows = _trial(trial, sweep.name)
             hyperparameters += [key for key in params if key not in hyperparameters]
             rows += trial_rows
-        records[sweep.name] = {"path": str(sweep), "spec": _read_text(sweep / "spec.yaml"),
-                               "environment": _read_json(sweep / "environment.json"), "benchmark": benchmark}
+        records[sweep.name] = {"path": str(sweep), "spec": _read_text(sweep / SPEC),
+                               "environment": read_json(sweep / ENVIRONMENT), "benchmark": benchmark}
     df = pd.DataFrame(rows)
     for column in ("sweep", "role", "method", "trial", "status", "error", "epoch"):
         if column not in df:
@@ -188,51 +185,27 @@ def export(df: pd.DataFrame, path: str | Path) -> Path:
 def _sweep_dirs(path: Path) -> list[Path]:
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a directory")
-    if _is_sweep(path):
+    if is_sweep(path):
         return [path]
-    found = sorted(child for child in path.iterdir() if child.is_dir() and _is_sweep(child))
+    found = sorted(child for child in path.iterdir() if child.is_dir() and is_sweep(child))
     if not found:
         raise FileNotFoundError(f"no sweep results in {path} (a sweep directory holds "
-                                f"{', '.join(_SWEEP_FILES)})")
+                                f"{', '.join(SWEEP_FILES)})")
     return found
 
 
-def _is_sweep(path: Path) -> bool:
-    return any((path / name).is_file() for name in _SWEEP_FILES)
-
-
-def _trial_dirs(sweep: Path) -> list[Path]:
-    return sorted({file.parent for name in _TRIAL_FILES for file in sweep.glob(f"*/*/{name}")
-                   if file.parent.parent.name != "train"})
-
-
-def _trial(trial_dir: Path, sweep: str) -> tuple[dict, list[dict]]:
-    """The sampled hyper-parameters and the rows of one Tune trial."""
-    params = {key: _scalar(value) for key, value in (_read_json(trial_dir / "params.json") or {}).items()}
-    # The sweep's own record (one line per epoch, durable across Tune restores) over Tune's copy.
-    record = trial_dir / "metrics.jsonl"
-    results = _read_lines(record if record.is_file() else trial_dir / "result.json")
-    results = list({r.get("epoch"): r for r in results}.values())  # a re-run epoch: the last one wins
-    error_text = _read_text(trial_dir / "error.txt")
-    last = results[-1] if results else {}
-    if error_text is not None:
-        status = "diverged" if _DIVERGED.search(error_text) else "error"
-        error = (error_text.strip().splitlines() or [""])[0]
-    elif last.get("final"):
-        status, error = ("diverged" if last.get("status") == "diverged" else "ok"), last.get("error")
-    else:
-        status, error = "incomplete", None
-    match = _TRIAL_DIR.match(trial_dir.name)
-    trial = next((r["trial_id"] for r in results if r.get("trial_id")), match.group(1) if match else trial_dir.name)
-    method = next((r["method"] for r in results if r.get("method")), trial_dir.parent.name)
-    models = sorted((trial_dir.parent.parent / "train" / f"train-{trial}").glob("checkpoint_*/model"))
-    base = {"sweep": sweep, "role": "trial", "method": method, "trial": trial, "path": str(trial_dir),
-            "model_dir": str(models[-1]) if status == "ok" and models else None}
+def _trial(trial: Trial, sweep: str) -> tuple[dict, list[dict]]:
+    """The sampled hyper-parameters and the rows of one trial."""
+    params = {key: _scalar(value) for key, value in trial.params.items()}
+    model = trial.model_dir
+    base = {"sweep": sweep, "role": "trial", "method": trial.method, "trial": trial.trial_id,
+            "path": str(trial.path), "model_dir": str(model) if model else None,
+            "status": trial.state, "error": trial.error}
     rows = []
-    for result in results or [{}]:
+    for result in trial.rows or [{}]:
         logged = {("lr_current" if key == "lr" else key): _scalar(value) for key, value in result.items()
                   if key not in _DROPPED}
-        rows.append({**logged, **params, **base, "status": status, "error": error})
+        rows.append({**logged, **params, **base})
     return params, rows
 
 
@@ -257,21 +230,3 @@ def _scalar(value):
 
 def _read_text(path: Path) -> str | None:
     return path.read_text(errors="replace") if path.is_file() else None
-
-
-def _read_json(path: Path):
-    text = _read_text(path)
-    return json.loads(text) if text and text.strip() else None
-
-
-def _read_lines(path: Path) -> list[dict]:
-    """The JSON lines of ``result.json``; a partly written last line (a running trial) is skipped."""
-    lines = [line for line in (_read_text(path) or "").splitlines() if line.strip()]
-    rows = []
-    for number, line in enumerate(lines, 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number < len(lines):
-                raise ValueError(f"{path}: line {number} is not JSON") from None
-    return rows

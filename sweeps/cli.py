@@ -143,23 +143,25 @@ def cmd_plan(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from reports.record import RecordError
     from sweeps import results
     from sweeps.spec import SpecError
 
     try:
         print("\n".join(results.status_lines(results.sweep_dir(args.sweep_path))))
-    except SpecError as error:
+    except (SpecError, RecordError) as error:
         raise SystemExit(f"unlearn: error: {error}") from None
     return 0
 
 
 def cmd_export(args) -> int:
+    from reports.record import RecordError
     from sweeps import results
     from sweeps.spec import SpecError
 
     try:
         out = results.export(results.sweep_dir(args.sweep_path), args.trial, args.out)
-    except SpecError as error:
+    except (SpecError, RecordError) as error:
         raise SystemExit(f"unlearn: error: {error}") from None
     print(f"wrote {out}")
     return 0

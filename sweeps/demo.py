@@ -21,6 +21,7 @@ def main(storage: str = "runs", quick: bool = False, progress=None) -> Path:
     ``<storage>/demo``; a sweep of the other kind already there is refused, not mixed."""
     import reports
     from reports import summary
+    from reports.record import SPEC
     from sweeps import spec as specs
     from sweeps.run import run_sweep
 
@@ -28,7 +29,7 @@ def main(storage: str = "runs", quick: bool = False, progress=None) -> Path:
                                storage=storage)
     sweep_dir = Path(storage).resolve() / "demo"
     options = {"progress": progress} if progress else {}
-    run_sweep(spec, resume=(sweep_dir / "spec.yaml").is_file(), **options)
+    run_sweep(spec, resume=(sweep_dir / SPEC).is_file(), **options)
     df = reports.load([sweep_dir])
     report = sweep_dir / "report.html"
     reports.render(df, report)

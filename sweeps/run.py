@@ -1,12 +1,13 @@
 """The sweep driver: validate, prepare, compute the references once, then one Ray Tune run per
 method, each trial a Ray Train + DeepSpeed worker group.
 
-Storage layout (``<storage>/<name>/``): ``spec.yaml`` (resolved), ``environment.json``,
-``references.pt`` (per grid point of the benchmark's parameters and unlearning target) and
-``reference_rows.json`` (target before unlearning, oracle, and the benchmark's declarations, which
-the reports read), ``<method>/``
-(Tune: one directory per trial with ``result.json`` / ``progress.csv`` / ``params.json``) and
-``train/train-<trial>/checkpoint_*`` (only the latest; the last one is the unlearned model).
+Storage layout (``<storage>/<name>/``, named in ``reports.record``): ``spec.yaml`` (resolved),
+``environment.json``, ``references.pt`` (per grid point of the benchmark's parameters and
+unlearning target) and ``reference_rows.json`` (target before unlearning, oracle, and the
+benchmark's declarations, which the reports read), ``<method>/`` (Tune: one directory per trial
+with ``params.json``, ``result.json``, ``progress.csv``, our record ``metrics.jsonl`` and ``error.txt``
+when it failed) and ``train/train-<trial>/checkpoint_*`` (only the latest; the last one is the
+unlearned model).
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reports.record import (
+    DIVERGED,
+    ENVIRONMENT,
+    ERROR_TEXT,
+    REFERENCE_ROWS,
+    REFERENCES,
+    SPEC,
+    TIMING,
+)
 from sweeps.spec import (
     Scaling,
     SpecError,
@@ -128,8 +138,8 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
     from unlearn import data as collation
     from unlearn import loop, models, step
 
-    path = sweep_dir / "references.pt"
-    if path.is_file() and (sweep_dir / "reference_rows.json").is_file():
+    path = sweep_dir / REFERENCES
+    if path.is_file() and (sweep_dir / REFERENCE_ROWS).is_file():
         return path
     began = time.time()
     config = eval_config(spec)
@@ -161,7 +171,7 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
     record = dict(declaration(cells[0].benchmark, metrics), facets=list(spec.benchmark.grid()))
     tmp = path.with_suffix(".tmp")
     torch.save(entries, tmp)
-    (sweep_dir / "reference_rows.json").write_text(json.dumps(
+    (sweep_dir / REFERENCE_ROWS).write_text(json.dumps(
         {"rows": rows, "directions": {m.name: m.direction for m in metrics}, "benchmark": record}, indent=2))
     tmp.replace(path)
     progress(f"references computed once in {time.time() - began:.0f}s (target and oracle evaluated)")
@@ -225,7 +235,7 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
         done, errors = _tune_method(spec, method, sweep, progress, resume)
         finished, failed = finished + done, failed + errors
     if not resume:  # the trial phase of one uninterrupted run (perf/sweep.py)
-        (sweep_dir / "timing.json").write_text(json.dumps({"trials_started": began, "trials_ended": time.time()}))
+        (sweep_dir / TIMING).write_text(json.dumps({"trials_started": began, "trials_ended": time.time()}))
     progress(f"done: results in {sweep_dir}")
     return Outcome(sweep_dir, finished, tuple(failed))
 
@@ -234,16 +244,16 @@ def _check_resume(spec: SweepSpec, sweep_dir: Path, resume: bool) -> None:
     """Existing results are never overwritten; ``--resume`` needs them, made by the same spec."""
     import yaml
 
-    if (sweep_dir / "spec.yaml").is_file() and not resume:
+    if (sweep_dir / SPEC).is_file() and not resume:
         raise SpecError(f"results of sweep {spec.name!r} already exist in {sweep_dir}; pass --resume to continue "
                         f"it, or choose another name or --storage")
-    if resume and not (sweep_dir / "spec.yaml").is_file():
+    if resume and not (sweep_dir / SPEC).is_file():
         raise SpecError(f"--resume: no sweep {spec.name!r} in {sweep_dir.parent} to resume")
     if resume:
-        saved = yaml.safe_load((sweep_dir / "spec.yaml").read_text())
+        saved = yaml.safe_load((sweep_dir / SPEC).read_text())
         if saved != _plain(to_dict(spec)):
             raise SpecError(f"--resume: the spec differs from the one the sweep started with "
-                            f"({sweep_dir / 'spec.yaml'})")
+                            f"({sweep_dir / SPEC})")
 
 
 def _check_disk(sweep_dir: Path, target: Path | str, trials: int, concurrent: int) -> None:
@@ -259,14 +269,14 @@ def _write_records(spec: SweepSpec, sweep_dir: Path, cells: list[Cell], scaling:
     import yaml
 
     sweep_dir.mkdir(exist_ok=True)
-    (sweep_dir / "spec.yaml").write_text(yaml.safe_dump(_plain(to_dict(spec)), sort_keys=False))
+    (sweep_dir / SPEC).write_text(yaml.safe_dump(_plain(to_dict(spec)), sort_keys=False))
     first = cells[0]
     record = dict(environment(spec, scaling), target=str(first.target),
                   oracle=str(first.oracle) if first.oracle else None, data=str(first.data.root),
                   model_source=_source(spec),
                   grid=[{"label": c.label, "target": str(c.target), "oracle": str(c.oracle) if c.oracle else None,
                          "data": str(c.data.root)} for c in cells])
-    (sweep_dir / "environment.json").write_text(json.dumps(record, indent=2))
+    (sweep_dir / ENVIRONMENT).write_text(json.dumps(record, indent=2))
 
 
 def _source(spec: SweepSpec) -> dict | None:
@@ -325,13 +335,13 @@ def _tune_method(spec: SweepSpec, method: str, sweep: Sweep, progress, resume: b
     failed = [r for r in results if r.error]
     for result in failed:  # Tune keeps errors outside the storage; the report needs them beside the trial
         if result.path and Path(result.path).is_dir():
-            (Path(result.path) / "error.txt").write_text(_error_text(result.error))
+            (Path(result.path) / ERROR_TEXT).write_text(_error_text(result.error))
     progress(f"{method}: {len(results) - len(failed)} finished, {len(failed)} failed in {time.time() - began:.0f}s")
     trial_id = lambda r: (r.metrics or {}).get("trial_id") or (Path(r.path).name if r.path else "?")  # noqa: E731
     errors = [(method, trial_id(r), _error_text(r.error).splitlines()[0]) for r in failed]
     # a trial whose loss turned non-finite ends normally, as "diverged": it left no usable model
     errors += [(method, trial_id(r), f"diverged: {r.metrics.get('error', '')}") for r in results
-               if not r.error and (r.metrics or {}).get("status") == "diverged"]
+               if not r.error and (r.metrics or {}).get("status") == DIVERGED]
     return len(results) - len(errors), errors
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reports.record import TIMING, TRAIN, read_rows, train_name
 from sweeps.spec import (
     EvalSpec,
     Failure,
@@ -27,10 +28,6 @@ from sweeps.spec import (
     Training,
     variant_key,
 )
-
-RECORD = "metrics.jsonl"  # our own per-trial record, one line per epoch, beside Tune's result.json
-TIMING = "timing.json"  # when the trial function started and ended
-FINAL = "final_report.json"  # beside the record: how long the last report took to persist the model
 
 
 @dataclass(frozen=True)
@@ -133,7 +130,7 @@ class Sweep:
             evaluation=eval_config(self.spec, autocast=scaling.bf16 and not scaling.use_gpu),
             training=self.spec.training, scaling=scaling, failure=self.spec.failure,
             objective=self.spec.search.objective,
-            paths=TrialPaths(refs=self.refs, train_storage=str(Path(self.sweep_dir) / "train"), trial_dir=trial_dir),
+            paths=TrialPaths(refs=self.refs, train_storage=str(Path(self.sweep_dir) / TRAIN), trial_dir=trial_dir),
             trial_id=trial_id, started=started)
 
     def point(self, sampled: dict) -> GridPoint:
@@ -171,15 +168,10 @@ def build_trainer(plan: TrialPlan, name: str, callbacks=()):
     )
 
 
-def finished(record: Path) -> bool:
+def finished(trial_dir: Path) -> bool:
     """Whether a trial's record ends with its final epoch (finished or diverged)."""
-    if not record.is_file():
-        return False
-    lines = [line for line in record.read_text().splitlines() if line.strip()]
-    try:
-        return bool(lines) and bool(json.loads(lines[-1]).get("final"))
-    except json.JSONDecodeError:
-        return False
+    rows = read_rows(trial_dir)
+    return bool(rows) and bool(rows[-1].get("final"))
 
 
 def run_trial(config: dict, sweep: Sweep, method: str) -> None:
@@ -190,11 +182,11 @@ def run_trial(config: dict, sweep: Sweep, method: str) -> None:
 
     trial = tune.get_context()
     trial_dir = Path(sweep.sweep_dir) / method / Path(trial.get_trial_dir()).name
-    if finished(trial_dir / RECORD):
+    if finished(trial_dir):
         return
     started = time.time()
     plan = sweep.plan(method, config, trial_id=trial.get_trial_id(), trial_dir=str(trial_dir), started=started)
-    build_trainer(plan, f"train-{trial.get_trial_id()}", [TuneReportCallback()]).fit()
+    build_trainer(plan, train_name(trial.get_trial_id()), [TuneReportCallback()]).fit()
     # The trial's own start and end, for its fixed cost (perf/sweep.py): worker-group start,
     # loading and teardown are what is left of this span after training, evaluation and checkpoints.
     (trial_dir / TIMING).write_text(json.dumps({"started": started, "ended": time.time()}))

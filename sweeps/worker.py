@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reports.record import DIVERGED, FINAL_REPORT, MODEL, OK, append_row
 from sweeps import faults
-from sweeps.trial import FINAL, RECORD
 
 if TYPE_CHECKING:
     from sweeps.spec import Objective
@@ -301,7 +301,7 @@ class EpochEnd:
         worker, keep = self.worker, self.plan.failure.checkpoint_every_epoch
         _gather_into(worker.ds_engine, worker.evaluator, self.plan.run.zero_stage)
         if last and worker.place.rank == 0:
-            models.save_model(worker.evaluator, worker.tokenizer, os.path.join(folder, "model"))
+            models.save_model(worker.evaluator, worker.tokenizer, os.path.join(folder, MODEL))
         elif not last and keep:
             worker.ds_engine.save_checkpoint(folder, tag=f"epoch{epoch}")
         return (last and worker.place.rank == 0) or (not last and keep)
@@ -319,7 +319,7 @@ class EpochEnd:
         torch.set_num_threads(worker.place.threads)
         self.watch.lap("eval")
         metrics = {"epoch": epoch, **scores, **{k: v for k, v in state.metrics.items() if k != "epoch"},
-                   **worker.topology, **self.watch.record(), "status": "ok", "final": last,
+                   **worker.topology, **self.watch.record(), "status": OK, "final": last,
                    "method": plan.method.name}
         objective = objective_value(metrics, plan.objective)
         if objective is not None:
@@ -346,7 +346,7 @@ class EpochEnd:
         worker = self.worker
         steps = worker.engine.global_steps
         per_epoch = math.ceil(len(worker.data.forget) / worker.effective_batch)
-        metrics = {"status": "diverged", "error": str(error), "method": self.plan.method.name, "final": True,
+        metrics = {"status": DIVERGED, "error": str(error), "method": self.plan.method.name, "final": True,
                    "epoch": max(1, math.ceil(steps / per_epoch)), "step": steps,
                    "wall_s": round(self.watch.since("imports"), 3), **worker.topology}
         if worker.place.rank == 0:
@@ -371,16 +371,12 @@ def objective_value(metrics: dict, objective: Objective | None) -> float | None:
 
 def _record(plan: TrialPlan, metrics: dict) -> None:
     """Append the epoch's row to the trial's own record (durable, whatever Tune does on restore)."""
-    path = plan.paths.in_trial(RECORD)
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(dict(metrics, trial_id=plan.trial_id, timestamp=time.time()), default=str) + "\n")
+    if plan.paths.trial_dir is not None:
+        append_row(Path(plan.paths.trial_dir), dict(metrics, trial_id=plan.trial_id, timestamp=time.time()))
 
 
 def _note(plan: TrialPlan, **values) -> None:
-    path = plan.paths.in_trial(FINAL)
+    path = plan.paths.in_trial(FINAL_REPORT)
     if path is not None:
         path.write_text(json.dumps(values))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps.results import read_rows
+from reports.record import read_rows
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -35,8 +35,8 @@ def test_load_keeps_every_trial_and_marks_failures(sweep):
     assert sorted(refs["role"]) == ["oracle", "target"]
     trials = df[df["role"] == "trial"]
     statuses = sorted(trials.drop_duplicates("trial")["status"])
-    assert statuses == ["diverged", "error", "error", "incomplete", *["ok"] * 6]
-    assert len(trials) == 6 * 2 + 4  # finished × epochs; diverged and incomplete after 1 epoch; 2 errors, no result
+    assert statuses == ["diverged", "error", "error", *["ok"] * 6, "running"]
+    assert len(trials) == 6 * 2 + 4  # finished × epochs; diverged and running after 1 epoch; 2 errors, no result
     diverged = trials[trials["status"] == "diverged"].iloc[0]
     assert diverged["error"].startswith("unlearn.loop.Diverged: non-finite loss") and diverged["epoch"] == 1
     no_result = trials[trials["error"] == "ValueError: bad value"].iloc[0]
@@ -494,7 +494,7 @@ def test_reports_name_no_benchmark_metric():
 def test_cli_writes_one_report_of_several_sweeps(sweep, tmp_path, capsys):
     from sweeps import cli
 
-    other = make_sweep(tmp_path / "more", "second", trials=DEFAULT_TRIALS[-1:])  # one incomplete trial
+    other = make_sweep(tmp_path / "more", "second", trials=DEFAULT_TRIALS[-1:])  # one running trial
     out = tmp_path / "report.html"
     assert cli.main(["report", str(sweep), str(other), "-o", str(out)]) == 0
     assert "2 sweep(s), 11 trial(s), 5 not finished" in capsys.readouterr().out

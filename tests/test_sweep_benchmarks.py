@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from helpers.browser import check_opens, chromium  # noqa: F401  (the browser fixture)
+from reports.record import read_rows
 from sweeps import spec as specs
-from sweeps.results import read_rows
 
 pytestmark = [pytest.mark.ray, pytest.mark.browser, pytest.mark.slow]
 

@@ -16,8 +16,8 @@ import psutil
 import pytest
 import yaml
 
+from reports.record import read_rows
 from sweeps import faults
-from sweeps.results import read_rows
 from sweeps.spec import SpecError
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

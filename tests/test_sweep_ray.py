@@ -8,8 +8,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from reports.record import read_rows
 from sweeps import spec as specs
-from sweeps.results import read_rows
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -179,4 +179,4 @@ def test_status_lists_every_trial(sweep, capsys):
 
     assert cli.main(["status", str(sweep["dir"])]) == 0
     out = capsys.readouterr().out
-    assert "4 trials" in out and out.count("finished") >= 4 and "unilogit" in out and "undial" in out
+    assert "4 trials" in out and out.count(" ok ") >= 4 and "unilogit" in out and "undial" in out

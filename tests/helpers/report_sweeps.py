@@ -90,7 +90,7 @@ DEFAULT_TRIALS = (
     {"method": "undial", "lr": 1e4, "seed": 0, "gamma": 10, "fail": "diverged"},
     {"method": "undial", "lr": 3e-2, "seed": 0, "gamma": 10, "fail": "error"},
     {"method": "unilogit", "lr": 3e-2, "seed": 0, "fail": "no-result"},
-    {"method": "unilogit", "lr": 1e-2, "seed": 0, "fail": "incomplete"},
+    {"method": "unilogit", "lr": 1e-2, "seed": 0, "fail": "running"},
 )
 _RESERVED = ("method", "fail", "drop", "method_name", "error", "values")
 
@@ -151,7 +151,7 @@ def make_sweep(root: Path, name: str = "tiny", trials=DEFAULT_TRIALS, epochs: in
         trial.mkdir(parents=True)
         (trial / "params.json").write_text(json.dumps(params))
         results = []
-        for epoch in range(1, {"diverged": 2, "incomplete": 2, "error": 1, "no-result": 1}.get(fail, epochs + 1)):
+        for epoch in range(1, {"diverged": 2, "running": 2, "error": 1, "no-result": 1}.get(fail, epochs + 1)):
             strength = min(1.0, spec["lr"] * 150 * epoch)
             row = {"epoch": epoch, **metric_values(strength, rng, final=epoch == epochs)}
             for dropped in spec.get("drop", ()):
