@@ -148,15 +148,16 @@ def build_trainer(plan: TrialPlan, name: str, callbacks=()):
     GPU; Ray keeps only the latest checkpoint. Ray Train records its train-loop config as a
     mapping, so the plan travels in one: ``{"plan": plan}``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
+    from sweeps.patches import torch_trainer
     from sweeps.worker import train_loop
 
     scaling = plan.scaling
     per_worker = {"CPU": scaling.cpus_per_worker}
     if scaling.use_gpu:
         per_worker["GPU"] = scaling.gpus_per_worker
-    return TorchTrainer(
+    return torch_trainer()(
         train_loop,
         train_loop_config={"plan": plan},
         scaling_config=ScalingConfig(num_workers=plan.run.workers, use_gpu=scaling.use_gpu,

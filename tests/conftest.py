@@ -10,7 +10,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +55,9 @@ def _connect() -> bool:
     return started
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_cluster(unlearn_cache):
-    """A local Ray cluster, bound to loopback, for a module's in-process sweeps."""
+    """A local Ray cluster, bound to loopback, for the session's in-process sweeps."""
     import ray
 
     started = _connect()
@@ -62,17 +66,51 @@ def ray_cluster(unlearn_cache):
         ray.shutdown()
 
 
+def pytest_collection_modifyitems(items):
+    """The tests of the session's tiny sweep run last, so that the sweep runs while the others do."""
+    uses = [item for item in items if "tiny_sweep" in getattr(item, "fixturenames", ())]
+    items[:] = [item for item in items if item not in uses] + uses
+
+
 @pytest.fixture(scope="session")
-def tiny_sweep(tmp_path_factory, unlearn_cache):
+def tiny_prepared(unlearn_cache):
+    """The tiny spec's target and oracle, prepared once for the session into its cache."""
+    from benchmarks.prepare import Recipe, prepare
+    from sweeps import spec as specs
+
+    spec = specs.load(ROOT / "sweeps" / "specs" / "tiny.yaml")
+    return prepare(spec.model.base, spec.benchmark.build(), Recipe(**spec.model.prepare), cache=unlearn_cache,
+                   progress=lambda message: None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_sweep_job(request, tmp_path_factory, unlearn_cache):
+    """When a collected test needs the tiny sweep, ``unlearn demo --quick`` is submitted with
+    ``ray job submit`` to a ``ray start --head`` cluster on loopback as the session starts, and
+    runs while the tests that do not need it run. Nothing starts otherwise. The job's preparation
+    finds the target and oracle in the session's cache, as ``test_prepare_eval.py`` does."""
+    if not any("tiny_sweep" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    import sys
+
+    from helpers.ray_job import Background
+
+    request.getfixturevalue("tiny_prepared")  # before the job, which then finds them in the cache
+    storage = tmp_path_factory.mktemp("demo")
+    job = Background("--working-dir", str(ROOT), "--", sys.executable, "-m", "sweeps.cli", "demo", "--quick",
+                     "--storage", str(storage))
+    yield storage, job
+    job.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(_tiny_sweep_job):
     """``unlearn demo --quick`` (the tiny spec: preparation, Ray Tune trials of DeepSpeed worker
-    groups, the report) run once for the session: its directory, report and progress lines."""
-    import ray
-
-    from sweeps import demo
-
-    started = _connect()
-    said = []
-    report = demo.main(storage=str(tmp_path_factory.mktemp("demo")), quick=True, progress=said.append)
-    if started:
-        ray.shutdown()
-    return {"dir": report.parent, "report": report, "said": said}
+    groups, the report), run once for the session as a Ray job: its directory, report and the
+    job's output."""
+    storage, background = _tiny_sweep_job
+    job = background.result()
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    report = storage / "demo" / "report.html"
+    return {"dir": report.parent, "report": report, "said": job.stdout.splitlines(), "job": job}

@@ -1,5 +1,5 @@
-"""`unlearn demo --quick`: the tiny sweep end to end; its report holds every figure and opens cleanly
-in headless Chromium. A second run reuses the prepared models and the finished trials."""
+"""`unlearn demo --quick` submitted as a Ray job: the tiny sweep end to end; its report holds every
+figure and opens cleanly in headless Chromium. A second run reuses the prepared models and the finished trials."""
 
 import pytest
 
@@ -17,6 +17,13 @@ def test_quick_demo_writes_a_report_with_real_values(demo):
     text = demo.read_text()
     assert "unilogit" in text and "undial" in text and text.count("data:image/png;base64,") >= 7
     assert "no finished trial" not in text
+
+
+def test_the_quick_demo_ran_as_a_ray_job(tiny_sweep):
+    """``ray job submit`` against ``ray start --head`` on 127.0.0.1 ran ``unlearn demo --quick`` to
+    its end: the job succeeded and printed where the report is."""
+    out = tiny_sweep["job"].stdout
+    assert "succeeded" in out and f"report: {tiny_sweep['report']}" in out
 
 
 def test_quick_demo_report_opens_in_chromium(chromium, demo, tmp_path):  # noqa: F811

@@ -17,10 +17,13 @@ CONFIG = EvalConfig(batch_size=16, max_new_tokens=12, verbatim_tokens=24, softla
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
+def prepared(tiny_prepared, unlearn_cache):
+    """The tiny spec's target and oracle (``sweeps/specs/tiny.yaml``: the parameters and recipe
+    here), prepared once for the session."""
+    cache = unlearn_cache
     benchmark = benchmarks.get("synthetic", **PARAMS)
-    result = prep.prepare("tiny", benchmark, RECIPE, cache=cache, progress=lambda m: None)
+    result = tiny_prepared
+    assert result.target.parent.name == prep.cache_key("tiny", benchmark, RECIPE)
     target, tokenizer = models.load_model(str(result.target))
     oracle, _ = models.load_model(str(result.oracle))
     collate = data.Collator(tokenizer, max_length=256)

@@ -171,6 +171,9 @@ def test_sweep_where_no_trial_finished_exits_non_zero(muse_target, ray_cluster, 
     failed = [line for line in out.splitlines() if line.startswith("failed: ga trial ")]
     assert len(failed) == 1 and "diverged" in failed[0] and "non-finite loss" in failed[0], out
     assert "no trial finished (1 of 1 failed)" in err
+    (trial,) = (tmp_path / "runs" / "muse-diverges" / "ga").glob("run_trial_*")
+    last = read_rows(trial)[-1]
+    assert last["status"] == "diverged" and last["epoch"] == 1 and "non-finite loss" in last["error"]
 
 
 def test_byo_sweep_prepares_target_and_oracle_and_facets_by_the_grid(byo_sweep):

@@ -52,9 +52,9 @@ def test_local_cluster_listens_on_loopback_only(sweep, ray_cluster):
 
 
 def test_every_trial_reports_every_epoch(sweep):
-    for method in ("unilogit", "undial"):
+    for method, count in (("unilogit", 2), ("undial", 1)):  # the spec's learning rates
         trials = trial_results(sweep["dir"], method)
-        assert len(trials) == 2
+        assert len(trials) == count
         for rows in trials.values():
             assert [r["epoch"] for r in rows] == [1, 2]
             assert all(r["status"] == "ok" and r["method"] == method for r in rows)
@@ -89,7 +89,7 @@ def test_only_the_last_checkpoint_is_kept_and_it_is_the_model(sweep):
     from unlearn import models
 
     train_dirs = sorted((sweep["dir"] / "train").glob("train-*"))
-    assert len(train_dirs) == 4
+    assert len(train_dirs) == 3
     for train_dir in train_dirs:
         checkpoints = [p for p in train_dir.glob("checkpoint_*") if p.is_dir()]
         assert len(checkpoints) == 1
@@ -179,4 +179,4 @@ def test_status_lists_every_trial(sweep, capsys):
 
     assert cli.main(["status", str(sweep["dir"])]) == 0
     out = capsys.readouterr().out
-    assert "4 trials" in out and out.count(" ok ") >= 4 and "unilogit" in out and "undial" in out
+    assert "3 trials" in out and out.count(" ok ") >= 3 and "unilogit" in out and "undial" in out

@@ -101,3 +101,21 @@ def test_a_deferred_function_compiles_once_on_its_first_call(monkeypatch):
     assert deferred.__name__ == "muon_update" and compiled == []  # nothing compiled when decorating
     assert deferred(1) == ("compiled", 2) and deferred(2) == ("compiled", 3)
     assert compiled == [muon_update]  # once
+
+
+def test_a_trainer_without_datasets_leaves_out_ray_trains_dataset_callback():
+    import ray
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks import DatasetsCallback
+
+    def callbacks(trainer_class, **datasets):
+        trainer = trainer_class(lambda: None, scaling_config=ScalingConfig(num_workers=1), datasets=datasets or None)
+        return [type(callback) for callback in trainer._create_default_callbacks()]
+
+    trainer = patches.torch_trainer()
+    assert issubclass(trainer, TorchTrainer) and ray.__version__.startswith("2.60")
+    assert DatasetsCallback not in callbacks(trainer)
+    assert callbacks(trainer) == [c for c in callbacks(TorchTrainer) if c is not DatasetsCallback]
+    assert DatasetsCallback in callbacks(trainer, train=[1, 2])  # with datasets, Ray Train's own
+    assert patches.torch_trainer("2.61.0") is TorchTrainer  # outside the checked versions: left alone
