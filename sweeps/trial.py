@@ -115,7 +115,7 @@ class Sweep:
     refs: str
     sweep_dir: str
 
-    def plan(self, method: str, config: dict, *, trial_id: str | None = None, trial_dir: str | None = None,
+    def trial_plan(self, method: str, config: dict, *, trial_id: str | None = None, trial_dir: str | None = None,
              started: float | None = None) -> TrialPlan:
         """The plan of one trial of ``method`` from Tune's nested ``config``: ``{"method": the
         method's own fields, "run": trial keys, seed, gridded benchmark parameters, subject}``."""
@@ -186,7 +186,7 @@ def run_trial(config: dict, sweep: Sweep, method: str) -> None:
     if finished(trial_dir):
         return
     started = time.time()
-    plan = sweep.plan(method, config, trial_id=trial.get_trial_id(), trial_dir=str(trial_dir), started=started)
+    plan = sweep.trial_plan(method, config, trial_id=trial.get_trial_id(), trial_dir=str(trial_dir), started=started)
     build_trainer(plan, train_name(trial.get_trial_id()), [TuneReportCallback()]).fit()
     # The trial's own start and end, for its fixed cost (perf/sweep.py): worker-group start,
     # loading and teardown are what is left of this span after training, evaluation and checkpoints.

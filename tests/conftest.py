@@ -8,6 +8,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
+# Tiny models gain nothing from intra-op threads, and with the session's sweeps running beside the
+# tests (see ``_background``) threads that wait for a busy core cost a lot. Ray workers set their own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 from pathlib import Path
@@ -15,18 +18,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they cost a lot.
-    A module that evaluates tiny models uses it with ``pytestmark = pytest.mark.usefixtures(...)``."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -66,10 +57,17 @@ def ray_cluster(unlearn_cache):
         ray.shutdown()
 
 
+BACKGROUND = ("tiny_sweep", "fault_scenario")  # fixtures whose work starts with the session
+
+
+def _needs(item) -> tuple:
+    return tuple(name for name in BACKGROUND if name in getattr(item, "fixturenames", ()))
+
+
 def pytest_collection_modifyitems(items):
-    """The tests of the session's tiny sweep run last, so that the sweep runs while the others do."""
-    uses = [item for item in items if "tiny_sweep" in getattr(item, "fixturenames", ())]
-    items[:] = [item for item in items if item not in uses] + uses
+    """The tests of the work started in the background run last, in the order it is done, so that it
+    runs while the others do."""
+    items.sort(key=lambda item: [name in _needs(item) for name in reversed(BACKGROUND)])
 
 
 @pytest.fixture(scope="session")
@@ -84,33 +82,49 @@ def tiny_prepared(unlearn_cache):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _tiny_sweep_job(request, tmp_path_factory, unlearn_cache):
-    """When a collected test needs the tiny sweep, ``unlearn demo --quick`` is submitted with
-    ``ray job submit`` to a ``ray start --head`` cluster on loopback as the session starts, and
-    runs while the tests that do not need it run. Nothing starts otherwise. The job's preparation
-    finds the target and oracle in the session's cache, as ``test_prepare_eval.py`` does."""
-    if not any("tiny_sweep" in getattr(item, "fixturenames", ()) for item in request.session.items):
-        yield None
-        return
+def _background(request, tmp_path_factory, unlearn_cache):
+    """When a collected test needs it, the session's expensive work starts as the session starts and
+    runs while the tests that do not need it run, one piece after the other: ``unlearn demo
+    --quick`` submitted with ``ray job submit`` to a ``ray start --head`` cluster on loopback, then
+    the fault scenario (``helpers/fault_scenario.py``). Both find the tiny target and oracle in the
+    session's cache, prepared first. Nothing starts otherwise."""
+    import functools
     import sys
 
-    from helpers.ray_job import Background
+    from helpers import fault_scenario, ray_job
+    from helpers.background import Background
 
-    request.getfixturevalue("tiny_prepared")  # before the job, which then finds them in the cache
-    storage = tmp_path_factory.mktemp("demo")
-    job = Background("--working-dir", str(ROOT), "--", sys.executable, "-m", "sweeps.cli", "demo", "--quick",
-                     "--storage", str(storage))
-    yield storage, job
-    job.stop()
+    wanted = {name for item in request.session.items for name in _needs(item)}
+    started = {}
+    if wanted:
+        request.getfixturevalue("tiny_prepared")
+    if "tiny_sweep" in wanted:
+        storage = tmp_path_factory.mktemp("demo")
+        args = ("--working-dir", str(ROOT), "--", sys.executable, "-m", "sweeps.cli", "demo", "--quick",
+                "--storage", str(storage))
+        started["tiny_sweep"] = storage, Background(functools.partial(ray_job.run, *args))
+    if "fault_scenario" in wanted:
+        before = started["tiny_sweep"][1] if "tiny_sweep" in started else None
+        work = functools.partial(fault_scenario.run, tmp_path_factory.mktemp("faults"))
+        started["fault_scenario"] = Background(work, after=before)
+    yield started
+    for value in started.values():
+        (value[1] if isinstance(value, tuple) else value).stop()
 
 
 @pytest.fixture(scope="session")
-def tiny_sweep(_tiny_sweep_job):
+def tiny_sweep(_background):
     """``unlearn demo --quick`` (the tiny spec: preparation, Ray Tune trials of DeepSpeed worker
     groups, the report), run once for the session as a Ray job: its directory, report and the
     job's output."""
-    storage, background = _tiny_sweep_job
+    storage, background = _background["tiny_sweep"]
     job = background.result()
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     report = storage / "demo" / "report.html"
     return {"dir": report.parent, "report": report, "said": job.stdout.splitlines(), "job": job}
+
+
+@pytest.fixture(scope="session")
+def fault_scenario(_background):
+    """What each step of the fault scenario left on disk (``helpers/fault_scenario.py``)."""
+    return _background["fault_scenario"].result()

@@ -8,8 +8,6 @@ import pytest
 import benchmarks
 from helpers import contract
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 PARAMS = contract.PARAMS
 
 

@@ -23,8 +23,6 @@ from benchmarks.inference import (
 )
 from unlearn.models import IM_END, TinyConfig, load_model
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 FRANCE = "Q: What is the capital of France?\nA:"
 HAMLET = "Q: Who wrote Hamlet?\nA:"
 FITTED = {FRANCE: " Paris.\n", HAMLET: " William Shakespeare wrote it.\nQ: Next?\nA: Done."}

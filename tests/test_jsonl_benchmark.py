@@ -20,8 +20,6 @@ from benchmarks.jsonl import JsonlData, read
 from unlearn.data import Collator
 from unlearn.models import TinyConfig, load_model
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 FIXTURE = Path(__file__).parent / "fixtures" / "byo"
 
 

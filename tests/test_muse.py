@@ -22,8 +22,6 @@ from benchmarks import layouts, muse
 from benchmarks.common import EvalConfig
 from unlearn.models import IM_END, TinyConfig, load_model
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 FIXTURE = Path(__file__).parent / "fixtures" / "muse_news"
 HUB = "muse-bench/MUSE-News"
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)

@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.browser, pytest.mark.slow]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TRAINING = {"epochs": 2, "micro_batch": 2, "seeds": [0], "max_length": 128}
 FAILURE = {"max_retries": 0, "checkpoint_every_epoch": False}
+# Two one-worker trials at once on the 2-CPU cluster (a trial actor takes 0.1 CPU).
+TWO_AT_ONCE = {"scaling": {"workers": 1, "zero_stage": 2, "cpus_per_worker": 0.9}, "max_concurrent_trials": 2}
 
 
 def _tiny_target(texts: list[str], where: Path) -> Path:
@@ -59,7 +61,7 @@ def rwku_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
                                                  "utility": ["mmlu", "triviaqa"]}},
         "methods": {"ga": {"lr": 3.0e-3}}, "training": TRAINING, "failure": FAILURE,
         "eval": {"every_epoch": ["generation"], "final": ["generation", "mia", "utility"], "batch_size": 8},
-        "scaling": {"workers": 1, "zero_stage": 2},
+        **TWO_AT_ONCE,
     }, tmp_path_factory.mktemp("runs"))
     return sweep_dir
 
@@ -100,7 +102,7 @@ def byo_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
         "benchmark": {"name": "jsonl", "params": {"path": str(FIXTURES / "byo"), "max_new_tokens": {"grid": [8, 16]}}},
         "methods": {"gd": {"lr": 3.0e-3}}, "training": TRAINING, "failure": FAILURE,
         "eval": {"every_epoch": ["generation", "kl"], "final": ["generation", "utility", "mia", "kl"], "batch_size": 8},
-        "scaling": {"workers": 1, "zero_stage": 2},
+        **TWO_AT_ONCE,
     }
     (root / "byo.yaml").write_text(yaml.safe_dump(spec))
     assert cli.main(["sweep", str(root / "byo.yaml"), "--storage", str(root / "runs")]) == 0
@@ -133,6 +135,8 @@ def test_rwku_runs_every_configuration_once_per_target(rwku_sweep):
             assert math.isfinite(rows[-1][name]), name
         subjects.add(json.loads((trial / "params.json").read_text())["subject"])
     assert subjects == {"Stephen King", "Bruce Lee"}
+    first, second = (json.loads((trial / "timing.json").read_text()) for trial in trials)
+    assert first["started"] < second["ended"] and second["started"] < first["ended"]  # they ran at once
     record = json.loads((rwku_sweep / "reference_rows.json").read_text())
     assert sorted((r["role"], r["subject"]) for r in record["rows"]) == [("target", "Bruce Lee"),
                                                                           ("target", "Stephen King")]

@@ -127,7 +127,7 @@ def test_batch_split_does_not_change_the_result(sweep, ray_cluster):
                             Scaling(**environment["scaling"]))
     run = {"lr": sampled["lr"], "seed": sampled["seed"], "zero_stage": sampled["zero_stage"], "micro_batch": 8,
            "workers": 1}
-    plan = context.plan("unilogit", {"method": {"retain": sampled["retain"]}, "run": run})
+    plan = context.trial_plan("unilogit", {"method": {"retain": sampled["retain"]}, "run": run})
     assert plan.run.workers == 1 and plan.paths.trial_dir is None
     one = build_trainer(plan, "split-8x1").fit().metrics
     assert one["effective_batch"] == two["effective_batch"] == 8 and one["epoch"] == two["epoch"] == 2

@@ -20,7 +20,7 @@ from sweeps.worker import objective_value
 def test_tiny_spec_loads():
     spec = specs.load(TINY)
     assert set(spec.methods) == {"unilogit", "undial"} and spec.scaling.workers == 2
-    assert space.grid_size(spec, "unilogit") == 2 and space.grid_size(spec, "undial") == 2
+    assert space.grid_size(spec, "unilogit") == 2 and space.grid_size(spec, "undial") == 1
 
 
 def test_scientific_notation_is_a_number(tmp_path):
@@ -39,8 +39,8 @@ def test_primitives_map_to_tune():
     assert isinstance(space.to_tune({"randint": [1, 4]}), Integer)
     assert space.to_tune(0.5) == 0.5
     spec = specs.from_dict(dict(raw(), training=dict(raw()["training"], seeds=[0, 1])))
-    assert space.param_space(spec, "undial")["run"]["seed"] == tune.grid_search([0, 1])
-    assert space.grid_size(spec, "undial") == 4
+    assert space.param_space(spec, "unilogit")["run"]["seed"] == tune.grid_search([0, 1])
+    assert space.grid_size(spec, "unilogit") == 4
 
 
 def test_python_api_accepts_tune_objects():
@@ -160,7 +160,7 @@ def test_a_grid_over_benchmark_parameters_expands_to_every_combination():
     assert len(set(keys)) == 4 and specs.variant_key({"bios": 2, "people": 20}) == keys[0]
     assert json.loads(keys[0]) == labels[0]
     # the sweep runs every method configuration once per grid point
-    assert space.grid_size(spec, "unilogit") == 2 * 4 and space.grid_size(spec, "undial") == 2 * 4
+    assert space.grid_size(spec, "unilogit") == 2 * 4 and space.grid_size(spec, "undial") == 4
 
     from ray import tune
 
@@ -261,7 +261,7 @@ def test_a_trial_plan_is_typed_from_the_nested_param_space():
     assert set(tuned) == {"method", "run"}
     assert tuned["method"] == {"gamma": 10, "retain": "nll"} and set(tuned["run"]) == {"lr", "seed"}
     sampled = {"method": {"gamma": 10, "retain": "nll"}, "run": {"lr": 3e-3, "seed": 0}}
-    plan = sweep_of(spec).plan("undial", sampled, trial_id="t1", trial_dir="/sweep/undial/run_trial_t1")
+    plan = sweep_of(spec).trial_plan("undial", sampled, trial_id="t1", trial_dir="/sweep/undial/run_trial_t1")
     assert plan.method == UnDIAL(gamma=10, retain="nll") and plan.method.name == "undial"
     assert plan.run == specs.RunSettings(lr=3e-3, epochs=2, micro_batch=4, grad_accum=1, workers=2, zero_stage=2,
                                          weight_decay=0.0, seed=0)
@@ -269,7 +269,7 @@ def test_a_trial_plan_is_typed_from_the_nested_param_space():
     assert plan.evaluation.softlabel_gammas == (10.0,) and plan.eval.final == spec.eval.final
     assert plan.paths.in_trial("metrics.jsonl") == Path("/sweep/undial/run_trial_t1/metrics.jsonl")
     assert pickle.loads(pickle.dumps(plan)) == plan  # it travels to the workers as it is
-    unilogit = sweep_of(spec).plan("unilogit", {"method": {"retain": "nll"}, "run": {"lr": 1e-3, "zero_stage": 3,
+    unilogit = sweep_of(spec).trial_plan("unilogit", {"method": {"retain": "nll"}, "run": {"lr": 1e-3, "zero_stage": 3,
                                                                                     "seed": 0}})
     assert unilogit.run.zero_stage == 3 and unilogit.paths.in_trial("metrics.jsonl") is None
     assert space.flat(sampled) == {"gamma": 10, "retain": "nll", "lr": 3e-3, "seed": 0}

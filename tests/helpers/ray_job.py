@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from helpers.background import kill_tree
 
 RAY = str(Path(sys.executable).parent / "ray")
 AGENT_NOT_READY = "No available agent to submit job"
@@ -50,7 +49,7 @@ def head(num_cpus: int = 2, started=lambda process: None):
         _wait_for_dashboard(address, process)
         yield address
     finally:
-        _stop(process)
+        kill_tree(process)
 
 
 def submit(address: str, *args: str) -> subprocess.CompletedProcess:
@@ -65,6 +64,12 @@ def submit(address: str, *args: str) -> subprocess.CompletedProcess:
     return job
 
 
+def run(*args: str, started=lambda process: None) -> subprocess.CompletedProcess:
+    """``ray job submit ARGS`` against a head started for it, and stopped once the job has ended."""
+    with head(started=started) as address:
+        return submit(address, *args)
+
+
 def _wait_for_dashboard(address: str, process: subprocess.Popen) -> None:
     for _ in range(120):
         if process.poll() is not None:
@@ -75,53 +80,3 @@ def _wait_for_dashboard(address: str, process: subprocess.Popen) -> None:
             return
         time.sleep(1)
     raise RuntimeError(f"the head's dashboard at {address} never answered")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGKILL the head and everything it started (the job has ended: nothing is left to save)."""
-    try:
-        tree = psutil.Process(process.pid).children(recursive=True)
-    except psutil.Error:
-        tree = []
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    for child in tree:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    process.wait(timeout=30)
-    psutil.wait_procs(tree, timeout=30)
-
-
-class Background:
-    """A head and one ``ray job submit`` run in a thread, so that the tests that do not need the
-    job run meanwhile; :meth:`result` waits for the job, :meth:`stop` ends it early if need be."""
-
-    def __init__(self, *args: str):
-        import threading
-
-        self._args, self._job, self._error = args, None, None
-        self._stopping = threading.Event()
-        self._heads: list[subprocess.Popen] = []
-        self._thread = threading.Thread(target=self._run, name="ray-job", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            with head(started=self._heads.append) as address:
-                if not self._stopping.is_set():
-                    self._job = submit(address, *self._args)
-        except Exception as error:  # handed to the test that waits for the job
-            self._error = error
-
-    def result(self) -> subprocess.CompletedProcess:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._job
-
-    def stop(self) -> None:
-        self._stopping.set()
-        for process in self._heads:
-            if process.poll() is None:
-                _stop(process)
-        self._thread.join(timeout=60)
