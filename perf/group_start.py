@@ -5,7 +5,7 @@ Per trial: seconds from the trial's start to the training function's first line 
 controller and helper actors, the worker processes, the process group), from its last line to
 ``fit()`` returning (teardown), and how busy the cores were over the start (/proc/stat). A start
 that keeps every core busy is bound by process start-up and imports, which no cache removes.
-Ray Train's settings are a sweep's (``sweeps.cluster``).
+Ray Train's settings and trainer are a sweep's (``sweeps.cluster``, ``sweeps.patches``).
 
     .venv/bin/python perf/group_start.py          # 4 trials; writes perf/results/group_start.json
 """
@@ -44,11 +44,13 @@ def loop(cfg):
 
 def trial(config):
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from sweeps.patches import torch_trainer
+
     t0 = time.time()
-    TorchTrainer(loop, train_loop_config={"out": config["out"], "t0": t0},
+    torch_trainer()(loop, train_loop_config={"out": config["out"], "t0": t0},
                  scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
                  torch_config=TorchConfig(backend="gloo"),
                  run_config=RunConfig(name=f"empty{config['i']}", storage_path=config["store"],

@@ -194,3 +194,13 @@ def test_importing_every_benchmarks_module_loads_no_service_layer():
             f"print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_no_function_of_the_service_layer_is_longer_than_60_lines():
+    """``sweeps`` reads top to bottom: a function that grows past 60 lines is split."""
+    long = []
+    for path in sorted((ROOT / "sweeps").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert long == []
