@@ -72,13 +72,21 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def tiny_prepared(unlearn_cache):
-    """The tiny spec's target and oracle, prepared once for the session into its cache."""
+    """The tiny spec's target and oracle, prepared once for the session into its cache (on every
+    core: nothing else runs yet)."""
+    import torch
+
     from benchmarks.prepare import Recipe, prepare
     from sweeps import spec as specs
 
     spec = specs.load(ROOT / "sweeps" / "specs" / "tiny.yaml")
-    return prepare(spec.model.base, spec.benchmark.build(), Recipe(**spec.model.prepare), cache=unlearn_cache,
-                   progress=lambda message: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        return prepare(spec.model.base, spec.benchmark.build(), Recipe(**spec.model.prepare), cache=unlearn_cache,
+                       progress=lambda message: None)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session", autouse=True)
