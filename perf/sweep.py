@@ -21,7 +21,6 @@ seconds; the sweep writes ``timing.json`` around its trials. From those:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -33,27 +32,25 @@ from pathlib import Path
 
 import record  # noqa: E402  (perf/record.py, beside this file)
 
+from reports.record import FINAL_REPORT, OK, REFERENCES, TIMING, TRIAL_PREFIX, read_json, read_rows  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def trial_costs(sweep_dir: Path) -> list[dict]:
     out = []
-    for metrics in sorted(sweep_dir.glob("*/run_trial_*/metrics.jsonl")):
-        rows, timing = _lines(metrics), metrics.parent / "timing.json"
-        if not rows or not timing.is_file() or rows[-1].get("status") != "ok":
+    for trial_dir in sorted(sweep_dir.glob(f"*/{TRIAL_PREFIX}*")):
+        rows, span = read_rows(trial_dir), read_json(trial_dir / TIMING)
+        if not rows or span is None or rows[-1].get("status") != OK:
             continue
-        span, last = json.loads(timing.read_text()), rows[-1]
+        last = rows[-1]
         wall = span["ended"] - span["started"]
         # the last report persists the model after the last row was written: its own side record
-        final = metrics.parent / "final_report.json"
-        persist = json.loads(final.read_text())["final_report_s"] if final.is_file() else 0.0
+        final = read_json(trial_dir / FINAL_REPORT)
+        persist = final["final_report_s"] if final else 0.0
         checkpoint = last.get("checkpoint_s", 0.0) + persist
         work = last["train_s"] + last["eval_s"] + checkpoint
-        out.append({"trial": metrics.parent.name, "method": last["method"], "span_s": round(wall, 2),
+        out.append({"trial": trial_dir.name, "method": last["method"], "span_s": round(wall, 2),
                     "started": span["started"], "ended": span["ended"],
                     "group_start_s": last.get("group_start_s"), "imports_s": last.get("imports_s"),
                     "load_s": last.get("load_s"),
@@ -68,8 +65,8 @@ def summarise(sweep_dir: Path) -> dict:
     trials = trial_costs(sweep_dir)
     if not trials:
         raise SystemExit(f"no finished trial with timing records under {sweep_dir}")
-    timing = sweep_dir / "timing.json"  # absent when the sweep was resumed: first start to last end
-    phase = json.loads(timing.read_text()) if timing.is_file() else {
+    # absent when the sweep was resumed: first start to last end
+    phase = read_json(sweep_dir / TIMING) or {
         "trials_started": min(t["started"] for t in trials), "trials_ended": max(t["ended"] for t in trials)}
     wall = phase["trials_ended"] - phase["trials_started"]
 
@@ -79,7 +76,7 @@ def summarise(sweep_dir: Path) -> dict:
 
     spans = sum(t["span_s"] for t in trials)
     busy = sum(t["train_s"] + t["eval_s"] + (t["checkpoint_s"] or 0) for t in trials)
-    refs = sweep_dir / "references.pt"
+    refs = sweep_dir / REFERENCES
     return {
         # written once before the first trial and never again (workers only read it)
         "references_once": refs.is_file() and refs.stat().st_mtime <= phase["trials_started"],
