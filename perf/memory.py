@@ -139,24 +139,9 @@ def child(args) -> dict:
     method = methods.make(args.child, params)
     vocab, mb, seq = model.config.vocab_size, args.micro_batch, args.seq
     n = mb * (args.steps + 1)
-    g = torch.Generator().manual_seed(0)
+    from step import collate, examples  # perf/step.py, beside this file: the same random token data
 
-    def examples() -> list[dict]:
-        out = []
-        for i in range(n):
-            ids = torch.randint(3, vocab, (seq,), generator=g)
-            labels = ids.clone()
-            labels[: seq // 4] = -100
-            out.append({"input_ids": ids, "labels": labels, "index": i})
-        return out
-
-    def collate(batch):
-        ids = torch.stack([e["input_ids"] for e in batch])
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                "labels": torch.stack([e["labels"] for e in batch]),
-                "index": torch.tensor([e["index"] for e in batch])}
-
-    forget, retain = examples(), examples()
+    forget, retain = examples(n, seq, vocab, seed=0), examples(n, seq, vocab, seed=1)
 
     # AdamW state materialised with zero gradients (no weight decay: the weights stay θ0); this also
     # makes every weight page resident, so the reference copy below is measured on its own.
