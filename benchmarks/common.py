@@ -7,7 +7,6 @@ named ``[prefix]kl_<a>_<b>_<tokens>`` and reported as the token mean with its st
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,12 +57,6 @@ def first(items: list, limit: int | None) -> list:
 def put(out: dict, name: str, values) -> None:
     """``out[name]`` = the mean of ``values``, ``out[name_stderr]`` its standard error."""
     out[name], out[f"{name}_stderr"] = metrics.mean_and_stderr(values)
-
-
-def put_mean_of(out: dict, name: str, parts: list[str]) -> None:
-    """The plain mean of already computed metrics, with stderr √(Σ se²) / k."""
-    out[name] = sum(out[p] for p in parts) / len(parts)
-    out[f"{name}_stderr"] = math.sqrt(sum(out[f"{p}_stderr"] ** 2 for p in parts)) / len(parts)
 
 
 def prompt_text(question: str, chat: bool) -> str:

@@ -11,10 +11,16 @@ FB ``"Please complete the blank in the following question.\\nQuestion: {query}\\
 ``"Please briefly answer the following question.\\nQuestion: {query}\\n"``; AA of type "affirmative
 suffix" ``"Please briefly answer the following question.\\nQuestion: {query}"`` with nothing appended;
 AA of type "incontext learning" ``"Please briefly answer the following question.\\n{query}\\n"``.
-Greedy, 30 new tokens, ending at EOS / end of turn / a newline; the stripped output, or "NOANSWER"
-when empty, is scored by ROUGE-L recall against the answer as the ``rouge`` 1.0.1 package computes
-it (``metrics.rouge_l(..., "rwku")``). ``forget_all`` = (FB + QA + AA) / 3, ``neighbor_all`` =
-(FB + QA) / 2; ``forget_aa_<type>_rouge_l_recall`` breaks AA down by probe type.
+Greedy, 30 new tokens, ending at EOS / end of turn and, by the ``protocol`` parameter: ``paper``
+(default) at the newline token ids RWKU's code resolves (``rwku_utility.official_stop_ids``: none on
+byte-level BPE tokenizers, so answers run on past newlines as in the published runs); ``clean`` at
+the first newline of the text. The stripped output, or "NOANSWER" when empty, is scored by ROUGE-L
+recall against the answer as the ``rouge`` 1.0.1 package computes it (``metrics.rouge_l(...,
+"rwku")``). ``forget_all`` and ``neighbor_all`` are pooled over the target's probes (``aggregate``:
+forget FB, QA and AA; neighbour FB and QA), as the RWKU paper's All column is;
+``forget_aa_<type>_rouge_l_recall`` breaks AA down by probe type. The protocol also decides how
+prompts are tokenised and how BBH is scored (:mod:`benchmarks.rwku_utility`); it is recorded in
+the benchmark's declaration, so every sweep's results say which one they follow.
 
 MIA on ``mia_forget`` (FM) and ``mia_retain`` (RM), each text with BOS: loss = -mean_t log p(x_t),
 zlib = loss / len(zlib(text)), Min-K%++ at k = 0.2 (``benchmarks.metrics``; higher = less
@@ -26,7 +32,7 @@ Utility: :mod:`benchmarks.rwku_utility` (on the targets' own utility rows, as RW
 
 Scale: every metric is ×100, the scale of the RWKU paper's tables, applied alike to ROUGE
 recall, accuracy, F1, MC1/MC2, the MIA means and the fluency entropy — except the AUCs, in [0, 1].
-Standard errors are of the mean over items; an "all" metric's is √(Σ se²) / k.
+Standard errors are of the mean over items (for "all", over the pooled probes).
 
 Retain set: RWKU's own code trains no retain term (its setting gives no retain corpus). Ours is the
 ``train_positive_llama3`` texts of the first ``RETAIN_TARGETS`` targets of ``forget_target`` that are
@@ -66,6 +72,8 @@ GROUPS = {"forget_fb": "forget_level1", "forget_qa": "forget_level2", "forget_aa
 CORPUS = "train_positive_llama3"
 BASE_CONFIGS = ("forget_target", *GROUPS.values(), "mia_forget", "mia_retain", CORPUS)
 MIA_SCORES = ("loss", "zlib", "min_k_pp")
+LEVELS = ("FB", "QA", "AA")
+PROTOCOLS = rwku_utility.PROTOCOLS
 
 
 def split_of(config: str) -> str:
@@ -89,6 +97,27 @@ def probe_message(query: str, kind: str, probe_type: str = "") -> tuple[str, str
     if kind == "aa" and probe_type == INCONTEXT_LEARNING:
         return f"Please briefly answer the following question.\n{query}\n", "Answer:"
     return f"Please briefly answer the following question.\nQuestion: {query}\n", "Answer:"
+
+
+def aggregate(scores: dict[str, list[float]]) -> dict[str, float]:
+    """Per level (``"FB"``, ``"QA"``, ``"AA"``) the mean of its probes' scores, and ``"All"``: the
+    mean over every probe given, i.e. the levels weighted by their probe counts, as the RWKU paper's
+    All column is (not the plain mean of the level means). Levels with no scores are left out."""
+    unknown = sorted(set(scores) - set(LEVELS))
+    if unknown:
+        raise ValueError(f"rwku aggregate: unknown level {unknown[0]!r}; allowed: {', '.join(LEVELS)}")
+    given = {level: [float(v) for v in scores[level]] for level in LEVELS if level in scores and len(scores[level])}
+    if not given:
+        raise ValueError("rwku aggregate: no scores given")
+    pooled = [v for values in given.values() for v in values]
+    return {**{level: sum(v) / len(v) for level, v in given.items()}, "All": sum(pooled) / len(pooled)}
+
+
+def stop_for(tokenizer, protocol: str) -> dict:
+    """The ``generate`` options that end a forget or neighbour answer under ``protocol``."""
+    if protocol == "paper":
+        return {"stop": (), "stop_token_ids": rwku_utility.official_stop_ids(tokenizer)}
+    return {"stop": ("\n",), "stop_token_ids": ()}
 
 
 def probe_prompt(tokenizer, row: dict, kind: str) -> str:
@@ -163,25 +192,25 @@ def _limit(rows: list, config) -> list:
     return rows if config.max_probes is None else rows[:config.max_probes]
 
 
-def _generation(model, tokenizer, data: RWKUData, config) -> dict:
+def _generation(model, tokenizer, data: RWKUData, config, protocol: str) -> dict:
     groups = {g: _limit(data.rows[c], config) for g, c in GROUPS.items()}
     flat = [(g, r) for g, rows in groups.items() for r in rows]
-    prompts = rwku_utility.encode(tokenizer, [probe_prompt(tokenizer, r, g.split("_")[1]) for g, r in flat])
-    outputs = inference.generate(model, tokenizer, prompts, max_new_tokens=MAX_NEW_TOKENS, stop=("\n",),
-                                 batch_size=config.batch_size, autocast=config.autocast)
+    prompts = rwku_utility.encode(tokenizer, [probe_prompt(tokenizer, r, g.split("_")[1]) for g, r in flat], protocol)
+    outputs = inference.generate(model, tokenizer, prompts, max_new_tokens=MAX_NEW_TOKENS, batch_size=config.batch_size,
+                                 autocast=config.autocast, **stop_for(tokenizer, protocol))
     scores = [recall(o, r["answer"]) for o, (_, r) in zip(outputs, flat)]
+    by_group = {group: [s for s, (g, _) in zip(scores, flat) if g == group] for group in GROUPS}
     out: dict = {}
-    for group in GROUPS:
-        values = [s for s, (g, _) in zip(scores, flat) if g == group]
+    for group, values in by_group.items():
         if values:
             _put(out, f"{group}_rouge_l_recall", values)
     for probe_type in dict.fromkeys(r["type"] for r in groups["forget_aa"]):
         _put(out, f"forget_aa_{slug(probe_type)}_rouge_l_recall",
              [s for s, (g, r) in zip(scores, flat) if g == "forget_aa" and r["type"] == probe_type])
-    for split, parts in (("forget", ("fb", "qa", "aa")), ("neighbor", ("fb", "qa"))):
-        keys = [f"{split}_{p}_rouge_l_recall" for p in parts]
-        if all(k in out for k in keys):
-            common.put_mean_of(out, f"{split}_all_rouge_l_recall", keys)
+    for split, levels in (("forget", LEVELS), ("neighbor", LEVELS[:2])):
+        values = [by_group[f"{split}_{level.lower()}"] for level in levels]
+        if all(values):  # pooled over the probes, the paper's All (``aggregate``)
+            _put(out, f"{split}_all_rouge_l_recall", [v for level in values for v in level])
     return out
 
 
@@ -216,64 +245,66 @@ def _mia(model, tokenizer, data: RWKUData, config) -> dict:
     return out
 
 
-def _utility(model, tokenizer, data: RWKUData, tasks, config) -> dict:
+def _utility(model, tokenizer, data: RWKUData, tasks, config, protocol: str) -> dict:
     out: dict = {}
     for task in tasks:
         rows = _limit(data.rows[rwku_utility.CONFIGS[task]], config)
         if not rows:
             continue
-        if task == "truthfulqa":
-            first, second = rwku_utility.truthfulqa(model, tokenizer, rows, config)
-            _put(out, "utility_truthfulqa_mc1", [SCALE * v for v in first])
-            _put(out, "utility_truthfulqa_mc2", [SCALE * v for v in second])
-        else:
-            _put(out, UTILITY_NAMES[task],
-                 [SCALE * v for v in getattr(rwku_utility, task)(model, tokenizer, rows, config)])
+        values = getattr(rwku_utility, task)(model, tokenizer, rows, config, protocol)
+        names = UTILITY_NAMES[task][:2 if protocol == "paper" else 1] if task == "bbh" else UTILITY_NAMES[task]
+        for name, per_item in zip(names, values if isinstance(values, tuple) else (values,)):
+            _put(out, name, [SCALE * v for v in per_item])
     return out
 
 
-UTILITY_NAMES = {"mmlu": "utility_mmlu_accuracy", "bbh": "utility_bbh_exact_match", "triviaqa": "utility_triviaqa_f1",
-                 "fluency": "utility_fluency_entropy"}
+UTILITY_NAMES = {"mmlu": ("utility_mmlu_accuracy",),
+                 "bbh": ("utility_bbh_exact_match", "utility_bbh_exact_match_official"),
+                 "truthfulqa": ("utility_truthfulqa_mc1", "utility_truthfulqa_mc2"),
+                 "triviaqa": ("utility_triviaqa_f1",), "fluency": ("utility_fluency_entropy",)}
 
 
-def _metrics(tasks) -> tuple[Metric, ...]:
+def _metrics(tasks, protocol: str) -> tuple[Metric, ...]:
     def m(name, direction, role, description, scale=100):
         return Metric(name, direction, role, description, scale)
 
     out = [m(f"forget_{g}_rouge_l_recall", "min", "forget", f"ROUGE-L recall ×100 of forget {d} probes")
            for g, d in (("fb", "fill-in-the-blank"), ("qa", "question-answer"), ("aa", "adversarial"))]
-    out.append(m("forget_all_rouge_l_recall", "min", "forget", "mean of forget FB / QA / AA"))
+    out.append(m("forget_all_rouge_l_recall", "min", "forget", "ROUGE-L recall ×100 pooled over forget FB / QA / AA"))
     out += [m(f"forget_aa_{slug(t)}_rouge_l_recall", "min", "forget", f"ROUGE-L recall ×100 of {t} probes")
             for t in AA_TYPES]
     out += [m(f"neighbor_{g}_rouge_l_recall", "max", "neighbour", f"ROUGE-L recall ×100 of neighbour {d} probes")
             for g, d in (("fb", "fill-in-the-blank"), ("qa", "question-answer"))]
-    out.append(m("neighbor_all_rouge_l_recall", "max", "neighbour", "mean of neighbour FB / QA"))
+    out.append(m("neighbor_all_rouge_l_recall", "max", "neighbour",
+                 "ROUGE-L recall ×100 pooled over neighbour FB / QA"))
     for name, what in (("loss", "mean NLL"), ("zlib", "NLL / zlib length"), ("min_k_pp", "Min-K%++ (k=0.2)")):
         out.append(m(f"mia_forget_{name}", "max", "privacy", f"{what} ×100 of forget MIA texts (FM)"))
         out.append(m(f"mia_retain_{name}", "min", "privacy", f"{what} ×100 of retain MIA texts (RM)"))
         out.append(m(f"mia_{name}_auc", "max", "privacy", f"P({what} of an FM text > that of an RM text)", scale=1))
-    described = {"mmlu": [(UTILITY_NAMES["mmlu"], "MMLU 5-shot accuracy ×100")],
-                 "bbh": [(UTILITY_NAMES["bbh"], "BBH 3-shot CoT exact match ×100")],
-                 "truthfulqa": [("utility_truthfulqa_mc1", "TruthfulQA MC1 ×100"),
-                                ("utility_truthfulqa_mc2", "TruthfulQA MC2 ×100")],
-                 "triviaqa": [(UTILITY_NAMES["triviaqa"], "TriviaQA token F1 ×100")],
-                 "fluency": [(UTILITY_NAMES["fluency"], "weighted bi/tri-gram entropy ×100 of 256-token answers")]}
-    out += [m(n, "max", "utility", d) for t in tasks for n, d in described[t]]
+    described = {"mmlu": ["MMLU 5-shot accuracy ×100"],
+                 "bbh": ["BBH 3-shot CoT exact match ×100 (whole answer)",
+                         "BBH 3-shot CoT exact match ×100, RWKU's character loop (the paper's Rea.)"],
+                 "truthfulqa": ["TruthfulQA MC1 ×100", "TruthfulQA MC2 ×100"],
+                 "triviaqa": ["TriviaQA token F1 ×100"],
+                 "fluency": ["weighted bi/tri-gram entropy ×100 of 256-token answers"]}
+    for task in tasks:
+        pairs = list(zip(UTILITY_NAMES[task], described[task]))
+        out += [m(n, "max", "utility", d) for n, d in (pairs[:1] if task == "bbh" and protocol != "paper" else pairs)]
     return tuple(out)
 
 
-def _declared(tasks) -> Declaration:
+def _declared(tasks, protocol: str) -> Declaration:
     """The seed paper's Figure 3 (forget against neighbour), and forget against MMLU when evaluated;
     reports average over the unlearning targets, as the RWKU paper's tables do."""
-    mmlu = (Front("forget_all_rouge_l_recall", UTILITY_NAMES["mmlu"]),) if "mmlu" in tasks else ()
+    mmlu = (Front("forget_all_rouge_l_recall", UTILITY_NAMES["mmlu"][0]),) if "mmlu" in tasks else ()
     declared = Declaration(
         needs_oracle=False, can_prepare=False,
         fronts=(Front("forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall"), *mmlu),
         trajectories=("forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall", *(f.y for f in mmlu)),
         selection=Selection("forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall", target_fraction=0.5,
                             floors={"neighbor_all_rouge_l_recall": 0.5}),
-        average_over=("subject",))
-    check_declaration("rwku", _metrics(tasks), declared)
+        average_over=("subject",), protocol=protocol)
+    check_declaration("rwku", _metrics(tasks, protocol), declared)
     return declared
 
 
@@ -293,6 +324,7 @@ class RWKU:
     source: str = DEFAULT_SOURCE
     targets: Any = 1  # int n (the first n) or a tuple of indices into forget_target / names
     utility: tuple = rwku_utility.TASKS
+    protocol: str = "paper"
     name: str = "rwku"
 
     @property
@@ -301,10 +333,10 @@ class RWKU:
 
     @property
     def declared(self) -> Declaration:
-        return _declared(self.utility)
+        return _declared(self.utility, self.protocol)
 
     def metrics(self, config=None) -> tuple[Metric, ...]:
-        return _metrics(self.utility)
+        return _metrics(self.utility, self.protocol)
 
     def key(self) -> str:
         local = Path(self.source).expanduser()
@@ -356,15 +388,15 @@ class RWKU:
         parts = config.parts if parts is None else parts
         out: dict = {}
         if "generation" in parts:
-            out.update(_generation(model, tokenizer, data, config))
+            out.update(_generation(model, tokenizer, data, config, self.protocol))
         if "mia" in parts:
             out.update(_mia(model, tokenizer, data, config))
         if "utility" in parts:
-            out.update(_utility(model, tokenizer, data, self.utility, config))
+            out.update(_utility(model, tokenizer, data, self.utility, config, self.protocol))
         return out
 
 
-def _check_params(source, targets, utility_tasks) -> tuple:
+def _check_params(source, targets, utility_tasks, protocol) -> tuple:
     check(isinstance(source, (str, Path)) and bool(str(source)), "rwku source",
           "a hub dataset id or a local directory", source)
     check(is_int(targets) or isinstance(targets, (list, tuple)), "rwku targets",
@@ -378,11 +410,12 @@ def _check_params(source, targets, utility_tasks) -> tuple:
     check(isinstance(utility_tasks, (list, tuple)), "rwku utility", f"a list among {tasks}", utility_tasks)
     check(all(t in rwku_utility.TASKS for t in utility_tasks) and len(set(utility_tasks)) == len(utility_tasks),
           "rwku utility", f"a list of distinct tasks among {tasks}", list(utility_tasks))
-    return str(source), targets if isinstance(targets, int) else tuple(targets), tuple(utility_tasks)
+    check(protocol in PROTOCOLS, "rwku protocol", " or ".join(PROTOCOLS), protocol)
+    return str(source), targets if isinstance(targets, int) else tuple(targets), tuple(utility_tasks), protocol
 
 
 @register("rwku")
-def rwku(source=DEFAULT_SOURCE, targets=1, utility=rwku_utility.TASKS, **unknown) -> RWKU:
+def rwku(source=DEFAULT_SOURCE, targets=1, utility=rwku_utility.TASKS, protocol="paper", **unknown) -> RWKU:
     if unknown:
-        raise ValueError(f"unknown rwku parameter {sorted(unknown)[0]!r}; allowed: source, targets, utility")
-    return RWKU(*_check_params(source, targets, utility))
+        raise ValueError(f"unknown rwku parameter {sorted(unknown)[0]!r}; allowed: source, targets, utility, protocol")
+    return RWKU(*_check_params(source, targets, utility, protocol))

@@ -13,7 +13,11 @@ own evaluation code:
   answer the following questions and end with 'so the answer is'\\nQ: " + question; "A:" after the
   template (" A:" when the template does not end in a space or newline); greedy 256 tokens to the
   end token. Prediction = the first "[tT]he answer is (.*?)\\." capture, else the whole output,
-  stripped ("NOANSWER" when empty); exact match of normalised tokens with the answer.
+  stripped ("NOANSWER" when empty). Scored two ways: ``bbh_exact_match``, the normalised tokens of
+  the prediction equal the answer's; ``bbh_exact_match_official``, RWKU's own loop, which compares
+  the prediction with each *character* of the answer string and keeps the best (so "(B)"-style and
+  single-digit answers can match, and True/False, Yes/No, valid/invalid, multi-digit and word-list
+  answers never do; the RWKU paper's "Rea." column was scored this way).
 - **TruthfulQA** (``utility_truthfulness``): the "qa" primer + "\\n\\nQ: " + question; "A:" after the
   template; score(c) = Σ log p(" " + c | prompt). MC1 = 1 if the first true mc1 choice scores above
   every false one; MC2 = Σ_true e^score / Σ_all e^score over the mc2 choices.
@@ -22,19 +26,26 @@ own evaluation code:
   (lowercase, punctuation and articles removed).
 - **Fluency** (``utility_fluency``): "Instruction: {instruction}\\n", nothing appended; greedy 256 tokens
   to the end token; score = (⅔·H₂ + ⁴⁄₃·H₃) / 2, H_n the entropy in bits of the text's n-gram
-  frequencies (0 for a text with fewer than n words). Words: runs of word characters (with inner
-  hyphens, apostrophes and dots) and single punctuation marks — close to, not identical with,
-  ``nltk.word_tokenize`` that RWKU uses (nltk needs a downloaded sentence model).
+  frequencies (0 for a text with fewer than n words). Words as ``nltk.word_tokenize`` splits them
+  (nltk's Treebank-style word tokenizer over Punkt sentences); when nltk's English Punkt model is
+  not installed (it is a download), the sentences come from an untrained Punkt splitter, which
+  differs only around abbreviations such as "Dr." (see ``docs/benchmarks/rwku.md``).
 
-Departures from the official code, on purpose: BBH's exact match compares with the whole answer
-(the official loop iterates over the answer string's characters, so every multi-character answer
-such as "True" scored 0); MC2 is computed stably (a softmax) where the official ``exp`` underflows
-to 0/0; prompts are tokenised without adding a second BOS in front of the template's own.
+Two protocols (``PROTOCOLS``), chosen by the benchmark parameter ``protocol``:
+
+- ``paper`` (default), what produced the published numbers: a rendered prompt is tokenised with the
+  tokenizer's special tokens, as RWKU's code does (a template that writes its own BOS then starts
+  with two), and BBH is scored both ways;
+- ``clean``: exactly one BOS (added only when the rendered template lacks it and the tokenizer
+  uses one), and BBH by whole answers only.
+
+MC2 is computed stably (a softmax) in both, where the official ``exp`` underflows to 0/0.
 Scores are per item; :mod:`benchmarks.rwku` averages them and reports ×100.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -46,6 +57,7 @@ from benchmarks import inference
 from unlearn.losses import IGNORE
 from unlearn.validate import fail
 
+PROTOCOLS = ("paper", "clean")
 TASKS = ("mmlu", "bbh", "truthfulqa", "triviaqa", "fluency")
 CONFIGS = {"mmlu": "utility_general", "bbh": "utility_reason", "truthfulqa": "utility_truthfulness",
            "triviaqa": "utility_factuality", "fluency": "utility_fluency"}
@@ -111,13 +123,33 @@ def cued_prompt(tokenizer, user: str) -> str:
     return rendered + a_cue(rendered)
 
 
-def encode(tokenizer, prompts: list[str]) -> list[list[int]]:
-    """Ids of rendered prompts (the template writes any BOS itself, as the collator assumes)."""
-    return [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+def encode(tokenizer, prompts: list[str], protocol: str) -> list[list[int]]:
+    """Ids of rendered prompts: ``paper`` with the tokenizer's special tokens, as RWKU's code
+    tokenises them (two BOS when the template writes one too); ``clean`` with exactly one BOS, added
+    only when the template did not write it and the tokenizer uses one (none for tokenizers without)."""
+    if protocol == "paper":
+        return [list(tokenizer(p)["input_ids"]) for p in prompts]
+    bos = tokenizer.bos_token_id
+    adds_bos = bos is not None and list(tokenizer("x")["input_ids"][:1]) == [bos]
+    out = []
+    for prompt in prompts:
+        ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        out.append([bos] + ids if adds_bos and ids[:1] != [bos] else ids)
+    return out
 
 
-def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, config, stop=()) -> list[str]:
-    return inference.generate(model, tokenizer, encode(tokenizer, prompts), max_new_tokens=max_new_tokens, stop=stop,
+def official_stop_ids(tokenizer) -> tuple[int, ...]:
+    """The newline terminators RWKU's code builds for forget and neighbour probes:
+    ``convert_tokens_to_ids(" \\n")`` and ``("\\n")``, as token ids. A lookup that finds nothing gives
+    ``None`` and stops nothing: byte-level BPE vocabularies (Llama-3, GPT-2, SmolLM2) store the
+    newline byte as "Ċ", so on them the published answers ran on past newlines; a tokenizer with an
+    unknown token returns its id instead."""
+    ids = (tokenizer.convert_tokens_to_ids(token) for token in (" \n", "\n"))
+    return tuple(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
+def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, config, protocol: str) -> list[str]:
+    return inference.generate(model, tokenizer, encode(tokenizer, prompts, protocol), max_new_tokens=max_new_tokens,
                               batch_size=config.batch_size, autocast=config.autocast)
 
 
@@ -182,8 +214,20 @@ def answer_tokens(text: str) -> list[str]:
     return re.sub(r"\b(a|an|the)\b", " ", text).split()
 
 
-def exact_match(prediction: str, answer: str) -> float:
+def bbh_exact_match(prediction: str, answer: str) -> float:
+    """1.0 when the normalised tokens of the prediction equal those of the whole answer."""
     return float(answer_tokens(prediction) == answer_tokens(answer))
+
+
+def bbh_exact_match_official(prediction: str, answer: str) -> float:
+    """RWKU's BBH loop: the answer string is passed where a list of references is expected, so the
+    prediction is compared with each character of it; 1.0 when any character's normalised tokens
+    equal the prediction's. "(B)" matches "(B)" (the character "B") and "7" matches "7"; "True",
+    "valid", "12" and word lists never match; a prediction that normalises to nothing (punctuation
+    or articles only) matches any answer holding a space, a punctuation mark or the letter "a". An
+    empty answer, on which the official code raises, scores 0."""
+    target = answer_tokens(prediction)
+    return max((float(answer_tokens(ch) == target) for ch in answer), default=0.0)
 
 
 def token_f1(prediction: str, answer: str) -> float:
@@ -215,11 +259,26 @@ def mc2(scores: list[float], labels: list[int]) -> float:
     return float(sum(p[i] for i, label in enumerate(labels) if label == 1))
 
 
-_WORD = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
+@functools.cache
+def _splitters():
+    """(sentence splitter, word tokenizer) of ``nltk.word_tokenize``; the sentence splitter is the
+    English Punkt model when nltk has it installed, else an untrained Punkt (no download)."""
+    from nltk import data
+    from nltk.tokenize import NLTKWordTokenizer
+    from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTokenizer
+
+    try:
+        data.find("tokenizers/punkt_tab/english/")
+        sentences = PunktTokenizer("english")
+    except LookupError:
+        sentences = PunktSentenceTokenizer()
+    return sentences, NLTKWordTokenizer()
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text)
+    """The words ``nltk.word_tokenize`` finds: Treebank-style tokens of each Punkt sentence."""
+    sentences, tokenizer = _splitters()
+    return [w for sentence in sentences.tokenize(text) for w in tokenizer.tokenize(sentence)]
 
 
 def ngram_entropy(text: str) -> float:
@@ -237,10 +296,10 @@ def ngram_entropy(text: str) -> float:
 # model calls (thin)
 
 
-def mmlu(model, tokenizer, rows: list[dict], config) -> list[float]:
+def mmlu(model, tokenizer, rows: list[dict], config, protocol: str) -> list[float]:
     """Per item 1.0 / 0.0: argmax over the four choice tokens' logits after the prompt."""
     candidates = choice_ids(tokenizer)
-    prompts = encode(tokenizer, [chat_prompt(tokenizer, mmlu_user(r), "Answer:") for r in rows])
+    prompts = encode(tokenizer, [chat_prompt(tokenizer, mmlu_user(r), "Answer:") for r in rows], protocol)
     ids = [p + [candidates[0]] for p in prompts]  # the appended token only marks the scored position
     labels = [[IGNORE] * len(p) + [candidates[0]] for p in prompts]
     predictions = []
@@ -250,12 +309,15 @@ def mmlu(model, tokenizer, rows: list[dict], config) -> list[float]:
     return [float(p == r["answer"]) for p, r in zip(predictions, rows)]
 
 
-def bbh(model, tokenizer, rows: list[dict], config) -> list[float]:
-    outputs = _generate(model, tokenizer, [cued_prompt(tokenizer, bbh_user(r)) for r in rows], BBH_TOKENS, config)
-    return [exact_match(bbh_prediction(o), r["answer"]) for o, r in zip(outputs, rows)]
+def bbh(model, tokenizer, rows: list[dict], config, protocol: str) -> tuple[list[float], list[float]]:
+    """(whole-answer, official) exact match per item."""
+    prompts = [cued_prompt(tokenizer, bbh_user(r)) for r in rows]
+    predictions = [bbh_prediction(o) for o in _generate(model, tokenizer, prompts, BBH_TOKENS, config, protocol)]
+    return ([bbh_exact_match(p, r["answer"]) for p, r in zip(predictions, rows)],
+            [bbh_exact_match_official(p, r["answer"]) for p, r in zip(predictions, rows)])
 
 
-def truthfulqa(model, tokenizer, rows: list[dict], config) -> tuple[list[float], list[float]]:
+def truthfulqa(model, tokenizer, rows: list[dict], config, protocol: str) -> tuple[list[float], list[float]]:
     """(MC1, MC2) per item; every distinct choice of mc1 and mc2 is scored once per question."""
     prompts, completions, spans = [], [], []
     for row in rows:
@@ -264,7 +326,7 @@ def truthfulqa(model, tokenizer, rows: list[dict], config) -> tuple[list[float],
         spans.append((len(completions), choices))
         prompts += [prompt] * len(choices)
         completions += [(" " if prompt[-1] not in ("\n", " ") else "") + c for c in choices]
-    scores = inference.completion_logprobs(model, tokenizer, encode(tokenizer, prompts), completions,
+    scores = inference.completion_logprobs(model, tokenizer, encode(tokenizer, prompts, protocol), completions,
                                            batch_size=config.batch_size, autocast=config.autocast)
     out1, out2 = [], []
     for row, (start, choices) in zip(rows, spans):
@@ -274,15 +336,15 @@ def truthfulqa(model, tokenizer, rows: list[dict], config) -> tuple[list[float],
     return out1, out2
 
 
-def triviaqa(model, tokenizer, rows: list[dict], config) -> list[float]:
+def triviaqa(model, tokenizer, rows: list[dict], config, protocol: str) -> list[float]:
     prompts = [chat_prompt(tokenizer, triviaqa_user(r["question"]), "A:") for r in rows]
-    outputs = _generate(model, tokenizer, prompts, TRIVIAQA_TOKENS, config)
+    outputs = _generate(model, tokenizer, prompts, TRIVIAQA_TOKENS, config, protocol)
     return [triviaqa_f1(o, list(r["answers"])) for o, r in zip(outputs, rows)]
 
 
-def fluency(model, tokenizer, rows: list[dict], config) -> list[float]:
+def fluency(model, tokenizer, rows: list[dict], config, protocol: str) -> list[float]:
     prompts = [chat_prompt(tokenizer, fluency_user(r["instruction"])) for r in rows]
-    return [ngram_entropy(o) for o in _generate(model, tokenizer, prompts, FLUENCY_TOKENS, config)]
+    return [ngram_entropy(o) for o in _generate(model, tokenizer, prompts, FLUENCY_TOKENS, config, protocol)]
 
 
 def check_rows(rows: list[dict], config: str, where: str) -> list[dict]:

@@ -69,6 +69,7 @@ class Declaration:
     trajectories: tuple  # metric names
     selection: Selection
     average_over: tuple = ()  # row labels the reports average over (RWKU's ``subject``)
+    protocol: str = ""  # the named evaluation protocol the numbers follow (RWKU's ``paper`` / ``clean``)
 
 
 def check_declaration(name: str, metrics: tuple, declared: Declaration) -> None:
@@ -100,6 +101,7 @@ def declaration(benchmark, metrics: tuple) -> dict:
         "trajectories": list(declared.trajectories),
         "selection": {**asdict(rule), "floors": dict(rule.floors)},
         "average_over": list(declared.average_over),
+        "protocol": declared.protocol,
         "facets": [],
     }
 

@@ -112,6 +112,7 @@ def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
     counts = trials["status"].value_counts().to_dict() if len(trials) else {}
     labels = [c for c in (*declared["facets"], *declared["average_over"]) if c in df]
     about = (f"Benchmark {declared['name']}" if declared["name"] else "") + (
+        f", protocol {declared['protocol']}" if declared["protocol"] else "") + (
         f"; facets (separate problems): {', '.join(declared['facets'])}" if declared["facets"] else "")
     parts = [f"<section id='sweep-{index}'><h2>Sweep {_e(name)}</h2>",
              f"<p>{_e(record.get('path', ''))} — {len(trials)} trial(s): "

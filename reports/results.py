@@ -10,7 +10,8 @@ sampled hyper-parameter under its own name (``lr``, ``seed``, ``gamma`` …), ``
 every metric and its ``_stderr``, the logged training and topology values, ``status`` (the trial's
 state, ``reports.record.STATES``: ``ok``, ``running``, ``pending``, ``diverged``, ``error``),
 ``error`` (first line of ``error.txt``, or a diverged trial's message), ``path`` and ``model_dir``
-(the unlearned model of a finished trial). The scheduler's learning rate logged each epoch is
+(the unlearned model of a finished trial), ``protocol`` (when the benchmark names the evaluation
+protocol its numbers follow). The scheduler's learning rate logged each epoch is
 ``lr_current``, so that ``lr`` is always the sampled one. A trial without any row still has one
 (``epoch`` NaN). ``df.attrs`` holds ``directions`` (metric → ``"max"``, ``"min"`` or a target
 number), ``hyperparameters`` and ``sweeps`` (name → spec text, environment).
@@ -47,11 +48,13 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         _merge_directions(known, {**{m: d["direction"] for m, d in declared.items()
                                      if m not in recorded and "direction" in d}, **recorded}, sweep.name)
         _merge_scales(scales, {m: d["scale"] for m, d in declared.items() if d.get("scale") is not None}, sweep.name)
-        rows += [dict(row, sweep=sweep.name) for row in refs.get("rows", [])]
+        sweep_rows = [dict(row, sweep=sweep.name) for row in refs.get("rows", [])]
         for trial in trials(sweep):
             params, trial_rows = _trial(trial, sweep.name)
             hyperparameters += [key for key in params if key not in hyperparameters]
-            rows += trial_rows
+            sweep_rows += trial_rows
+        protocol = (benchmark or {}).get("protocol")
+        rows += [row if not protocol else {"protocol": protocol, **row} for row in sweep_rows]
         records[sweep.name] = {"path": str(sweep), "spec": _read_text(sweep / SPEC),
                                "environment": read_json(sweep / ENVIRONMENT), "benchmark": benchmark}
     df = pd.DataFrame(rows)
@@ -68,7 +71,8 @@ def declaration(df: pd.DataFrame, sweep: str | None = None) -> dict:
     """The benchmark declaration of ``sweep`` (default: the one sweep of ``df``), as recorded in its
     ``reference_rows.json``, with every key present: ``name``, ``needs_oracle``, ``metrics`` (name →
     ``direction``, ``role``, ``scale``, ``description``), ``fronts`` (``x``, ``y``, ``size``),
-    ``trajectories``, ``selection`` (``None`` when not declared), ``average_over``, ``facets`` and
+    ``trajectories``, ``selection`` (``None`` when not declared), ``average_over``, ``facets``,
+    ``protocol`` (the evaluation protocol the numbers follow, "" when the benchmark names none) and
     ``declared`` (``False`` for a sweep whose record has no declaration: then nothing is declared
     and ``average_over`` defaults to ``["subject"]``)."""
     records = df.attrs.get("sweeps", {})
@@ -85,7 +89,7 @@ def declaration(df: pd.DataFrame, sweep: str | None = None) -> dict:
 def _normalise(benchmark) -> dict:
     if not isinstance(benchmark, dict):
         return {"name": None, "needs_oracle": False, "metrics": {}, "fronts": [], "trajectories": [],
-                "selection": None, "average_over": ["subject"], "facets": [], "declared": False}
+                "selection": None, "average_over": ["subject"], "facets": [], "protocol": "", "declared": False}
     fronts = []
     for front in benchmark.get("fronts") or []:
         if isinstance(front, dict) and front.get("x") and front.get("y"):
@@ -106,7 +110,8 @@ def _normalise(benchmark) -> dict:
     return {"name": benchmark.get("name"), "needs_oracle": bool(benchmark.get("needs_oracle", False)),
             "metrics": metrics, "fronts": fronts, "trajectories": list(benchmark.get("trajectories") or []),
             "selection": selection, "average_over": list(benchmark.get("average_over") or []),
-            "facets": list(benchmark.get("facets") or []), "declared": True}
+            "facets": list(benchmark.get("facets") or []), "protocol": str(benchmark.get("protocol") or ""),
+            "declared": True}
 
 
 def scale(df: pd.DataFrame, metric: str) -> float:

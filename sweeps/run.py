@@ -167,8 +167,10 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
                 oracle_row = cell.benchmark.evaluate(oracle_model, tokenizer, collate, part, refs, config, config.parts)
                 rows.append({"role": "oracle", **label, **oracle_row})
         del oracle_model
-    metrics = cells[0].benchmark.metrics(config)
-    record = dict(declaration(cells[0].benchmark, metrics), facets=list(spec.benchmark.grid()))
+    metrics = tuple({m.name: m for c in cells for m in c.benchmark.metrics(config)}.values())  # every grid point's
+    protocols = dict.fromkeys(c.benchmark.declared.protocol for c in cells)
+    record = dict(declaration(cells[0].benchmark, metrics), facets=list(spec.benchmark.grid()),
+                  protocol=", ".join(p for p in protocols if p))
     tmp = path.with_suffix(".tmp")
     torch.save(entries, tmp)
     (sweep_dir / REFERENCE_ROWS).write_text(json.dumps(

@@ -6,7 +6,9 @@ import dataclasses
 import json
 import math
 import pickle
+import re
 import shutil
+import string
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -170,21 +172,28 @@ CANNED = {  # query -> model output (" nothing" for the others); references are 
 }
 
 
-def test_generation_scores_equal_the_rouge_package(monkeypatch, data, tiny):
+@pytest.mark.parametrize("protocol", rwku.PROTOCOLS)
+def test_generation_scores_equal_the_rouge_package(monkeypatch, data, tiny, protocol):
     model, tokenizer = tiny
     probes = [(r, g.split("_")[1]) for g, c in rwku.GROUPS.items() for r in data.rows[c]]
     seen = []
+    # the tiny tokenizer is byte-level BPE without an unknown token: RWKU's newline lookup finds nothing
+    stops = {"paper": {"stop": (), "stop_token_ids": ()}, "clean": {"stop": ("\n",), "stop_token_ids": ()}}
 
     def fake_generate(model_, tokenizer_, prompts, **options):
-        assert options["max_new_tokens"] == 30 and options["stop"] == ("\n",)
+        assert options["max_new_tokens"] == 30
+        assert {k: options[k] for k in ("stop", "stop_token_ids")} == stops[protocol]
         texts = [tokenizer.decode(ids) for ids in prompts]
         seen.extend(texts)
         queries = [max((r["query"] for r, _ in probes if r["query"] in t), key=len) for t in texts]
         return [CANNED.get(q, " nothing") for q in queries]
 
     monkeypatch.setattr(inference, "generate", fake_generate)
-    out = rwku.RWKU(source=str(FIXTURES)).evaluate(model, tokenizer, None, data, None, EvalConfig(), ("generation",))
-    assert sorted(seen) == sorted(rwku.probe_prompt(tokenizer, r, kind) for r, kind in probes)
+    benchmark = rwku.RWKU(source=str(FIXTURES), protocol=protocol)
+    out = benchmark.evaluate(model, tokenizer, None, data, None, EvalConfig(), ("generation",))
+    bos = tokenizer.bos_token * (2 if protocol == "paper" else 1)  # the template writes one, RWKU's code adds one
+    assert sorted(seen) == sorted(bos + rwku.probe_prompt(tokenizer, r, kind)[len(tokenizer.bos_token):]
+                                  for r, kind in probes)
 
     def expected(config, keep=lambda r: True):
         rows = [r for r in data.rows[config] if keep(r)]
@@ -192,10 +201,14 @@ def test_generation_scores_equal_the_rouge_package(monkeypatch, data, tiny):
 
     for group, config in rwku.GROUPS.items():
         assert out[f"{group}_rouge_l_recall"] == pytest.approx(expected(config), abs=1e-9)
-    levels = ("forget_level1", "forget_level2", "forget_level3")
-    assert out["forget_all_rouge_l_recall"] == pytest.approx(np.mean([expected(c) for c in levels]))
-    neighbour = [expected("neighbor_level1"), expected("neighbor_level2")]
-    assert out["neighbor_all_rouge_l_recall"] == pytest.approx(np.mean(neighbour))
+    def pooled(configs):  # the mean over every probe of the levels, not of the level means
+        rows = [r for c in configs for r in data.rows[c]]
+        return 100 * np.mean([rouge_recall(CANNED.get(r["query"], " nothing"), r["answer"]) for r in rows])
+
+    assert out["forget_all_rouge_l_recall"] == pytest.approx(pooled(("forget_level1", "forget_level2", "forget_level3")))
+    assert out["neighbor_all_rouge_l_recall"] == pytest.approx(pooled(("neighbor_level1", "neighbor_level2")))
+    counts = [len(data.rows[c]) for c in ("forget_level1", "forget_level2", "forget_level3")]
+    assert len(set(counts)) > 1  # unequal levels, so pooled and plain means differ here
     # the fixture has every adversarial type, all of them for Stephen King
     assert {r["type"] for r in data.for_target(SK).rows["forget_level3"]} == set(rwku.AA_TYPES)
     assert {k for k in out if k.startswith("forget_aa_") and not k.endswith("_stderr")} == {
@@ -249,8 +262,8 @@ def test_utility_scores_on_hand_made_inputs():
     # BBH: first "the answer is … ." capture, whole output otherwise, NOANSWER when empty.
     assert U.bbh_prediction("Step.\nSo the answer is (B). Then the answer is (C).") == "(B)"
     assert U.bbh_prediction("  True  ") == "True" and U.bbh_prediction(" ") == "NOANSWER"
-    assert U.exact_match("(B)", "(B)") == 1.0 and U.exact_match("The True", "true") == 1.0
-    assert U.exact_match("(A)", "(B)") == 0.0
+    assert U.bbh_exact_match("(B)", "(B)") == 1.0 and U.bbh_exact_match("The True", "true") == 1.0
+    assert U.bbh_exact_match("(A)", "(B)") == 0.0
     # TruthfulQA.
     assert U.mc1([-1.0, -2.0, -3.0], [1, 0, 0]) == 1.0 and U.mc1([-2.0, -2.0, -3.0], [1, 0, 0]) == 0.0
     scores, labels = [-3.0, -1.5, -2.0, -900.0], [1, 1, 0, 0]
@@ -268,25 +281,53 @@ def test_utility_scores_on_hand_made_inputs():
         return float(-(f * np.log2(f)).sum())
 
     assert U.words("the cat sat, the cat ran.") == tokens
+    # nltk's word tokenizer: clitics split off, straight quotes as Treebank quotes, one "." per sentence end
+    assert U.words('He said "don\'t". Smith\'s dog ran.') == [
+        "He", "said", "``", "do", "n't", "''", ".", "Smith", "'s", "dog", "ran", "."]
     assert U.ngram_entropy("the cat sat, the cat ran.") == pytest.approx((2 / 3 * entropy(2) + 4 / 3 * entropy(3)) / 2)
     assert U.ngram_entropy("") == 0.0 and U.ngram_entropy("one two") == 0.0  # one bigram, no trigram
 
 
-def test_mmlu_and_truthfulqa_equal_direct_model_calls(data, tiny):
+def official_bbh(prediction: str, answer: str) -> float:
+    """RWKU's EM: ``answer`` (a string) stands where the list of references goes, so max over its characters."""
+    def tokens(text):
+        if not text:
+            return []
+        text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+        return " ".join(re.sub(re.compile(r"\b(a|an|the)\b", re.UNICODE), " ", text).split()).split()
+
+    return max(int(tokens(reference) == tokens(prediction)) for reference in answer)
+
+
+@pytest.mark.parametrize("prediction, answer, whole, official", [
+    ("(B)", "(B)", 1, 1), ("(C)", "(B)", 0, 0), ("7", "7", 1, 1), ("12", "12", 1, 0),
+    ("True", "True", 1, 0), ("No", "No", 1, 0), ("valid", "valid", 1, 0),
+    ("apple banana cherry", "apple banana cherry", 1, 0), ("] ] )", "] ] )", 1, 1),
+    ("(", "(B)", 0, 1), ("the", "Yes", 0, 0), ("NOANSWER", "(B)", 0, 0)])
+def test_bbh_both_ways(prediction, answer, whole, official):
+    assert U.bbh_exact_match(prediction, answer) == whole
+    assert U.bbh_exact_match_official(prediction, answer) == official == official_bbh(prediction, answer)
+
+
+@pytest.mark.parametrize("protocol", rwku.PROTOCOLS)
+def test_mmlu_and_truthfulqa_equal_direct_model_calls(data, tiny, protocol):
     model, tokenizer = tiny
+    # the tiny template writes BOS; RWKU's code tokenises with special tokens, which adds a second
+    special = protocol == "paper"
     rows = data.rows["utility_general"]
     candidates = [tokenizer(" " + c, add_special_tokens=False)["input_ids"][-1] for c in "ABCD"]
     expected = []
     for row in rows:
-        ids = tokenizer(U.chat_prompt(tokenizer, U.mmlu_user(row), "Answer:"), add_special_tokens=False)["input_ids"]
+        ids = tokenizer(U.chat_prompt(tokenizer, U.mmlu_user(row), "Answer:"), add_special_tokens=special)["input_ids"]
+        assert ids[:3].count(tokenizer.bos_token_id) == 1 + special
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
         expected.append(float(int(logits[candidates].argmax()) == row["answer"]))
-    assert U.mmlu(model, tokenizer, rows, EvalConfig()) == expected
+    assert U.mmlu(model, tokenizer, rows, EvalConfig(), protocol) == expected
 
     row = data.rows["utility_truthfulness"][0]
     prompt = U.cued_prompt(tokenizer, U.truthfulqa_user(row["question"]))
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(prompt, add_special_tokens=special)["input_ids"]
 
     def score(choice):
         completion = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
@@ -295,7 +336,7 @@ def test_mmlu_and_truthfulqa_equal_direct_model_calls(data, tiny):
             lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
         return float(lp[torch.arange(len(prompt_ids) - 1, ids.shape[1] - 1), ids[0, len(prompt_ids):]].sum())
 
-    mc1, mc2 = U.truthfulqa(model, tokenizer, [row], EvalConfig())
+    mc1, mc2 = U.truthfulqa(model, tokenizer, [row], EvalConfig(), protocol)
     s1 = [score(c) for c in row["mc1_targets"]["choices"]]
     s2 = np.array([score(c) for c in row["mc2_targets"]["choices"]], dtype=np.float64)
     true = np.array(row["mc2_targets"]["labels"]) == 1
@@ -321,8 +362,10 @@ def test_evaluate_end_to_end_on_a_tiny_model(data, tiny):
     for name in ("forget_fb_rouge_l_recall", "forget_all_rouge_l_recall", "neighbor_all_rouge_l_recall",
                  "mia_forget_loss", "mia_retain_min_k_pp", "mia_zlib_auc", "utility_mmlu_accuracy",
                  "utility_bbh_exact_match", "utility_truthfulqa_mc1", "utility_truthfulqa_mc2",
-                 "utility_triviaqa_f1", "utility_fluency_entropy", "forget_aa_cross_lingal_rouge_l_recall"):
+                 "utility_triviaqa_f1", "utility_fluency_entropy", "forget_aa_cross_lingal_rouge_l_recall",
+                 "utility_bbh_exact_match_official"):  # the paper protocol (the default) scores BBH both ways
         assert name in out and f"{name}_stderr" in out
+    assert benchmark.declared.protocol == "paper"
     assert {k.removesuffix("_stderr") for k in out} <= listed
     assert all(math.isfinite(v) for v in out.values())
     assert 0 <= out["forget_all_rouge_l_recall"] <= 100 and 0 <= out["mia_loss_auc"] <= 1
@@ -375,7 +418,8 @@ def test_schema_errors_are_one_line(tmp_path, config, split, edit, pattern):
     (dict(targets="Stephen King"), "rwku targets must be an int"),
     (dict(utility=["mmlu", "mmul"]), "rwku utility must be a list of distinct tasks among mmlu, bbh"),
     (dict(utility="mmlu"), "rwku utility must be a list"),
-    (dict(undial_gammas=[3.0]), "unknown rwku parameter 'undial_gammas'; allowed: source, targets, utility$"),
+    (dict(undial_gammas=[3.0]), "unknown rwku parameter 'undial_gammas'; allowed: source, targets, utility, protocol$"),
+    (dict(protocol="official"), "rwku protocol must be paper or clean"),
     (dict(source=""), "rwku source must be"),
     (dict(target=1), "unknown rwku parameter 'target'; allowed: source, targets"),
 ])
@@ -416,9 +460,10 @@ def test_metrics_are_x100_except_the_aucs_and_have_the_role_their_name_says():
     assert {f"forget_aa_{rwku.slug(t)}_rouge_l_recall" for t in rwku.AA_TYPES} <= names
     assert {f"mia_{s}_auc" for s in rwku.MIA_SCORES} | {f"mia_{w}_{s}" for w in ("forget", "retain")
                                                         for s in rwku.MIA_SCORES} <= names
-    assert {n for n in names if n.startswith("utility_")} == {
-        "utility_mmlu_accuracy", "utility_bbh_exact_match", "utility_truthfulqa_mc1", "utility_truthfulqa_mc2",
-        "utility_triviaqa_f1", "utility_fluency_entropy"}
+    clean = {"utility_mmlu_accuracy", "utility_bbh_exact_match", "utility_truthfulqa_mc1", "utility_truthfulqa_mc2",
+             "utility_triviaqa_f1", "utility_fluency_entropy"}
+    assert {n for n in names if n.startswith("utility_")} == clean | {"utility_bbh_exact_match_official"}
+    assert {m.name for m in benchmarks.get("rwku", protocol="clean").metrics() if m.name.startswith("utility_")} == clean
     only_mmlu = {m.name for m in benchmarks.get("rwku", utility=["mmlu"]).metrics()}
     assert {n for n in only_mmlu if n.startswith("utility_")} == {"utility_mmlu_accuracy"}
 

@@ -141,6 +141,7 @@ def test_rwku_runs_every_configuration_once_per_target(rwku_sweep):
     assert sorted((r["role"], r["subject"]) for r in record["rows"]) == [("target", "Bruce Lee"),
                                                                           ("target", "Stephen King")]
     assert record["benchmark"]["average_over"] == ["subject"] and not record["benchmark"]["needs_oracle"]
+    assert record["benchmark"]["protocol"] == "paper"  # the default, recorded with the results
 
 
 def test_rwku_report_averages_over_targets_and_opens(rwku_sweep, chromium, tmp_path):  # noqa: F811
@@ -153,6 +154,7 @@ def test_rwku_report_averages_over_targets_and_opens(rwku_sweep, chromium, tmp_p
     values = df[(df["role"] == "trial") & (df["epoch"] == 2)]["forget_all_rouge_l_recall"]
     assert final["forget_all_rouge_l_recall"].iloc[0] == pytest.approx(values.mean())
     _check_report(df, text, fronts=2, kl=False)  # forget vs neighbour (the paper's Figure 3), vs MMLU
+    assert set(df["protocol"]) == {"paper"} and "Benchmark rwku, protocol paper" in text  # on every row
     check_opens(chromium, path, tmp_path)
 
 

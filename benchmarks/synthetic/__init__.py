@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 def _metrics(gammas) -> tuple[Metric, ...]:
     m = [Metric(f"forget_{g}_rouge_l_recall", "min", "forget", f"ROUGE-L recall of forget {d} answers")
          for g, d in (("fb", "fill-in-the-blank"), ("qa", "QA (trained forms)"), ("aa", "adversarial"),
-                      ("all", "FB/QA/AA mean"), ("qa_paraphrase", "paraphrased QA"))]
+                      ("all", "FB/QA/AA pooled"), ("qa_paraphrase", "paraphrased QA"))]
     m.append(Metric("forget_verbmem_rouge_l_f1", "min", "forget", "ROUGE-L F1 of forget bio continuations"))
     m += [Metric(f"{g}_rouge_l_recall", "max", role, f"ROUGE-L recall of {d}")
           for g, role, d in (("retain_qa", "retain", "retain QA"),

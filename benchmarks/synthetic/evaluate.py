@@ -58,15 +58,27 @@ def qa_recall(model, tokenizer, collate, probes: list[Probe], chat: bool, config
     return [metrics.rouge_l(o, p.answer, "rwku")["recall"] for o, p in zip(outputs, probes)]
 
 
+FORGET_LEVELS = ("forget_fb", "forget_qa", "forget_aa")
+
+
+def _split(scores: list[float], groups: dict) -> list[list[float]]:
+    """``scores`` of the probes of ``GENERATION_GROUPS`` in order, cut back into one list per group."""
+    out, start = [], 0
+    for g in GENERATION_GROUPS:
+        out.append(scores[start:start + len(groups[g])])
+        start += len(groups[g])
+    return out
+
+
 def _generation(model, tokenizer, collate, data: SyntheticData, config: EvalConfig) -> dict:
     groups = {g: common.first(data.probes[g], config.max_probes) for g in GENERATION_GROUPS}
     flat = [p for g in GENERATION_GROUPS for p in groups[g]]
     scores = qa_recall(model, tokenizer, collate, flat, data.chat, config)
-    out, start = {}, 0
-    for g in GENERATION_GROUPS:
-        put(out, f"{g}_rouge_l_recall", scores[start:start + len(groups[g])])
-        start += len(groups[g])
-    common.put_mean_of(out, "forget_all_rouge_l_recall", [f"forget_{g}_rouge_l_recall" for g in ("fb", "qa", "aa")])
+    out = {}
+    for g, values in zip(GENERATION_GROUPS, _split(scores, groups)):
+        put(out, f"{g}_rouge_l_recall", values)
+    pooled = [s for g, values in zip(GENERATION_GROUPS, _split(scores, groups)) if g in FORGET_LEVELS for s in values]
+    put(out, "forget_all_rouge_l_recall", pooled)  # pooled over the probes, as RWKU's All
     return out
 
 
