@@ -283,7 +283,11 @@ def words(text: str) -> list[str]:
 
 def ngram_entropy(text: str) -> float:
     """(⅔·H₂ + ⁴⁄₃·H₃) / 2 with H_n = -Σ f log₂ f over the relative frequencies f of the n-grams."""
-    tokens = words(text)
+    return word_entropy(words(text))
+
+
+def word_entropy(tokens: list[str]) -> float:
+    """``ngram_entropy`` of an already split text."""
     weighted = []
     for n, weight in ((2, 2 / 3), (3, 4 / 3)):
         counts = Counter(zip(*(tokens[i:] for i in range(n))))

@@ -205,7 +205,8 @@ def test_generation_scores_equal_the_rouge_package(monkeypatch, data, tiny, prot
         rows = [r for c in configs for r in data.rows[c]]
         return 100 * np.mean([rouge_recall(CANNED.get(r["query"], " nothing"), r["answer"]) for r in rows])
 
-    assert out["forget_all_rouge_l_recall"] == pytest.approx(pooled(("forget_level1", "forget_level2", "forget_level3")))
+    forget_levels = ("forget_level1", "forget_level2", "forget_level3")
+    assert out["forget_all_rouge_l_recall"] == pytest.approx(pooled(forget_levels))
     assert out["neighbor_all_rouge_l_recall"] == pytest.approx(pooled(("neighbor_level1", "neighbor_level2")))
     counts = [len(data.rows[c]) for c in ("forget_level1", "forget_level2", "forget_level3")]
     assert len(set(counts)) > 1  # unequal levels, so pooled and plain means differ here
@@ -463,7 +464,8 @@ def test_metrics_are_x100_except_the_aucs_and_have_the_role_their_name_says():
     clean = {"utility_mmlu_accuracy", "utility_bbh_exact_match", "utility_truthfulqa_mc1", "utility_truthfulqa_mc2",
              "utility_triviaqa_f1", "utility_fluency_entropy"}
     assert {n for n in names if n.startswith("utility_")} == clean | {"utility_bbh_exact_match_official"}
-    assert {m.name for m in benchmarks.get("rwku", protocol="clean").metrics() if m.name.startswith("utility_")} == clean
+    clean_metrics = benchmarks.get("rwku", protocol="clean").metrics()
+    assert {m.name for m in clean_metrics if m.name.startswith("utility_")} == clean
     only_mmlu = {m.name for m in benchmarks.get("rwku", utility=["mmlu"]).metrics()}
     assert {n for n in only_mmlu if n.startswith("utility_")} == {"utility_mmlu_accuracy"}
 
