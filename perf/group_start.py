@@ -44,15 +44,14 @@ def loop(cfg):
 
 def trial(config):
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from sweeps.patches import torch_trainer
+    from sweeps.patches import torch_config, torch_trainer
 
     t0 = time.time()
     torch_trainer()(loop, train_loop_config={"out": config["out"], "t0": t0},
                  scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
-                 torch_config=TorchConfig(backend="gloo"),
+                 torch_config=torch_config("gloo"),
                  run_config=RunConfig(name=f"empty{config['i']}", storage_path=config["store"],
                                       callbacks=[TuneReportCallback()])).fit()
     with open(config["out"], "a") as f:

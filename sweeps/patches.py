@@ -1,6 +1,6 @@
 """Work-arounds for other packages, each applied only where it was checked, each saying when it can
 be dropped. A worker applies them before ``deepspeed.initialize`` (:func:`apply`); a trial builds
-its worker group with :func:`torch_trainer`."""
+its worker group with :func:`torch_trainer` and :func:`torch_config`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 
 # DeepSpeed versions the Muon work-around was checked on: >= 0.19, < 0.20.
 MUON_CHECKED = ((0, 19), (0, 20))
-# Ray versions the dataset work-around was checked on: >= 2.60, < 2.61.
+# Ray versions the dataset and process-group work-arounds were checked on: >= 2.60, < 2.61.
 DATASETS_CHECKED = ((2, 60), (2, 61))
 
 
@@ -61,6 +61,62 @@ def torch_trainer(version: str | None = None):
             return [callback for callback in callbacks if not isinstance(callback, DatasetsCallback)]
 
     return Trainer
+
+
+def torch_config(backend: str, version: str | None = None):
+    """Ray Train's ``TorchConfig`` for ``backend``; on the Ray versions in ``DATASETS_CHECKED``, one
+    whose process group listens on the master address only (:func:`setup_process_group`)."""
+    import ray
+    from ray.train.torch import TorchConfig
+
+    if not _in_range(version or ray.__version__, *DATASETS_CHECKED):
+        return TorchConfig(backend=backend)
+    return _address_bound_config()(backend=backend)
+
+
+@functools.cache
+def _address_bound_config():
+    from ray.train.torch import TorchConfig
+    from ray.train.torch import config as torch_setup
+
+    class Backend(torch_setup._TorchBackend):
+        def on_start(self, worker_group, backend_config):  # runs in Ray Train's controller
+            torch_setup._setup_torch_process_group = setup_process_group
+            super().on_start(worker_group, backend_config)
+
+    class Config(TorchConfig):
+        @property
+        def backend_cls(self):
+            return Backend
+
+    return Config
+
+
+def setup_process_group(backend: str, world_rank: int, world_size: int, init_method: str, timeout_s: int = 1800):
+    """``torch.distributed.init_process_group`` as Ray Train's setup calls it, with rank 0's rendezvous
+    store listening on the master address only. Left to itself, torch's TCP store listens on every
+    interface (``::``) whatever ``MASTER_ADDR`` says, so a local cluster kept on 127.0.0.1 had one
+    port open to the network per trial. Drop it when torch's store binds to the address it is given,
+    or Ray Train lets a trial pass its own store."""
+    import datetime
+    import os
+    import socket
+
+    import torch.distributed as dist
+
+    if init_method != "env://":
+        raise ValueError(f"setup_process_group: init_method {init_method!r}; only 'env://' is handled")
+    address, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    timeout = datetime.timedelta(seconds=timeout_s)
+    listener = None
+    if world_rank == 0:
+        listener = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((address, port))
+        listener.listen()
+    store = dist.TCPStore(address, port, world_size, world_rank == 0, timeout, wait_for_workers=False,
+                          master_listen_fd=listener.fileno() if listener else None)
+    dist.init_process_group(backend=backend, store=store, rank=world_rank, world_size=world_size, timeout=timeout)
 
 
 def _in_range(version: str, low: tuple, high: tuple) -> bool:

@@ -148,9 +148,8 @@ def build_trainer(plan: TrialPlan, name: str, callbacks=()):
     GPU; Ray keeps only the latest checkpoint. Ray Train records its train-loop config as a
     mapping, so the plan travels in one: ``{"plan": plan}``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig
 
-    from sweeps.patches import torch_trainer
+    from sweeps.patches import torch_config, torch_trainer
     from sweeps.worker import train_loop
 
     scaling = plan.scaling
@@ -162,7 +161,7 @@ def build_trainer(plan: TrialPlan, name: str, callbacks=()):
         train_loop_config={"plan": plan},
         scaling_config=ScalingConfig(num_workers=plan.run.workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker=per_worker),
-        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        torch_config=torch_config("nccl" if scaling.use_gpu else "gloo"),
         run_config=RunConfig(name=name, storage_path=plan.paths.train_storage, callbacks=list(callbacks),
                              checkpoint_config=CheckpointConfig(num_to_keep=1),
                              failure_config=FailureConfig(max_failures=plan.failure.max_retries)),

@@ -119,3 +119,46 @@ def test_a_trainer_without_datasets_leaves_out_ray_trains_dataset_callback():
     assert callbacks(trainer) == [c for c in callbacks(TorchTrainer) if c is not DatasetsCallback]
     assert DatasetsCallback in callbacks(trainer, train=[1, 2])  # with datasets, Ray Train's own
     assert patches.torch_trainer("2.61.0") is TorchTrainer  # outside the checked versions: left alone
+
+
+# Two ranks join through ``patches.setup_process_group``; rank 0 lists its listening sockets while
+# the group is up (between two barriers), so the check never races the group's end.
+GROUP = textwrap.dedent("""
+    import os, sys
+    import psutil
+    import torch.distributed as dist
+    from sweeps.patches import setup_process_group
+    rank = int(sys.argv[1])
+    setup_process_group("gloo", rank, 2, "env://", timeout_s=60)
+    dist.barrier()
+    if rank == 0:
+        listening = [c.laddr.ip for c in psutil.net_connections("inet")
+                     if c.pid == os.getpid() and c.status == psutil.CONN_LISTEN]
+        print(" ".join(sorted(set(listening))), flush=True)
+    dist.barrier()
+    dist.destroy_process_group()
+""")
+
+
+def test_the_process_group_listens_on_the_master_address_only():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    ranks = [subprocess.Popen([sys.executable, "-c", GROUP, str(rank)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+             for rank in (0, 1)]
+    (out, err), _ = (ranks[0].communicate(timeout=120), ranks[1].communicate(timeout=120))
+    assert [r.returncode for r in ranks] == [0, 0], err
+    assert out.split() and set(out.split()) == {"127.0.0.1"}  # torch's own store would add "::"
+    with pytest.raises(ValueError, match="only 'env://' is handled"):
+        patches.setup_process_group("gloo", 0, 1, "tcp://127.0.0.1:1")
+
+
+def test_trials_get_the_address_bound_torch_config():
+    from ray.train.torch import TorchConfig
+
+    config = patches.torch_config("gloo")
+    assert isinstance(config, TorchConfig) and config.backend == "gloo"
+    assert config.backend_cls.on_start is not TorchConfig().backend_cls.on_start
+    assert type(patches.torch_config("gloo", "2.61.0")) is TorchConfig  # outside the checked versions
