@@ -70,6 +70,7 @@ class Declaration:
     selection: Selection
     average_over: tuple = ()  # row labels the reports average over (RWKU's ``subject``)
     protocol: str = ""  # the named evaluation protocol the numbers follow (RWKU's ``paper`` / ``clean``)
+    forget_qa: bool = False  # the forget set holds question-answer examples (what the IdK methods need)
 
 
 def check_declaration(name: str, metrics: tuple, declared: Declaration) -> None:

@@ -353,7 +353,8 @@ def trial_groups(spec: SweepSpec, subjects: int) -> list[dict]:
             config = methods.make(method, dict(fixed, **{k: v for k, v in combo.items() if k in METHOD_KEYS}))
             run = {k: combo.get(k, defaults[k]) for k in TRAIN_KEYS}
             passes = {"retain": config.uses_retain, "kl_retain": config.uses_retain and config.retain == "kl",
-                      "ref_forget": config.needs_ref_forget_logits, "ref_model": config.needs_ref_model}
+                      "ref_forget": config.needs_ref_forget_logits, "ref_model": config.needs_ref_model,
+                      "preferred": len(config.forget_views([])) > 1}  # IdkDPO: a second forget batch
             key = (method, *run.values(), *passes.values())
             label = " ".join([method] + [f"{k}={v}" for k, v in combo.items()])
             group = groups.setdefault(key, dict(label=label, method=method, trials=0.0, **run, **passes))
@@ -405,7 +406,8 @@ def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tok
     offload = scaling.offload and scaling.use_gpu  # on CPU, offloading moves nothing
     states, cpu_node = model_states(shape, g["zero_stage"], workers, per_node, scaling.bf16, offload)
     def step(batch: int) -> int:
-        return activations(shape, batch, length, scaling.bf16, 1 + g["retain"], g["ref_forget"] + g["kl_retain"])
+        return activations(shape, batch, length, scaling.bf16, 1 + g["retain"] + g["preferred"],
+                           g["ref_forget"] + g["kl_retain"])
 
     train = step(g["micro_batch"])
     full = (e if scaling.use_gpu else 4) * psi  # one whole model in the worker's dtype
@@ -436,7 +438,7 @@ def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tok
     fits = None if scaling.use_gpu and node.gpu_mem is None and not why else not why
     hours, parts = None, {}
     if forget_tokens is not None:
-        cost = 1 + retain_ratio * g["retain"] + (retain_ratio * g["kl_retain"] + g["ref_forget"]) / 3
+        cost = 1 + g["preferred"] + retain_ratio * g["retain"] + (retain_ratio * g["kl_retain"] + g["ref_forget"]) / 3
         train_s = forget_tokens * g["epochs"] * cost / (workers * tokens_s)
         io_s = (4 + (g["epochs"] - 1) * (e + 12) + e) * psi / STORAGE_BPS  # load, checkpoints, final model
         parts = dict(train_s=train_s, eval_s=train_s * eval_share / (1 - eval_share), start_s=START_S, io_s=io_s)

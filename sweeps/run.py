@@ -126,6 +126,23 @@ def eval_config(spec: SweepSpec, *, autocast: bool = False):
     return EvalConfig(**values, autocast=autocast, softlabel_gammas=softlabel_gammas(spec))
 
 
+def reference_nlls(spec: SweepSpec, model, examples: list[dict], collate) -> dict | None:
+    """Per view of the forget examples (``MethodConfig.forget_views``) the reference NLLs that the
+    sweep's methods look up (NPO, DPO), each example's once; ``None`` when no method needs them."""
+    from unlearn import methods, step
+
+    if not needs_ref_nll(spec):
+        return None
+    views: dict[str, dict] = {}
+    for name in spec.methods:
+        method = methods.make(name)
+        if method.needs_ref_nll:
+            for view, items in method.forget_views(method.select_forget(examples)).items():
+                views.setdefault(view, {}).update({e["index"]: e for e in items})
+    return {view: step.reference_sequence_nll(model, list(items.values()), collate,
+                                              batch_size=spec.training.micro_batch) for view, items in views.items()}
+
+
 def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, progress) -> Path:
     """Per grid point and unlearning target: the benchmark's references (oracle distributions,
     soft-label KLs, …), NPO's reference NLLs when a method needs them, and the reference rows;
@@ -136,7 +153,7 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
 
     from benchmarks.spec import declaration
     from unlearn import data as collation
-    from unlearn import loop, models, step
+    from unlearn import loop, models
 
     path = sweep_dir / REFERENCES
     if path.is_file() and (sweep_dir / REFERENCE_ROWS).is_file():
@@ -159,8 +176,7 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
             part = cell.data if subject is None else cell.data.for_target(subject)
             label = dict(cell.label, **({} if subject is None else {"subject": subject}))
             refs = cell.benchmark.references(target_model.eval(), oracle_model, tokenizer, collate, part, config)
-            ref_nll = step.reference_sequence_nll(target_model, loop.with_index(part.forget_examples()), collate,
-                                                  batch_size=spec.training.micro_batch) if needs_ref_nll(spec) else None
+            ref_nll = reference_nlls(spec, target_model, loop.with_index(part.forget_examples()), collate)
             entries[variant_key(label)] = {"refs": refs, "ref_nll": ref_nll}
             rows.append({"role": "target", **label, **refs.baseline})
             if oracle_model is not None:

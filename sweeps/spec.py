@@ -272,6 +272,12 @@ class SweepSpec:
         if self.model.base and not declared.can_prepare:
             fail("model.base", f"left out: the {self.benchmark.name} benchmark comes with its own models and cannot "
                  "prepare them from a base model; give model.target (and model.oracle)", self.model.base)
+        from unlearn import methods as registry
+
+        for method in self.methods:
+            if registry.get(method).needs_qa_forget and not declared.forget_qa:
+                fail(f"methods.{method}", f"left out: it trains on question-answer forget examples, and the "
+                     f"{self.benchmark.name} benchmark's forget set holds texts only", method)
         for key in self.benchmark.grid():
             for method in self.methods:
                 own = _method_keys(method)

@@ -23,7 +23,7 @@ NOT_FILES = (
     re.compile(r"^\.\.\.|…"),  # elided paths
 )
 # Files a walk-through asks the reader to create; they exist only once the reader has followed it.
-TO_BE_CREATED = {"benchmarks/qa_pairs.py", "unlearn/methods/wga.py", "tests/test_wga.py"}
+TO_BE_CREATED = {"benchmarks/qa_pairs.py", "unlearn/methods/cga.py", "tests/test_cga.py"}
 SPAN = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
@@ -175,7 +175,7 @@ def code_blocks(path: Path, kind: str) -> list[str]:
 
 
 @pytest.fixture
-def wga(tmp_path, monkeypatch):
+def cga(tmp_path, monkeypatch):
     """The page's loss added to ``unlearn.losses`` and its config registered, for the test only."""
     import importlib.util
 
@@ -185,41 +185,42 @@ def wga(tmp_path, monkeypatch):
     loss_code, method_code = code_blocks(METHOD_DOC, "python")
     namespace = dict(vars(losses))
     exec(compile(loss_code, str(METHOD_DOC), "exec"), namespace)
-    monkeypatch.setattr(losses, "wga", namespace["wga"], raising=False)
-    path = tmp_path / "wga_example.py"
+    monkeypatch.setattr(losses, "cga", namespace["cga"], raising=False)
+    path = tmp_path / "cga_example.py"
     path.write_text(method_code)
-    spec = importlib.util.spec_from_file_location("wga_example", path)
+    spec = importlib.util.spec_from_file_location("cga_example", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
         yield module
     finally:
-        base._REGISTRY.pop("wga", None)
+        base._REGISTRY.pop("cga", None)
 
 
-def test_the_method_walk_through_runs(wga):
+def test_the_method_walk_through_runs(cga):
     import torch
 
     from sweeps import spec as specs
     from unlearn import methods
 
-    method = methods.make("wga", {"alpha": 2.0, "retain": "nll"})
+    method = methods.make("cga", {"ceiling": 2.5, "retain": "nll"})
     g = torch.Generator().manual_seed(0)
     logits = (torch.randn(3, 7, 13, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
     labels = torch.randint(0, 13, (3, 7), generator=g)
     labels[:, :2] = -100
     labels[1, -2:] = -100
     value = method.forget_loss(logits, labels)
-    # independently: log p_y by log_softmax and gather, weights p_y^α without gradient
+    # independently: log p_y by log_softmax and gather, the NLL clipped at the ceiling
     log_p = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
     mask = labels[:, 1:] != -100
-    expected = -(log_p.detach().exp() ** 2 * -log_p)[mask].mean()
+    expected = -torch.minimum(-log_p, torch.tensor(2.5, dtype=log_p.dtype))[mask].mean()
+    assert ((-log_p > 2.5) & mask).any() and ((-log_p < 2.5) & mask).any()  # both sides of the ceiling
     assert torch.allclose(value, expected)
     (grad,) = torch.autograd.grad(value, logits, retain_graph=True)
     (grad_expected,) = torch.autograd.grad(expected, logits)
     assert torch.allclose(grad, grad_expected)
-    with pytest.raises(ValueError, match="alpha must be a number >= 0"):
-        methods.make("wga", {"alpha": -1})
+    with pytest.raises(ValueError, match="ceiling must be a number > 0"):
+        methods.make("cga", {"ceiling": 0})
     (text,) = code_blocks(METHOD_DOC, "yaml")
     for name, space in yaml.safe_load(text)["methods"].items():
         specs.check_space(name, space)

@@ -11,7 +11,10 @@ from unlearn import engine as engines
 from unlearn import loop, losses, methods, schedule
 from unlearn import step as steps
 
-CONFIGS = [(name, {}) for name in methods.names()] + [
+# On the random toy model p_y ≈ 1/V: SimNPO at β = 4.5 (σ(−β log V)) and SatImp at β1 = 5 (p_y^5) barely
+# move it, so they run with parameters that make the update large enough to compare.
+TOY_PARAMS = {"simnpo": {"beta": 0.5, "delta": 1.0}, "satimp": {"beta1": 0.5}}
+CONFIGS = [(name, TOY_PARAMS.get(name, {})) for name in methods.names()] + [
     (name, {"retain": term, "retain_weight": 0.7})
     for name in ("ga", "npo", "undial", "unilogit") for term in ("nll", "kl")
 ] + [("unilogit", {"target": "initial"}), ("unilogit", {"divergence": "forward"})]
@@ -25,7 +28,7 @@ def one_update(name, params, micro, accum, forget, retain, seed=0):
     engine = engines.PlainEngine(model, torch.optim.SGD(model.parameters(), lr=0.5),
                                  accumulation_steps=accum)
     forget = loop.with_index(forget)
-    ref_nll = steps.reference_sequence_nll(ref_model, forget, toy_collate) if method.needs_ref_nll else None
+    ref_nll = steps.reference_nlls(ref_model, method, forget, toy_collate) if method.needs_ref_nll else None
     metrics = loop.update(engine, method, forget, retain if method.uses_retain else None, toy_collate,
                           ref_model=ref_model, ref_nll=ref_nll)
     return torch.cat([p.detach().flatten() for p in model.parameters()]), metrics

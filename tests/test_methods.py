@@ -27,9 +27,16 @@ def inputs(seed=0, b=3, t=8, v=17):
     return logits, ref, labels
 
 
+def preferred(ref, labels):
+    """A preference method's batch of preferred answers (another fixed batch) and its reference NLLs."""
+    logits = ref.detach().flip(0)
+    return {"preferred_logits": logits, "preferred_labels": labels.flip(0),
+            "ref_preferred_nll": losses.sequence_nll(logits, labels.flip(0)) + 0.5}
+
+
 def forget_loss(method, logits, labels, ref):
     ref_nll = losses.sequence_nll(ref, labels)
-    return method.forget_loss(logits, labels, ref_logits=ref, ref_sequence_nll=ref_nll)
+    return method.forget_loss(logits, labels, ref_logits=ref, ref_sequence_nll=ref_nll, **preferred(ref, labels))
 
 
 def loss_and_grad(method, logits, labels, ref):
@@ -92,10 +99,12 @@ def test_gradient_reaches_logits_never_the_reference(name, params):
     x = logits.clone().requires_grad_(True)
     r = ref.clone().requires_grad_(True)
     ref_nll = losses.sequence_nll(ref, labels).requires_grad_(True)
-    value = method.forget_loss(x, labels, ref_logits=r, ref_sequence_nll=ref_nll)
+    others = preferred(ref, labels)
+    others["ref_preferred_nll"].requires_grad_(True)
+    value = method.forget_loss(x, labels, ref_logits=r, ref_sequence_nll=ref_nll, **others)
     value.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    assert r.grad is None and ref_nll.grad is None
+    assert r.grad is None and ref_nll.grad is None and others["ref_preferred_nll"].grad is None
 
 
 @pytest.mark.parametrize("name", methods.names())
@@ -127,7 +136,8 @@ def test_method_specific_validation():
 
 
 def test_unknown_method_lists_known_ones():
-    with pytest.raises(ValueError, match="unknown method 'npx'; known: ga, gd, npo, undial, unilogit"):
+    known = "ceu, ga, gd, idkdpo, idknll, me, npo, satimp, simnpo, undial, unilogit, wga"
+    with pytest.raises(ValueError, match=f"unknown method 'npx'; known: {known}"):
         methods.get("npx")
 
 

@@ -72,7 +72,7 @@ def with_index(examples: list[dict]) -> list[dict]:
 
 
 def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], collate, config: LoopConfig,
-        *, ref_model=None, ref_nll: torch.Tensor | None = None, device="cpu",
+        *, ref_model=None, ref_nll: dict | torch.Tensor | None = None, device="cpu",
         report: Callable[[dict], None] | None = None,
         on_epoch_end: Callable[[int, LoopState], None] | None = None) -> LoopState:
     """Unlearn ``forget`` (keeping ``retain`` through the method's retain term)."""
@@ -83,12 +83,11 @@ def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], co
     if method.needs_ref_model and ref_model is None:
         raise ValueError(f"{method.name} needs ref_model (a frozen copy of the initial model)")
     set_seed(config.seed)
-    forget = forget if all("index" in e for e in forget) else with_index(forget)
+    forget = method.select_forget(forget if all("index" in e for e in forget) else with_index(forget))
     if method.needs_ref_nll and ref_nll is None:
         # The model has not been updated yet: it *is* θ0, so no second model is needed.
         engine.train(False)
-        ref_nll = steps.reference_sequence_nll(engine, forget, collate, batch_size=config.micro_batch,
-                                               device=device)
+        ref_nll = steps.reference_nlls(engine, method, forget, collate, batch_size=config.micro_batch, device=device)
     size = effective_batch(config, engine)
     retain_stream = _cycle(retain, size, config) if method.uses_retain else None
     per_epoch = math.ceil(len(forget) / size)
@@ -153,7 +152,10 @@ def _collate(collate, micro: list[dict], fallback: dict, device) -> dict:
 def update(engine, method: MethodConfig, forget: list[dict], retain: list[dict] | None, collate, *,
            ref_model=None, ref_nll=None, device="cpu") -> dict:
     """One optimizer step over an effective batch; returns its exact mean losses."""
-    forget_mbs = [_collate(collate, m, forget[0], device) for m in shard(forget, engine)]
+    views = {view: [_collate(collate, m, items[0], device) for m in shard(items, engine)]
+             for view, items in method.forget_views(forget).items()}
+    forget_mbs = views["forget"]
+    preferred_mbs = views.get("preferred", [None] * len(forget_mbs))
     retain_mbs = ([_collate(collate, m, retain[0], device) for m in shard(retain, engine)]
                   if retain else [None] * len(forget_mbs))
     counts = torch.stack([
@@ -165,8 +167,8 @@ def update(engine, method: MethodConfig, forget: list[dict], retain: list[dict] 
     per = [steps.divisor(c.clamp(min=1), engine.accumulation_steps, engine.world_size) for c in counts]
     divisors = steps.Divisors(*per)
     sums: dict[str, torch.Tensor] = {}
-    for f_batch, r_batch in zip(forget_mbs, retain_mbs):
-        loss, parts = steps.loss_terms(engine, method, f_batch, r_batch, ref_model=ref_model,
+    for f_batch, p_batch, r_batch in zip(forget_mbs, preferred_mbs, retain_mbs):
+        loss, parts = steps.loss_terms(engine, method, f_batch, r_batch, preferred=p_batch, ref_model=ref_model,
                                        ref_nll=ref_nll, divisors=divisors)
         engine.backward(loss)
         engine.step()

@@ -10,9 +10,15 @@ When an update is split into micro-batches and ranks, the caller passes the divi
 engine's averaging exact (see ``unlearn.step.divisor``), so an update does not depend on the split.
 
 Formulas (``docs/methods.md``): GA ``-mean(-log p_y)``; NPO (Zhang et al. 2024)
-``mean_s -(2/β) log σ(β (NLL_θ(s) − NLL_ref(s)))``; UnDIAL (Dong et al. 2024)
-``KL(softmax(z_θ0 − γ·onehot(y)) ‖ p_θ)``; Unilogit (ACL 2025) ``KL(p_θ ‖ sg(q))`` with
-``q_y = 1/V`` and the other tokens keeping their ratios; KL retain ``KL(p_θ0 ‖ p_θ)``.
+``mean_s -(2/β) log σ(β (NLL_θ(s) − NLL_ref(s)))``; SimNPO (Fan et al. 2024)
+``mean_s -(2/β) log σ(β (NLL̄_θ(s) − δ))`` with the length-normalised NLL̄; DPO (as IdkDPO)
+``mean_s -(2/β) log σ(β [(NLL_ref(w) − NLL_θ(w)) − (NLL_ref(l) − NLL_θ(l))])``; WGA
+``mean_t sg(p_y^β) log p_y``; SatImp ``mean_t sg(p_y^β1 (1 − p_y)^β2) log p_y``; CE-U
+``mean_t −Σ_v q_v log p_v`` with ``q = softmax(sg(z))`` and ``q_y = 0``; ME
+``mean_t KL(U_V ‖ p_θ)``; UnDIAL (Dong et al. 2024) ``KL(softmax(z_θ0 − γ·onehot(y)) ‖ p_θ)``;
+Unilogit (ACL 2025) ``KL(p_θ ‖ sg(q))`` with ``q_y = 1/V`` and the other tokens keeping their
+ratios; KL retain ``KL(p_θ0 ‖ p_θ)``; RMU (Li et al. 2024, WMDP) ``‖h − c‖² / d`` and
+``‖h − h_θ0‖² / d`` per position over hidden states (no shift).
 """
 
 from __future__ import annotations
@@ -126,6 +132,58 @@ def npo(logits: Tensor, labels: Tensor, ref_sequence_nll: Tensor, beta: float, *
     per_seq = (2.0 / beta) * F.softplus(-beta * (seq - ref))  # (B,)
     per_seq = torch.where(has_tokens, per_seq, torch.zeros_like(per_seq))
     divisor = has_tokens.sum().clamp(min=1) if num_sequences is None else num_sequences
+    return per_seq.sum() / divisor
+
+
+def _check_beta(beta: float) -> None:
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+
+
+def simnpo(logits: Tensor, labels: Tensor, beta: float, delta: float = 0.0, *,
+           num_sequences=None) -> Tensor:
+    """SimNPO: ``mean_s (2/β) softplus(−β (NLL̄_θ(s) − δ))`` (= −(2/β) log σ(β (NLL̄_θ(s) − δ))).
+
+    ``NLL̄_θ(s)`` is the NLL summed over the valid tokens of ``s`` divided by their number (no
+    reference model). The paper writes the margin as ``γ`` in ``σ(β NLL̄ − γ)``: ``γ = β·δ``.
+    A sequence with no valid token contributes nothing and, without ``num_sequences``, is not
+    counted."""
+    _check_beta(beta)
+    per_token, mask = token_nll(logits, labels)
+    count = mask.sum(dim=-1)  # (B,)
+    has_tokens = count > 0
+    mean_nll = per_token.sum(dim=-1) / count.clamp(min=1).to(per_token.dtype)  # (B,)
+    per_seq = (2.0 / beta) * F.softplus(-beta * (mean_nll - delta))
+    per_seq = torch.where(has_tokens, per_seq, torch.zeros_like(per_seq))
+    divisor = has_tokens.sum().clamp(min=1) if num_sequences is None else num_sequences
+    return per_seq.sum() / divisor
+
+
+def dpo(logits_w: Tensor, labels_w: Tensor, logits_l: Tensor, labels_l: Tensor, ref_nll_w: Tensor,
+        ref_nll_l: Tensor, beta: float, *, num_sequences=None) -> Tensor:
+    """DPO on (preferred w, rejected l) pairs, e.g. IdkDPO with w a refusal and l the forget answer:
+    ``mean_s (2/β) softplus(−β [(NLL_ref(w) − NLL_θ(w)) − (NLL_ref(l) − NLL_θ(l))])``.
+
+    NLLs are summed over each sequence's valid tokens; ``ref_nll_w``, ``ref_nll_l`` are the frozen
+    model's ``(B,)`` sequence NLLs (detached here). Row ``s`` of the two batches is one pair; a pair
+    counts only when both answers have a valid token (the others contribute nothing and, without
+    ``num_sequences``, are not counted)."""
+    _check_beta(beta)
+    nll_w, mask_w = token_nll(logits_w, labels_w)
+    nll_l, mask_l = token_nll(logits_l, labels_l)
+    seq_w, seq_l = nll_w.sum(dim=-1), nll_l.sum(dim=-1)  # (B,)
+    if seq_w.shape != seq_l.shape:
+        raise ValueError(f"preferred and rejected batches must pair up; got {tuple(seq_w.shape)} "
+                         f"and {tuple(seq_l.shape)} sequences")
+    for name, ref in (("ref_nll_w", ref_nll_w), ("ref_nll_l", ref_nll_l)):
+        if ref.shape != seq_w.shape:
+            raise ValueError(f"{name} must have shape {tuple(seq_w.shape)}, got {tuple(ref.shape)}")
+    dtype = torch.promote_types(seq_w.dtype, seq_l.dtype)
+    margin = ((ref_nll_w.detach().to(dtype) - seq_w) - (ref_nll_l.detach().to(dtype) - seq_l))  # (B,)
+    per_seq = (2.0 / beta) * F.softplus(-beta * margin)
+    counted = mask_w.any(dim=-1) & mask_l.any(dim=-1)
+    per_seq = torch.where(counted, per_seq, torch.zeros_like(per_seq))
+    divisor = counted.sum().clamp(min=1) if num_sequences is None else num_sequences
     return per_seq.sum() / divisor
 
 
@@ -293,3 +351,161 @@ def unilogit(logits: Tensor, labels: Tensor, ref_logits: Tensor | None = None,
     log_p = torch.log_softmax(_upcast(z), dim=-1)  # (B, T-1, V)
     pair = (log_p, log_q) if divergence == "reverse" else (log_q, log_p)
     return _reduce(_kl_per_token(*pair), mask, num_tokens)
+
+
+# ----------------------------------------------------------------- weighted GA, CE-U, max entropy
+
+def wga(logits: Tensor, labels: Tensor, beta: float, *, num_tokens=None) -> Tensor:
+    """Weighted gradient ascent: ``mean_t sg(p_y^β) · log p_y`` (β = 0 is GA)."""
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    per_token, mask = token_nll(logits, labels)  # −log p_y, (B, T-1)
+    weight = torch.exp(-beta * per_token.detach())  # sg(p_y)^β
+    return -_reduce(weight * per_token, mask, num_tokens)
+
+
+def satimp(logits: Tensor, labels: Tensor, beta1: float, beta2: float, *, num_tokens=None) -> Tensor:
+    """SatImp: ``mean_t sg(p_y^β1 (1 − p_y)^β2) · log p_y``; ``1 − p_y = −expm1(log p_y)``, exact
+    near ``p_y → 1`` where the weight (β2 > 0) goes to 0."""
+    for name, value in (("beta1", beta1), ("beta2", beta2)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    per_token, mask = token_nll(logits, labels)  # −log p_y, (B, T-1)
+    nll_d = per_token.detach()
+    weight = torch.exp(-beta1 * nll_d) * (-torch.expm1(-nll_d)).pow(beta2)
+    return -_reduce(weight * per_token, mask, num_tokens)
+
+
+class _CrossEntropyUnlearning(torch.autograd.Function):
+    """CE-U per position: ``−Σ_v q_v log p_v`` with ``q = softmax(sg(z))`` restricted to ``v ≠ y``.
+
+    With ``m = log Σ_{v≠y} exp(z_v)`` the value is ``H(q) − log(1 − p_y)`` (both parts finite as
+    ``p_y → 1``: ``log(1 − p_y) = m − lse`` is a logsumexp over the non-target logits) and the
+    gradient is ``p − q = p_y (e_y − q)``. Forward and backward go over the logits chunk by chunk
+    (no (B, T-1, V) copy of q or of the upcast logits); backward keeps the logits and two
+    ``(B, T-1)`` vectors."""
+
+    @staticmethod
+    def forward(ctx, z, y, mask):
+        dtype = compute_dtype(z)
+        shape = z.shape[:2]
+        loss, m_all, log_p_y = (torch.empty(shape, dtype=dtype, device=z.device) for _ in range(3))
+        for i, rows in _row_chunks(z):
+            yc = y[i, rows].unsqueeze(-1)  # (n, 1)
+            d = z[i, rows].to(dtype).scatter(-1, yc, -math.inf)  # (n, V) the chunk copy
+            top = d.amax(dim=-1, keepdim=True)
+            d.sub_(top)  # z_v − max over v ≠ y; −inf at y
+            w = d.exp()  # unnormalised q, 0 at y
+            d.scatter_(-1, yc, 0.0)  # so that w · d is 0 (not nan) at y
+            s = w.sum(dim=-1)
+            w.mul_(d).nan_to_num_(nan=0.0)  # 0 · (−∞) = 0 for logits at −∞ (a nan logit still shows in s)
+            entropy = s.log() - w.sum(dim=-1) / s  # H(q) = log s − Σ w d / s
+            m = top.squeeze(-1) + s.log()
+            z_y = z[i, rows].gather(-1, yc).squeeze(-1).to(dtype)
+            lse = torch.logaddexp(m, z_y)
+            loss[i, rows] = entropy - (m - lse)
+            m_all[i, rows] = m
+            log_p_y[i, rows] = z_y - lse
+        ctx.save_for_backward(z, y, mask, m_all, log_p_y)
+        return torch.where(mask, loss, torch.zeros_like(loss))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        z, y, mask, m, log_p_y = ctx.saved_tensors
+        g = torch.where(mask, grad_out.to(m.dtype), torch.zeros_like(m))
+        at_y = g * log_p_y.exp()  # g p_y
+        grad = torch.empty_like(z, dtype=m.dtype)
+        for i, rows in _row_chunks(z):
+            out = grad[i, rows]  # (n, V) view
+            torch.sub(z[i, rows], m[i, rows].unsqueeze(-1), out=out)
+            out.exp_().mul_(-at_y[i, rows].unsqueeze(-1))  # −g p_y q_v (the y entry overwritten next)
+            out.scatter_(-1, y[i, rows].unsqueeze(-1), at_y[i, rows].unsqueeze(-1))
+        return grad.to(z.dtype), None, None
+
+
+def ceu(logits: Tensor, labels: Tensor, *, num_tokens=None) -> Tensor:
+    """CE-U (cross-entropy unlearning): token mean of ``−Σ_v q_v log p_θ(v)`` against
+    ``q = softmax(sg(z))`` with the target logit set to ``−∞``, over the labels given (the
+    ``ceu`` method drops each sequence's first answer token before calling this)."""
+    if logits.shape[-1] < 2:
+        raise ValueError(f"ceu needs a vocabulary of at least 2 tokens, got {logits.shape[-1]}")
+    z, y, mask = shift(logits, labels)
+    return _reduce(_CrossEntropyUnlearning.apply(z, y, mask), mask, num_tokens)
+
+
+class _MaxEntropy(torch.autograd.Function):
+    """``KL(U_V ‖ softmax(z)) = logsumexp(z) − mean_v z_v − log V`` per position, chunk by chunk in the
+    compute dtype (no (B, T-1, V) upcast copy); backward writes ``g·(softmax(z) − 1/V)`` in one exp
+    pass, so the two terms never cancel in the input's precision."""
+
+    @staticmethod
+    def forward(ctx, z, mask):
+        dtype = compute_dtype(z)
+        lse = torch.empty(z.shape[:2], dtype=dtype, device=z.device)
+        mean = torch.empty_like(lse)
+        for i, rows in _row_chunks(z):
+            chunk = z[i, rows].to(dtype)
+            lse[i, rows] = torch.logsumexp(chunk, dim=-1)
+            mean[i, rows] = chunk.mean(dim=-1)
+        ctx.save_for_backward(z, mask, lse)
+        loss = lse - mean - math.log(z.shape[-1])
+        return torch.where(mask, loss, torch.zeros_like(loss))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        z, mask, lse = ctx.saved_tensors
+        g = torch.where(mask, grad_out.to(lse.dtype), torch.zeros_like(lse))
+        uniform = g / z.shape[-1]
+        grad = torch.empty_like(z, dtype=lse.dtype)
+        for i, rows in _row_chunks(z):
+            out = grad[i, rows]  # (n, V) view
+            torch.sub(z[i, rows], lse[i, rows].unsqueeze(-1), out=out)
+            out.exp_().mul_(g[i, rows].unsqueeze(-1)).sub_(uniform[i, rows].unsqueeze(-1))
+        return grad.to(z.dtype), None
+
+
+def max_entropy(logits: Tensor, labels: Tensor, *, num_tokens=None) -> Tensor:
+    """ME (maximum entropy): token mean of ``KL(U_V ‖ p_θ) = −log V − (1/V) Σ_v log p_θ(v)``,
+    computed as ``logsumexp(z) − mean_v z_v − log V`` (≥ 0, 0 exactly at the uniform
+    distribution)."""
+    z, _, mask = shift(logits, labels)
+    return _reduce(_MaxEntropy.apply(z, mask), mask, num_tokens)
+
+
+# -------------------------------------------------------------------------------- RMU (hidden states)
+
+def _masked_square_mean(diff: Tensor, mask: Tensor, num_tokens) -> Tensor:
+    """``Σ_{t∈mask} ‖diff_t‖² / (d · count)``; diff ``(B, T, d)`` in the compute dtype."""
+    per_position = diff.square().sum(dim=-1)  # (B, T)
+    return _reduce(per_position, mask, num_tokens) / diff.shape[-1]
+
+
+def _check_hidden(hidden: Tensor, mask: Tensor) -> None:
+    if hidden.dim() != 3 or mask.shape != hidden.shape[:2] or mask.dtype != torch.bool:
+        raise ValueError(f"hidden must be (B, T, d) and mask (B, T) bool; got {tuple(hidden.shape)} "
+                         f"and {tuple(mask.shape)} {mask.dtype}")
+
+
+def rmu_forget(hidden: Tensor, mask: Tensor, control: Tensor, *, num_tokens=None) -> Tensor:
+    """RMU's forget term: ``Σ_{t∈mask} ‖h_t − c‖² / (d · count)`` over hidden states ``(B, T, d)``
+    (positions as given, no causal shift), ``c`` the fixed ``(d,)`` control vector (detached);
+    ``count`` is the number of masked positions, or ``num_tokens``. With every position valid this
+    is ``F.mse_loss(h, c.expand_as(h))``, the WMDP paper's loss."""
+    _check_hidden(hidden, mask)
+    d = hidden.shape[-1]
+    if control.numel() != d:
+        raise ValueError(f"control must have {d} elements (the hidden size), got {tuple(control.shape)}")
+    dtype = compute_dtype(hidden)
+    diff = hidden.to(dtype) - control.detach().reshape(d).to(dtype)  # (B, T, d)
+    return _masked_square_mean(diff, mask, num_tokens)
+
+
+def rmu_retain(hidden: Tensor, ref_hidden: Tensor, mask: Tensor, *, num_tokens=None) -> Tensor:
+    """RMU's retain term: ``Σ_{t∈mask} ‖h_t − h_θ0,t‖² / (d · count)`` against the frozen model's
+    hidden states ``(B, T, d)`` (detached)."""
+    _check_hidden(hidden, mask)
+    if ref_hidden.shape != hidden.shape:
+        raise ValueError(f"ref_hidden must have shape {tuple(hidden.shape)}, got {tuple(ref_hidden.shape)}")
+    dtype = compute_dtype(hidden)
+    diff = hidden.to(dtype) - ref_hidden.detach().to(dtype)  # (B, T, d)
+    return _masked_square_mean(diff, mask, num_tokens)

@@ -52,18 +52,23 @@ def reference_logits(ref_model, batch: dict) -> Tensor:
 
 
 def loss_terms(model, method: MethodConfig, forget: dict, retain: dict | None = None, *,
-               ref_model=None, ref_nll: Tensor | None = None,
+               preferred: dict | None = None, ref_model=None, ref_nll: dict | Tensor | None = None,
                divisors: Divisors = Divisors()) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total loss of one micro-batch pair and its parts (detached) for logging."""
+    """Total loss of one micro-batch pair and its parts (detached) for logging. ``preferred`` is the
+    preference methods' batch of the same questions with the preferred answers; ``ref_nll`` maps a
+    view of ``method.forget_views`` to its reference NLLs (a tensor: those of ``forget``)."""
     ref_forget = reference_logits(ref_model, forget) if method.needs_ref_forget_logits else None
     logits = logits_of(model, forget)  # (B, T, V)
-    ref_seq = None
+    preferred_logits = logits_of(model, preferred) if preferred is not None else None  # (B, T', V)
+    ref_seq = ref_preferred = None
     if method.needs_ref_nll:
-        if ref_nll is None:
-            raise ValueError(f"{method.name} needs ref_nll (see reference_sequence_nll)")
-        ref_seq = ref_nll[forget["index"].cpu()].to(logits.device)  # (B,)
-    forget_term = method.forget_loss(logits, forget["labels"], ref_logits=ref_forget,
-                                     ref_sequence_nll=ref_seq, num_tokens=divisors.forget_tokens,
+        refs = ref_nll if isinstance(ref_nll, dict) else {"forget": ref_nll}
+        ref_seq = _looked_up(refs, "forget", forget, method)
+        ref_preferred = _looked_up(refs, "preferred", preferred, method) if preferred is not None else None
+    forget_term = method.forget_loss(logits, forget["labels"], ref_logits=ref_forget, ref_sequence_nll=ref_seq,
+                                     preferred_logits=preferred_logits,
+                                     preferred_labels=None if preferred is None else preferred["labels"],
+                                     ref_preferred_nll=ref_preferred, num_tokens=divisors.forget_tokens,
                                      num_sequences=divisors.forget_sequences)
     total = method.forget_weight * forget_term
     parts = {"forget_loss": forget_term.detach()}
@@ -74,6 +79,13 @@ def loss_terms(model, method: MethodConfig, forget: dict, retain: dict | None = 
         parts["retain_loss"] = retain_term.detach()
     parts["loss"] = total.detach()
     return total, parts
+
+
+def _looked_up(refs: dict, view: str, batch: dict, method: MethodConfig) -> Tensor:
+    """``(B,)`` reference NLLs of a batch's examples, by their ``index``."""
+    if refs.get(view) is None:
+        raise ValueError(f"{method.name} needs the reference NLLs of its {view!r} examples (see reference_nlls)")
+    return refs[view][batch["index"].cpu()].to(batch["labels"].device)
 
 
 def retain_loss(model, term: str, batch: dict, *, ref_model=None, num_tokens=None) -> Tensor:
@@ -101,6 +113,14 @@ def reference_sequence_nll(model, examples: list[dict], collate, *, batch_size: 
         seq = losses.sequence_nll(logits_of(model, batch), batch["labels"])  # (B,)
         out[batch["index"].cpu()] = seq.double().cpu()
     return out
+
+
+def reference_nlls(model, method: MethodConfig, examples: list[dict], collate, *, batch_size: int = 8,
+                   device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """``reference_sequence_nll`` of each view of ``method.forget_views(examples)`` (NPO: the forget
+    examples; DPO: those and the preferred answers), before any update."""
+    return {view: reference_sequence_nll(model, items, collate, batch_size=batch_size, device=device)
+            for view, items in method.forget_views(examples).items()}
 
 
 def to_device(batch: dict, device) -> dict:

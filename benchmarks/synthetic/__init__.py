@@ -55,7 +55,8 @@ DECLARED = Declaration(
             Front("forget_all_rouge_l_recall", "neighbor_qa_rouge_l_recall")),
     trajectories=("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", "utility_qa_rouge_l_recall"),
     selection=Selection("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", oracle_tolerance=0.05,
-                        floors={"retain_qa_rouge_l_recall": 0.5, "utility_qa_rouge_l_recall": 0.5}))
+                        floors={"retain_qa_rouge_l_recall": 0.5, "utility_qa_rouge_l_recall": 0.5}),
+    forget_qa=True)
 check_declaration("synthetic", _metrics(()), DECLARED)
 
 

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from unlearn.refusals import qa_only
 from unlearn.validate import check, is_number
 
 RETAIN_TERMS = ("none", "nll", "kl")
@@ -61,7 +62,8 @@ class MethodConfig:
     retain: str = "none"
 
     name: ClassVar[str] = ""
-    needs_ref_nll: ClassVar[bool] = False  # NPO: per-sequence reference NLLs, precomputed once
+    needs_ref_nll: ClassVar[bool] = False  # NPO, DPO: per-sequence reference NLLs, precomputed once
+    needs_qa_forget: ClassVar[bool] = False  # trains on the forget set's question-answer examples only
 
     def __post_init__(self):
         for name in ("forget_weight", "retain_weight"):
@@ -82,9 +84,25 @@ class MethodConfig:
     def needs_ref_model(self) -> bool:
         return self.needs_ref_forget_logits or (self.uses_retain and self.retain == "kl")
 
+    def select_forget(self, examples: list[dict]) -> list[dict]:
+        """The forget examples this method trains on (all, or the question-answer ones)."""
+        if not self.needs_qa_forget:
+            return examples
+        chosen = qa_only(examples)
+        if not chosen:
+            raise ValueError(f"{self.name} needs question-answer forget examples; this forget set has none")
+        return chosen
+
+    def forget_views(self, examples: list[dict]) -> dict[str, list[dict]]:
+        """What a batch of forget examples becomes: ``forget``, the batch the forget term is computed
+        on, and for preference methods ``preferred``, the same questions with the preferred answers
+        (both keep the examples' indices, by which reference NLLs are looked up)."""
+        return {"forget": examples}
+
     def forget_loss(self, logits: Tensor, labels: Tensor, *, ref_logits: Tensor | None = None,
-                    ref_sequence_nll: Tensor | None = None, num_tokens=None,
-                    num_sequences=None) -> Tensor:
+                    ref_sequence_nll: Tensor | None = None, preferred_logits: Tensor | None = None,
+                    preferred_labels: Tensor | None = None, ref_preferred_nll: Tensor | None = None,
+                    num_tokens=None, num_sequences=None) -> Tensor:
         raise NotImplementedError
 
     def params(self) -> dict:
