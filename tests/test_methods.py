@@ -34,9 +34,19 @@ def preferred(ref, labels):
             "ref_preferred_nll": losses.sequence_nll(logits, labels.flip(0)) + 0.5}
 
 
+def steered(logits, labels):
+    """A hidden-state method's inputs, the logits standing in for hidden states (d = V): the positions
+    whose next token is trained, and a control vector."""
+    positions = torch.zeros(labels.shape, dtype=torch.bool)
+    positions[:, :-1] = labels[:, 1:] != -100
+    control = torch.linspace(-1.0, 1.0, logits.shape[-1], dtype=logits.dtype)
+    return {"hidden": logits, "positions": positions, "control": control}
+
+
 def forget_loss(method, logits, labels, ref):
     ref_nll = losses.sequence_nll(ref, labels)
-    return method.forget_loss(logits, labels, ref_logits=ref, ref_sequence_nll=ref_nll, **preferred(ref, labels))
+    return method.forget_loss(logits, labels, ref_logits=ref, ref_sequence_nll=ref_nll, **preferred(ref, labels),
+                              **steered(logits, labels))
 
 
 def loss_and_grad(method, logits, labels, ref):
@@ -101,7 +111,7 @@ def test_gradient_reaches_logits_never_the_reference(name, params):
     ref_nll = losses.sequence_nll(ref, labels).requires_grad_(True)
     others = preferred(ref, labels)
     others["ref_preferred_nll"].requires_grad_(True)
-    value = method.forget_loss(x, labels, ref_logits=r, ref_sequence_nll=ref_nll, **others)
+    value = method.forget_loss(x, labels, ref_logits=r, ref_sequence_nll=ref_nll, **others, **steered(x, labels))
     value.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert r.grad is None and ref_nll.grad is None and others["ref_preferred_nll"].grad is None
@@ -136,7 +146,7 @@ def test_method_specific_validation():
 
 
 def test_unknown_method_lists_known_ones():
-    known = "ceu, ga, gd, idkdpo, idknll, me, npo, satimp, simnpo, undial, unilogit, wga"
+    known = "ceu, ga, gd, idkdpo, idknll, me, npo, rmu, satimp, simnpo, undial, unilogit, wga"
     with pytest.raises(ValueError, match=f"unknown method 'npx'; known: {known}"):
         methods.get("npx")
 

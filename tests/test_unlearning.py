@@ -11,7 +11,9 @@ from unlearn import methods
 
 # SatImp's weight p_y^β1 (1 − p_y)^β2 is small on well-learned tokens, and the "I don't know"
 # methods have only the four questions (one step an epoch): they need a larger step here.
-LR = {"satimp": 3e-3, "idknll": 3e-3, "idkdpo": 3e-3}
+LR = {"satimp": 3e-3, "idknll": 3e-3, "idkdpo": 3e-3, "rmu": 1e-2}
+# RMU keeps the retain set with its own term, on the steered layer's hidden states (weight 1200).
+TERM = {"rmu": "hidden"}
 FORGET = [{"text": t} for t in quick.FORGET]
 RETAIN = [{"text": t} for t in quick.RETAIN]
 
@@ -46,7 +48,7 @@ def test_every_method_lowers_the_forget_likelihood(fitted, name):
 @pytest.mark.parametrize("name", [n for n in methods.names() if n not in ("ga", "gd")])
 def test_retain_term_keeps_the_retain_set(fitted, name):
     model, collate, retain_before = fitted
-    with_term = quick.unlearn_copy(model, collate, name, {"retain": "nll"}, lr=LR.get(name, 1e-3))
+    with_term = quick.unlearn_copy(model, collate, name, {"retain": TERM.get(name, "nll")}, lr=LR.get(name, 1e-3))
     without = quick.unlearn_copy(model, collate, name, {"retain": "none"}, lr=LR.get(name, 1e-3))
     retain_with = quick.mean_nll(with_term, collate, RETAIN)
     assert retain_with < retain_before + 0.5

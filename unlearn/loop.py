@@ -100,7 +100,7 @@ def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], co
             paired = next(retain_stream) if retain_stream else None
             lr = engine.lr()  # the rate this update uses
             state.metrics = update(engine, method, examples, paired, collate, ref_model=ref_model,
-                                   ref_nll=ref_nll, device=device)
+                                   ref_nll=ref_nll, device=device, seed=config.seed)
             state.step += 1
             state.metrics.update(step=state.step, epoch=epoch + 1, lr=lr)
             if report:
@@ -150,7 +150,7 @@ def _collate(collate, micro: list[dict], fallback: dict, device) -> dict:
 
 
 def update(engine, method: MethodConfig, forget: list[dict], retain: list[dict] | None, collate, *,
-           ref_model=None, ref_nll=None, device="cpu") -> dict:
+           ref_model=None, ref_nll=None, device="cpu", seed: int = 0) -> dict:
     """One optimizer step over an effective batch; returns its exact mean losses."""
     views = {view: [_collate(collate, m, items[0], device) for m in shard(items, engine)]
              for view, items in method.forget_views(forget).items()}
@@ -169,7 +169,7 @@ def update(engine, method: MethodConfig, forget: list[dict], retain: list[dict] 
     sums: dict[str, torch.Tensor] = {}
     for f_batch, p_batch, r_batch in zip(forget_mbs, preferred_mbs, retain_mbs):
         loss, parts = steps.loss_terms(engine, method, f_batch, r_batch, preferred=p_batch, ref_model=ref_model,
-                                       ref_nll=ref_nll, divisors=divisors)
+                                       ref_nll=ref_nll, divisors=divisors, seed=seed)
         engine.backward(loss)
         engine.step()
         for name, value in parts.items():

@@ -51,12 +51,28 @@ def reference_logits(ref_model, batch: dict) -> Tensor:
     return logits_of(ref_model, batch)
 
 
+def hidden_states(model, batch: dict) -> tuple:
+    """The embeddings and every decoder layer's output, each ``(B, T, d)`` (layer ``i`` at ``i + 1``)."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 output_hidden_states=True).hidden_states
+
+
+def positions(batch: dict) -> Tensor:
+    """``(B, T)`` bool: the positions whose next token is trained (so the step's token counts apply)."""
+    out = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    out[:, :-1] = batch["labels"][:, 1:] != losses.IGNORE
+    return out
+
+
 def loss_terms(model, method: MethodConfig, forget: dict, retain: dict | None = None, *,
                preferred: dict | None = None, ref_model=None, ref_nll: dict | Tensor | None = None,
-               divisors: Divisors = Divisors()) -> tuple[Tensor, dict[str, Tensor]]:
+               divisors: Divisors = Divisors(), seed: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss of one micro-batch pair and its parts (detached) for logging. ``preferred`` is the
     preference methods' batch of the same questions with the preferred answers; ``ref_nll`` maps a
-    view of ``method.forget_views`` to its reference NLLs (a tensor: those of ``forget``)."""
+    view of ``method.forget_views`` to its reference NLLs (a tensor: those of ``forget``); ``seed``
+    (the trial's) draws a hidden-state method's control vector."""
+    if method.steers_hidden:
+        return _hidden_terms(model, method, forget, retain, ref_model=ref_model, divisors=divisors, seed=seed)
     ref_forget = reference_logits(ref_model, forget) if method.needs_ref_forget_logits else None
     logits = logits_of(model, forget)  # (B, T, V)
     preferred_logits = logits_of(model, preferred) if preferred is not None else None  # (B, T', V)
@@ -81,6 +97,26 @@ def loss_terms(model, method: MethodConfig, forget: dict, retain: dict | None = 
     return total, parts
 
 
+def _hidden_terms(model, method: MethodConfig, forget: dict, retain: dict | None, *, ref_model, divisors: Divisors,
+                  seed: int) -> tuple[Tensor, dict[str, Tensor]]:
+    """A hidden-state method's loss (RMU): its terms on the steered layer's hidden states."""
+    states = hidden_states(model, forget)
+    layer = method.layer_of(len(states) - 1)
+    hidden = states[layer + 1]  # (B, T, d)
+    control = method.control(hidden.shape[-1], seed).to(hidden.device)  # (d,)
+    forget_term = method.forget_loss(None, forget["labels"], hidden=hidden, positions=positions(forget),
+                                     control=control, num_tokens=divisors.forget_tokens)
+    total = method.forget_weight * forget_term
+    parts = {"forget_loss": forget_term.detach()}
+    if method.uses_retain and retain is not None:
+        retain_term = retain_loss(model, method.retain, retain, ref_model=ref_model,
+                                  num_tokens=divisors.retain_tokens, layer=layer)
+        total = total + method.retain_weight * retain_term
+        parts["retain_loss"] = retain_term.detach()
+    parts["loss"] = total.detach()
+    return total, parts
+
+
 def _looked_up(refs: dict, view: str, batch: dict, method: MethodConfig) -> Tensor:
     """``(B,)`` reference NLLs of a batch's examples, by their ``index``."""
     if refs.get(view) is None:
@@ -88,16 +124,33 @@ def _looked_up(refs: dict, view: str, batch: dict, method: MethodConfig) -> Tens
     return refs[view][batch["index"].cpu()].to(batch["labels"].device)
 
 
-def retain_loss(model, term: str, batch: dict, *, ref_model=None, num_tokens=None) -> Tensor:
-    logits = logits_of(model, batch)  # (B, T, V)
-    if term == "nll":
-        return losses.nll(logits, batch["labels"], num_tokens=num_tokens)
-    if term == "kl":
-        if ref_model is None:
-            raise ValueError("retain term 'kl' needs the frozen reference model")
-        return losses.kl_retain(logits, reference_logits(ref_model, batch), batch["labels"],
-                                num_tokens=num_tokens)
-    fail("retain", "one of nll, kl", term)
+def _retain_nll(model, batch, ref_model, num_tokens, layer):
+    return losses.nll(logits_of(model, batch), batch["labels"], num_tokens=num_tokens)
+
+
+def _retain_kl(model, batch, ref_model, num_tokens, layer):
+    return losses.kl_retain(logits_of(model, batch), reference_logits(ref_model, batch), batch["labels"],
+                            num_tokens=num_tokens)
+
+
+def _retain_hidden(model, batch, ref_model, num_tokens, layer):
+    with torch.no_grad():
+        frozen = hidden_states(ref_model, batch)[layer + 1]  # (B, T, d)
+    return losses.rmu_retain(hidden_states(model, batch)[layer + 1], frozen, positions(batch), num_tokens=num_tokens)
+
+
+# The retain terms by name: (function, needs the frozen reference model).
+RETAIN = {"nll": (_retain_nll, False), "kl": (_retain_kl, True), "hidden": (_retain_hidden, True)}
+
+
+def retain_loss(model, term: str, batch: dict, *, ref_model=None, num_tokens=None, layer: int | None = None) -> Tensor:
+    """The retain term ``term`` on a retain batch (``hidden``: at the steered ``layer``)."""
+    if term not in RETAIN:
+        fail("retain", f"one of {', '.join(RETAIN)}", term)
+    function, needs_reference = RETAIN[term]
+    if needs_reference and ref_model is None:
+        raise ValueError(f"retain term {term!r} needs the frozen reference model")
+    return function(model, batch, ref_model, num_tokens, layer)
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from torch import Tensor
 from unlearn.refusals import qa_only
 from unlearn.validate import check, is_number
 
-RETAIN_TERMS = ("none", "nll", "kl")
+RETAIN_TERMS = ("none", "nll", "kl", "hidden")
 _REGISTRY: dict[str, type["MethodConfig"]] = {}
 
 
@@ -42,6 +42,19 @@ def get(name: str) -> type["MethodConfig"]:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(names())}") from None
 
 
+def trained_parameters(model, method: "MethodConfig") -> list:
+    """The parameters ``method`` trains; every other one is frozen here (``requires_grad`` off), so
+    an optimizer built over what this returns never sees them (RMU trains a few MLPs only)."""
+    layers = int(model.config.num_hidden_layers)
+    out = []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and not method.trains(name, layers):
+            parameter.requires_grad_(False)
+        if parameter.requires_grad:
+            out.append(parameter)
+    return out
+
+
 def make(name: str, params: dict | None = None) -> "MethodConfig":
     """Build a validated config; an unknown parameter is an error naming the allowed ones."""
     cls = get(name)
@@ -64,12 +77,23 @@ class MethodConfig:
     name: ClassVar[str] = ""
     needs_ref_nll: ClassVar[bool] = False  # NPO, DPO: per-sequence reference NLLs, precomputed once
     needs_qa_forget: ClassVar[bool] = False  # trains on the forget set's question-answer examples only
+    steers_hidden: ClassVar[bool] = False  # RMU: its terms are on the hidden states of one layer
 
     def __post_init__(self):
         for name in ("forget_weight", "retain_weight"):
             value = getattr(self, name)
             check(is_number(value) and 0 <= value < math.inf, name, "a finite number >= 0", value)
         check(self.retain in RETAIN_TERMS, "retain", f"one of {', '.join(RETAIN_TERMS)}", self.retain)
+        check(self.retain != "hidden" or self.steers_hidden, "retain",
+              "none, nll or kl (hidden keeps the hidden states of a steered layer: rmu)", self.retain)
+
+    def layer_of(self, num_layers: int) -> int:
+        """The layer whose hidden states a hidden-state method steers."""
+        raise NotImplementedError
+
+    def trains(self, name: str, num_layers: int) -> bool:
+        """Whether the parameter ``name`` is trained (all are, unless the method selects some)."""
+        return True
 
     @property
     def needs_ref_forget_logits(self) -> bool:
@@ -82,7 +106,7 @@ class MethodConfig:
 
     @property
     def needs_ref_model(self) -> bool:
-        return self.needs_ref_forget_logits or (self.uses_retain and self.retain == "kl")
+        return self.needs_ref_forget_logits or (self.uses_retain and self.retain in ("kl", "hidden"))
 
     def select_forget(self, examples: list[dict]) -> list[dict]:
         """The forget examples this method trains on (all, or the question-answer ones)."""
@@ -102,6 +126,7 @@ class MethodConfig:
     def forget_loss(self, logits: Tensor, labels: Tensor, *, ref_logits: Tensor | None = None,
                     ref_sequence_nll: Tensor | None = None, preferred_logits: Tensor | None = None,
                     preferred_labels: Tensor | None = None, ref_preferred_nll: Tensor | None = None,
+                    hidden: Tensor | None = None, positions: Tensor | None = None, control: Tensor | None = None,
                     num_tokens=None, num_sequences=None) -> Tensor:
         raise NotImplementedError
 
