@@ -146,7 +146,7 @@ def test_method_specific_validation():
 
 
 def test_unknown_method_lists_known_ones():
-    known = "ceu, ga, gd, idkdpo, idknll, me, npo, rmu, satimp, simnpo, undial, unilogit, wga"
+    known = "ceu, ga, gd, idkdpo, idknll, me, npo, pdu, rmu, satimp, simnpo, undial, unilogit, wga"
     with pytest.raises(ValueError, match=f"unknown method 'npx'; known: {known}"):
         methods.get("npx")
 

@@ -34,6 +34,7 @@ class LoopConfig:
     seed: int = 0
     shuffle: bool = True
     start_epoch: int = 0  # epochs already done (resuming from a checkpoint taken at an epoch's end)
+    method_state: dict | None = None  # the method's state at that checkpoint (PDU's dual variable)
 
     def __post_init__(self):
         check_int("epochs", self.epochs, 1)
@@ -49,6 +50,7 @@ class LoopState:
     step: int = 0
     epoch: int = 0
     metrics: dict = field(default_factory=dict)
+    method_state: dict = field(default_factory=dict)  # what the method carries between updates
 
 
 def set_seed(seed: int) -> None:
@@ -91,7 +93,8 @@ def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], co
     size = effective_batch(config, engine)
     retain_stream = _cycle(retain, size, config) if method.uses_retain else None
     per_epoch = math.ceil(len(forget) / size)
-    state = LoopState(step=config.start_epoch * per_epoch, epoch=config.start_epoch)
+    state = LoopState(step=config.start_epoch * per_epoch, epoch=config.start_epoch,
+                      method_state=dict(config.method_state or method.initial_state()))
     for _ in range(state.step if retain_stream else 0):  # the retain batches the done epochs used
         next(retain_stream)
     for epoch in range(config.start_epoch, config.epochs):
@@ -100,9 +103,10 @@ def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], co
             paired = next(retain_stream) if retain_stream else None
             lr = engine.lr()  # the rate this update uses
             state.metrics = update(engine, method, examples, paired, collate, ref_model=ref_model,
-                                   ref_nll=ref_nll, device=device, seed=config.seed)
+                                   ref_nll=ref_nll, device=device, seed=config.seed, method_state=state.method_state)
+            state.method_state = method.next_state(state.method_state, state.metrics, epoch)
             state.step += 1
-            state.metrics.update(step=state.step, epoch=epoch + 1, lr=lr)
+            state.metrics.update(state.method_state, step=state.step, epoch=epoch + 1, lr=lr)
             if report:
                 report(dict(state.metrics))
             if config.max_steps and state.step >= config.max_steps:
@@ -150,7 +154,7 @@ def _collate(collate, micro: list[dict], fallback: dict, device) -> dict:
 
 
 def update(engine, method: MethodConfig, forget: list[dict], retain: list[dict] | None, collate, *,
-           ref_model=None, ref_nll=None, device="cpu", seed: int = 0) -> dict:
+           ref_model=None, ref_nll=None, device="cpu", seed: int = 0, method_state: dict | None = None) -> dict:
     """One optimizer step over an effective batch; returns its exact mean losses."""
     views = {view: [_collate(collate, m, items[0], device) for m in shard(items, engine)]
              for view, items in method.forget_views(forget).items()}
@@ -169,7 +173,7 @@ def update(engine, method: MethodConfig, forget: list[dict], retain: list[dict] 
     sums: dict[str, torch.Tensor] = {}
     for f_batch, p_batch, r_batch in zip(forget_mbs, preferred_mbs, retain_mbs):
         loss, parts = steps.loss_terms(engine, method, f_batch, r_batch, preferred=p_batch, ref_model=ref_model,
-                                       ref_nll=ref_nll, divisors=divisors, seed=seed)
+                                       ref_nll=ref_nll, divisors=divisors, seed=seed, method_state=method_state)
         engine.backward(loss)
         engine.step()
         for name, value in parts.items():

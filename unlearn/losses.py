@@ -486,6 +486,18 @@ def _check_hidden(hidden: Tensor, mask: Tensor) -> None:
                          f"and {tuple(mask.shape)} {mask.dtype}")
 
 
+def logit_margin(logits: Tensor, labels: Tensor, *, num_tokens=None) -> Tensor:
+    """PDU's forget term (Entesari et al. 2025): ``mean_t (max_v z_t,v − mean_v z_t,v)²`` over the
+    valid positions, which is 0 exactly when the logits are flat (the uniform distribution)."""
+    z, _, mask = shift(logits, labels)  # (B, T-1, V)
+    rows: dict[int, list[Tensor]] = {}
+    for b, part in _row_chunks(z):  # chunks bound the fp32 temporaries
+        chunk = _upcast(z[b, part])  # (n, V)
+        rows.setdefault(b, []).append((chunk.amax(dim=-1) - chunk.mean(dim=-1)) ** 2)
+    per_token = torch.stack([torch.cat(rows[b]) for b in range(z.shape[0])])  # (B, T-1)
+    return _reduce(per_token, mask, num_tokens)
+
+
 def rmu_forget(hidden: Tensor, mask: Tensor, control: Tensor, *, num_tokens=None) -> Tensor:
     """RMU's forget term: ``Σ_{t∈mask} ‖h_t − c‖² / (d · count)`` over hidden states ``(B, T, d)``
     (positions as given, no causal shift), ``c`` the fixed ``(d,)`` control vector (detached);

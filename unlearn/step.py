@@ -66,13 +66,17 @@ def positions(batch: dict) -> Tensor:
 
 def loss_terms(model, method: MethodConfig, forget: dict, retain: dict | None = None, *,
                preferred: dict | None = None, ref_model=None, ref_nll: dict | Tensor | None = None,
-               divisors: Divisors = Divisors(), seed: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+               divisors: Divisors = Divisors(), seed: int = 0,
+               method_state: dict | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss of one micro-batch pair and its parts (detached) for logging. ``preferred`` is the
     preference methods' batch of the same questions with the preferred answers; ``ref_nll`` maps a
     view of ``method.forget_views`` to its reference NLLs (a tensor: those of ``forget``); ``seed``
-    (the trial's) draws a hidden-state method's control vector."""
+    (the trial's) draws a hidden-state method's control vector; ``method_state`` is what the method
+    carries between updates (PDU's dual variable, the retain weight)."""
+    retain_weight = method.retain_weight_in(method_state or method.initial_state())
     if method.steers_hidden:
-        return _hidden_terms(model, method, forget, retain, ref_model=ref_model, divisors=divisors, seed=seed)
+        return _hidden_terms(model, method, forget, retain, ref_model=ref_model, divisors=divisors, seed=seed,
+                             retain_weight=retain_weight)
     ref_forget = reference_logits(ref_model, forget) if method.needs_ref_forget_logits else None
     logits = logits_of(model, forget)  # (B, T, V)
     preferred_logits = logits_of(model, preferred) if preferred is not None else None  # (B, T', V)
@@ -91,14 +95,14 @@ def loss_terms(model, method: MethodConfig, forget: dict, retain: dict | None = 
     if method.uses_retain and retain is not None:
         retain_term = retain_loss(model, method.retain, retain, ref_model=ref_model,
                                   num_tokens=divisors.retain_tokens)
-        total = total + method.retain_weight * retain_term
+        total = total + retain_weight * retain_term
         parts["retain_loss"] = retain_term.detach()
     parts["loss"] = total.detach()
     return total, parts
 
 
 def _hidden_terms(model, method: MethodConfig, forget: dict, retain: dict | None, *, ref_model, divisors: Divisors,
-                  seed: int) -> tuple[Tensor, dict[str, Tensor]]:
+                  seed: int, retain_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
     """A hidden-state method's loss (RMU): its terms on the steered layer's hidden states."""
     states = hidden_states(model, forget)
     layer = method.layer_of(len(states) - 1)
@@ -111,7 +115,7 @@ def _hidden_terms(model, method: MethodConfig, forget: dict, retain: dict | None
     if method.uses_retain and retain is not None:
         retain_term = retain_loss(model, method.retain, retain, ref_model=ref_model,
                                   num_tokens=divisors.retain_tokens, layer=layer)
-        total = total + method.retain_weight * retain_term
+        total = total + retain_weight * retain_term
         parts["retain_loss"] = retain_term.detach()
     parts["loss"] = total.detach()
     return total, parts

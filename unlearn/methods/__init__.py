@@ -6,12 +6,13 @@ A method is one small file: a frozen config dataclass (validated on construction
 term chosen by name (``none``, ``nll``, ``kl``, ``hidden``: :data:`unlearn.step.RETAIN`).
 
 Methods: ``ga``, ``gd``, ``npo``, ``simnpo``, ``idknll``, ``idkdpo``, ``wga``, ``satimp``, ``ceu``,
-``me`` (maximum entropy), ``rmu`` (on the hidden states of one layer), ``undial``, ``unilogit``.
+``me`` (maximum entropy), ``pdu`` (primal-dual: the retain weight is a dual variable), ``rmu`` (on
+the hidden states of one layer), ``undial``, ``unilogit``.
 """
 
 from __future__ import annotations
 
-from unlearn.methods import ceu, ga, gd, idkdpo, idknll, me, npo, rmu, satimp, simnpo, undial, unilogit, wga  # noqa: F401  (registration)
+from unlearn.methods import ceu, ga, gd, idkdpo, idknll, me, npo, pdu, rmu, satimp, simnpo, undial, unilogit, wga  # noqa: F401  (registration)
 from unlearn.methods.base import RETAIN_TERMS, MethodConfig, get, make, names, register, trained_parameters
 
 __all__ = ["RETAIN_TERMS", "MethodConfig", "get", "make", "names", "register", "trained_parameters"]

@@ -87,6 +87,18 @@ class MethodConfig:
         check(self.retain != "hidden" or self.steers_hidden, "retain",
               "none, nll or kl (hidden keeps the hidden states of a steered layer: rmu)", self.retain)
 
+    def initial_state(self) -> dict:
+        """What the method carries from step to step (PDU: its dual variable); saved with checkpoints."""
+        return {}
+
+    def next_state(self, state: dict, metrics: dict, epoch: int) -> dict:
+        """The state after an update of epoch ``epoch`` (0-based) whose exact mean losses are ``metrics``."""
+        return state
+
+    def retain_weight_in(self, state: dict) -> float:
+        """The retain term's weight for the next update."""
+        return self.retain_weight
+
     def layer_of(self, num_layers: int) -> int:
         """The layer whose hidden states a hidden-state method steers."""
         raise NotImplementedError
