@@ -25,7 +25,8 @@ def apply(data: dict, change: dict) -> dict:
 BAD = [
     ({"nme": "x"}, "nme must be one of name, model, methods"),
     ({"methods": {"npx": {"lr": 1e-3}}},
-     "unknown method 'npx'; known: ceu, ga, gd, idkdpo, idknll, me, npo, pdu, rmu, satimp, simnpo, undial, unilogit, wga"),
+     "unknown method 'npx'; known: ceu, ga, gd, idkdpo, idknll, me, npo, pdu, rmu, satimp, simnpo, undial, "
+     "unilogit, wga"),
     ({"methods": {"npo": {"beta": 0.1}}}, "methods.npo.lr must be given"),
     ({"methods": {"npo": {"lr": 1e-3, "gama": 1}}}, "methods.npo.gama must be one of forget_weight"),
     ({"methods": {"npo": {"lr": 1e-3, "beta": {"grid": [0.1, 0]}}}}, "beta must be a number > 0"),
