@@ -1,10 +1,13 @@
-"""Peak memory of one worker per unlearning method (GA, NPO, UnDIAL, Unilogit).
+"""Peak memory of one worker per unlearning method (GA, NPO, UnDIAL, UnDIAL with LoRA, Unilogit).
 
 Each method runs in a fresh subprocess so that peaks do not mix. The subprocess loads the model
 (fp32), builds AdamW and materialises its state, does what the method needs before training (NPO:
 the reference NLLs, computed once with the same model; UnDIAL: a live frozen copy of the model),
 then records its RSS ("set-up") and resets the peak (/proc/self/clear_refs) and runs `--steps`
-optimizer steps of our loop (`unlearn.loop.run`, `PlainEngine`). Reported: the step's peak RSS
+optimizer steps of our loop (`unlearn.loop.run`, `PlainEngine`). A method written `name+lora`
+trains LoRA adapters (`unlearn.lora`, its defaults: r 8 on every linear layer but the output one):
+AdamW holds the adapters only, and the frozen reference is the same model with its adapters
+disabled (`unlearn.lora.Reference`), no copy. Reported: the step's peak RSS
 minus the set-up RSS, the total peak, and the torch allocator view: the peak of tensor bytes
 allocated during one more step (a dispatch-mode counter on CPU, `torch.cuda.max_memory_allocated`
 on a GPU). Writes perf/results/memory.json (memory-quick.json with --quick).
@@ -33,7 +36,7 @@ import record  # noqa: E402  (perf/record.py, beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "perf" / "results"
-METHODS = ("ga", "npo", "undial", "unilogit")
+METHODS = ("ga", "npo", "undial", "undial+lora", "unilogit")
 MIB = 2 ** 20
 
 
@@ -84,7 +87,7 @@ def child(args) -> dict:
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
 
-    from unlearn import loop, methods, models
+    from unlearn import loop, lora, methods, models
     from unlearn import step as steps
     from unlearn.engine import PlainEngine
 
@@ -133,10 +136,15 @@ def child(args) -> dict:
             max_position_embeddings=t.max_position_embeddings))
     else:
         model = models.load_model(args.model)[0]
+    name, _, variant = args.child.partition("+")
+    if variant not in ("", "lora"):
+        raise SystemExit(f"memory.py: {args.child}: a method, or a method+lora")
+    if variant:
+        model = lora.apply(model, lora.LoraConfig())
     model = model.to(args.device).train()
     rss_model = rss()
     params = {"retain": args.retain}
-    method = methods.make(args.child, params)
+    method = methods.make(name, params)
     vocab, mb, seq = model.config.vocab_size, args.micro_batch, args.seq
     n = mb * (args.steps + 1)
     from step import collate, examples  # perf/step.py, beside this file: the same random token data
@@ -145,16 +153,21 @@ def child(args) -> dict:
 
     # AdamW state materialised with zero gradients (no weight decay: the weights stay θ0); this also
     # makes every weight page resident, so the reference copy below is measured on its own.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0)
-    for p in model.parameters():
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=1e-6, weight_decay=0.0)
+    for p in trained:
         p.grad = torch.zeros_like(p)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():  # the frozen weights (LoRA) made resident as the trained ones are by the step above
+        for p in model.parameters():
+            if not p.requires_grad:
+                p.mul_(1)
     trim()
     ref_model, ref_nll, ref_bytes = None, None, 0
     if method.needs_ref_model:
         before = torch.cuda.memory_allocated() if cuda else rss()
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        ref_model = lora.Reference(model) if variant else copy.deepcopy(model).eval().requires_grad_(False)
         ref_bytes = (torch.cuda.memory_allocated() if cuda else rss()) - before
     if method.needs_ref_nll:
         model.eval()
@@ -177,7 +190,8 @@ def child(args) -> dict:
     result = {
         "method": args.child, "params": method.params(), "device": args.device,
         "shape": f"micro-batch {mb} x {seq} tokens" + (" + a retain batch of that shape" * method.uses_retain),
-        "parameters": sum(p.numel() for p in model.parameters()), "vocab": vocab,
+        "parameters": sum(p.numel() for p in model.parameters()), "trainable": lora.trainable(model),
+        "lora": bool(variant), "vocab": vocab,
         "steps": args.steps, "seconds_per_step": round(step_s, 2),
         "rss_mib": {"after_imports": round(rss_imports / MIB), "after_model": round(rss_model / MIB),
                     "setup": round(rss_setup / MIB), "peak": round(peak / MIB),
@@ -255,10 +269,15 @@ def main(argv=None) -> int:
               flush=True)
     first = next(iter(rows.values()))
     ratios = {f"{a}/ga": {"step_peak_minus_setup": ratio(rows, a, "ga", "step_peak_minus_setup"),
-                          "peak": ratio(rows, a, "ga", "peak")} for a in rows if a != "ga"}
+                          "peak": ratio(rows, a, "ga", "peak")} for a in rows if a != "ga" and "ga" in rows}
+    for a in rows:  # a method with LoRA against the same method with every weight trained
+        full = a.partition("+")[0]
+        if a != full and full in rows:
+            keys = ("setup", "step_peak_minus_setup", "peak")
+            ratios[f"{a}/{full}"] = {key: ratio(rows, a, full, key) for key in keys}
     for a in ratios:
-        name = a.split("/")[0]
-        if "allocator_mib" in rows[name] and "allocator_mib" in rows.get("ga", {}):
+        name, base = a.split("/")
+        if base == "ga" and "allocator_mib" in rows[name] and "allocator_mib" in rows.get("ga", {}):
             for key in ("step_peak_tensor_bytes", "forward_backward_peak"):
                 ratios[a][f"allocator_{key}"] = round(rows[name]["allocator_mib"][key]
                                                       / max(0.1, rows["ga"]["allocator_mib"][key]), 3)

@@ -5,7 +5,8 @@ and the reports read it.
 ``reference_rows.json``; per method ``<method>/``, Tune's experiment with one directory per trial
 (``run_trial_<trial id>_…``: ``params.json``, ``metrics.jsonl`` (our record, one row per epoch),
 Tune's ``result.json``, ``error.txt`` when it failed); and ``train/train-<trial id>/checkpoint_*/``,
-the trial's latest checkpoint, whose ``model/`` is the unlearned model once the trial is finished.
+the trial's latest checkpoint, whose ``model/`` is the unlearned model once the trial is finished
+(a LoRA trial's ``adapter/``: its adapters, which ``unlearn export`` merges into the base model).
 
 A trial's state (``Trial.state``, the reports' ``status`` column) is one of :data:`STATES`:
 
@@ -41,6 +42,7 @@ FINAL_REPORT = "final_report.json"  # how long the last report took to persist t
 
 TRAIN = "train"  # Ray Train's storage: train-<trial id>/checkpoint_*/
 MODEL = "model"  # in a final checkpoint: the unlearned model
+ADAPTER = "adapter"  # in a LoRA trial's final checkpoint: its adapters (peft), which `unlearn export` merges
 TRIAL_PREFIX = "run_trial_"  # Tune's trial directories of the function trial sweeps.trial.run_trial
 
 OK, RUNNING, PENDING, DIVERGED, ERROR = STATES = ("ok", "running", "pending", "diverged", "error")
@@ -175,10 +177,11 @@ class Trial:
 
     @property
     def model_dir(self) -> Path | None:
-        """The unlearned model of a finished (``ok``) trial."""
+        """The unlearned model of a finished (``ok``) trial: its model directory, or a LoRA trial's
+        adapter directory (``unlearn export`` merges it into the base model)."""
         checkpoints = self.checkpoints if self.state == OK else []
-        model = checkpoints[-1] / MODEL if checkpoints else None
-        return model if model is not None and model.is_dir() else None
+        found = [checkpoints[-1] / name for name in (MODEL, ADAPTER)] if checkpoints else []
+        return next((path for path in found if path.is_dir()), None)
 
 
 def trials(sweep: Path) -> list[Trial]:

@@ -25,15 +25,24 @@ term) and R reference passes, for a Llama block with SDPA attention (the RMSNorm
   6.59 (6.60), UnDIAL + NLL 8.55 (9.53).
 Frozen reference (UnDIAL, KL retain): a full copy per worker, as ``sweeps/worker.py`` keeps it: eΨ
   on GPU (bf16 when training in bf16), 4Ψ on CPU.
+LoRA (a method's ``lora`` section): Ψ_a adapter parameters train, counted by injecting the adapters
+  into the model on the meta device. Model states: the frozen weights, eΨ on every rank (ZeRO-3: eΨ/N,
+  none with offload), plus the states above for Ψ_a parameters (ZeRO-3 keeps its 4Ψ_l gather of the
+  largest layer); CPU per node: the full fp32 load per worker, 4Ψ·1.5 each, plus the adapters'. No
+  reference copy: the reference is the same model with its adapters disabled. Activations: as for
+  full training (every layer is still backpropagated through; an upper bound when only some layers
+  are adapted, the frozen others save less). A training pass costs 2/3 of a full one (no weight
+  gradients of the frozen weights: 4Ψ of 6Ψ FLOPs per token); checkpoints hold the adapters only.
 Evaluation (rank 0): at ZeRO-3 a full copy, eΨ on GPU (bf16 when training in bf16), 4Ψ on CPU (none
   below ZeRO-3: the engine's module is evaluated); while it scores, max(E·T·V·(e + 4),
   E·(T + new)·L·2·h_kv·e) for E = ``eval.batch_size``, in place of the training activations.
   Peak = states + reference + copy + max(training, evaluation) + reserve.
 
 Time of a trial: ``forget tokens · epochs · c / (N · tokens/s per worker)`` with
-  c = 1 + r·[retain term] + (r·[KL retain] + [reference logits on forget]) / 3 (a forward is a third
-  of a training step; r = retain / forget tokens), divided by (1 − evaluation share), plus a fixed
-  start and the model load and checkpoint writes (``STORAGE_BPS``). Sweep: trials · trial time /
+  c = s·(1 + r·[retain term]) + (r·[KL retain] + [reference logits on forget]) / 3 (a forward is a
+  third of a training step; r = retain / forget tokens; s = 1, or 2/3 under LoRA), divided by
+  (1 − evaluation share), plus a fixed start and the model load and checkpoint writes
+  (``STORAGE_BPS``). Sweep: trials · trial time /
   concurrency, concurrency = min(max_concurrent_trials, trials the cluster holds at once).
 """
 
@@ -54,6 +63,7 @@ GIB = 2 ** 30
 GPU_RESERVE = 3 * GIB  # CUDA context, NCCL buffers, DeepSpeed's reduce bucket (5e8 elements)
 TRAIN_KEYS = ("zero_stage", "workers", "micro_batch", "epochs")  # the trial keys that change memory or time
 METHOD_KEYS = ("retain", "retain_weight", "forget_weight")  # method fields that change the passes
+LORA_STEP = 2 / 3  # a LoRA training pass against a full one: no weight gradients of the frozen weights
 CHAT_OVERHEAD = 30  # tokens a chat template adds to an example when no tokenizer is at hand
 CHARS_PER_TOKEN = 4
 # Throughput defaults (tokens/s of one worker = FLOP/s / 6Ψ) when perf/results has no measurement.
@@ -116,8 +126,14 @@ def shape_of(config, name: str, directory: str | None = None) -> Shape:
 
 
 def model_shape(spec: SweepSpec) -> Shape:
-    """The target's shape: a local directory's ``config.json``, the tiny preset, the demo's SmolLM2
-    (its cached copy), a hub id in the local Hugging Face cache, or a known shape by name."""
+    """The target's shape (:func:`model_config`)."""
+    return shape_of(*model_config(spec))
+
+
+def model_config(spec: SweepSpec) -> tuple:
+    """(config, name, local directory or None) of the target: a local directory's ``config.json``, the
+    tiny preset, the demo's SmolLM2 (its cached copy), a hub id in the local Hugging Face cache, or a
+    known shape by name."""
     from transformers import AutoConfig, LlamaConfig
 
     field, name = ("model.base", spec.model.base) if spec.model.base else ("model.target", spec.model.target)
@@ -125,27 +141,77 @@ def model_shape(spec: SweepSpec) -> Shape:
         from unlearn.models import TinyConfig
 
         t = TinyConfig()
-        return shape_of(LlamaConfig(vocab_size=t.vocab_size, hidden_size=t.hidden_size, num_hidden_layers=t.num_layers,
-                                    intermediate_size=t.intermediate_size, num_attention_heads=t.num_heads,
-                                    num_key_value_heads=t.num_kv_heads, tie_word_embeddings=t.tie_word_embeddings),
-                        "tiny")
+        return LlamaConfig(vocab_size=t.vocab_size, hidden_size=t.hidden_size, num_hidden_layers=t.num_layers,
+                           intermediate_size=t.intermediate_size, num_attention_heads=t.num_heads,
+                           num_key_value_heads=t.num_kv_heads, tie_word_embeddings=t.tie_word_embeddings), "tiny", None
     if name == "smollm2":
         from benchmarks.common import default_cache
 
         name = str(default_cache() / "models" / "SmolLM2-135M-Instruct")
     path = Path(name).expanduser()
     if (path / "config.json").is_file():
-        return shape_of(AutoConfig.from_pretrained(str(path), local_files_only=True), path.name, str(path))
+        return AutoConfig.from_pretrained(str(path), local_files_only=True), path.name, str(path)
     try:
-        return shape_of(AutoConfig.from_pretrained(name, local_files_only=True), name)
+        return AutoConfig.from_pretrained(name, local_files_only=True), name, None
     except (OSError, ValueError):
         pass
     key = "".join(c for c in name.lower() if c.isalnum())
     for known, (patterns, config) in KNOWN.items():
         if all(p in key for p in patterns):
-            return shape_of(LlamaConfig(**(config or KNOWN["Llama-2-7B"][1])), known)
+            return LlamaConfig(**(config or KNOWN["Llama-2-7B"][1])), known, None
     raise SpecError(f"{field} {name!r}: no config.json there and not a known shape "
                     f"({', '.join(KNOWN)}); give a local model directory")
+
+
+def lora_params(config, lora) -> int:
+    """Ψ_a: the parameters LoRA (``unlearn.lora.LoraConfig``) trains in a model of ``config``, counted
+    by injecting the adapters on the meta device (no weights). Target modules that name nothing in
+    the model are a ``ValidationError`` naming its linear layers."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from unlearn.lora import apply, trainable
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return trainable(apply(model, lora))
+
+
+def lora_configs(spec: SweepSpec, method: str) -> list:
+    """The LoRA configs that change memory (rank, target modules) a method's trials take, worst case
+    of a range (``[None]`` without a lora section)."""
+    from sweeps.space import lora_section
+    from unlearn.lora import LoraConfig
+
+    section = lora_section(spec, method)
+    if section is None:
+        return [None]
+    return [LoraConfig(r=r, target_modules=modules) for r in _options(section["r"])
+            for modules in _options(section["target_modules"])]
+
+
+def check_lora(spec: SweepSpec) -> None:
+    """Every ``target_modules`` a method's lora section can take names modules of the target: one line
+    naming the field and the model's linear layers otherwise. Skipped when the target's config is not
+    at hand (a hub id out of the cache): the trial says so then."""
+    from unlearn.validate import ValidationError
+
+    if all(lora is None for method in spec.methods for lora in lora_configs(spec, method)):
+        return
+    try:
+        config, name, _ = model_config(spec)
+    except SpecError:
+        return
+    for method in spec.methods:
+        for lora in lora_configs(spec, method):
+            if lora is None:
+                continue
+            try:
+                lora_params(config, lora)
+            except ValidationError as error:
+                raise SpecError(f"methods.{method}.lora.{str(error).replace('the model', name, 1)}") from None
+            except Exception:  # a model the meta device cannot build here: the trial says what is wrong
+                return
 
 
 # ------------------------------------------------------------------------------------ memory
@@ -337,7 +403,8 @@ def _options(value) -> list:
 
 def trial_groups(spec: SweepSpec, subjects: int) -> list[dict]:
     """The trials of every method, grouped by what matters for memory and time: ZeRO stage,
-    workers, micro-batch, epochs, and which passes the method runs (retain term, reference model)."""
+    workers, micro-batch, epochs, which passes the method runs (retain term, reference model), and
+    LoRA's rank and target modules (``lora``: their mapping, ``None`` when every weight trains)."""
     from sweeps.space import grid_size
     from unlearn import methods
 
@@ -348,18 +415,38 @@ def trial_groups(spec: SweepSpec, subjects: int) -> list[dict]:
         fixed = {k: v for k, v in space.items() if k in fields and not isinstance(v, dict) and k not in METHOD_KEYS}
         keys = [k for k in TRAIN_KEYS + METHOD_KEYS if k in space]
         combos = [dict(zip(keys, values)) for values in itertools.product(*(_options(space[k]) for k in keys))]
-        count = grid_size(spec, method) * subjects / len(combos)
-        for combo in combos:
+        loras = lora_configs(spec, method)
+        count = grid_size(spec, method) * subjects / (len(combos) * len(loras))
+        for combo, lora in itertools.product(combos, loras):
             config = methods.make(method, dict(fixed, **{k: v for k, v in combo.items() if k in METHOD_KEYS}))
             run = {k: combo.get(k, defaults[k]) for k in TRAIN_KEYS}
             passes = {"retain": config.uses_retain, "kl_retain": config.uses_retain and config.retain == "kl",
                       "ref_forget": config.needs_ref_forget_logits, "ref_model": config.needs_ref_model,
                       "preferred": len(config.forget_views([])) > 1}  # IdkDPO: a second forget batch
-            key = (method, *run.values(), *passes.values())
-            label = " ".join([method] + [f"{k}={v}" for k, v in combo.items()])
-            group = groups.setdefault(key, dict(label=label, method=method, trials=0.0, **run, **passes))
+            adapters = None if lora is None else {"r": lora.r, "target_modules": lora.target_modules}
+            key = (method, *run.values(), *passes.values(), json.dumps(adapters))
+            label = " ".join([method] + [f"{k}={v}" for k, v in combo.items()]
+                             + ([] if lora is None else [f"lora r={lora.r}" + _modules(lora.target_modules)]))
+            group = groups.setdefault(key, dict(label=label, method=method, trials=0.0, **run, **passes, lora=adapters))
             group["trials"] += count
     return list(groups.values())
+
+
+def _modules(modules) -> str:
+    """Target modules in a label: nothing for LoRA's default, else their names."""
+    from unlearn.lora import ALL_LINEAR
+
+    return "" if modules == ALL_LINEAR else " " + ",".join(modules)
+
+
+def lora_states(shape: Shape, adapters: int, stage: int, workers: int, per_node: int, bf16: bool,
+                offload: bool) -> tuple[int, int]:
+    """(bytes per GPU, CPU bytes per node) of a LoRA trial's model states (module doc): the frozen
+    weights and the weights, gradients and AdamW state of ``adapters`` parameters."""
+    e, psi = (2 if bf16 else 4), shape.params
+    gpu, cpu = model_states(dataclasses.replace(shape, params=adapters), stage, workers, per_node, bf16, offload)
+    frozen = e * psi if stage < 3 else 0 if offload else e * psi // workers
+    return gpu + frozen, cpu + int(psi * 4 * per_node * 1.5)
 
 
 # ------------------------------------------------------------------------------------ the plan
@@ -368,7 +455,8 @@ def plan(spec: SweepSpec, node: Node, *, results: Path = Path("perf/results"), e
          forget_tokens: int | None = None) -> dict:
     """Memory per GPU (per worker on CPU) and time of every trial group, and of the sweep."""
     scaling, training = spec.scaling, spec.training
-    shape = model_shape(spec)
+    config, name, directory = model_config(spec)
+    shape = shape_of(config, name, directory)
     benchmark = spec.benchmark.build(spec.benchmark.variants()[0][0])  # a grid's first point stands for the others
     targets = getattr(benchmark, "targets", None)  # RWKU: every configuration runs once per target
     subjects = targets if isinstance(targets, int) else len(targets) if isinstance(targets, (list, tuple)) else 1
@@ -379,7 +467,23 @@ def plan(spec: SweepSpec, node: Node, *, results: Path = Path("perf/results"), e
     tokens_s, speed_note = throughput(shape, scaling.use_gpu, scaling.bf16, Path(results))
     context = dict(shape=shape, node=node, length=length, tokens_s=tokens_s, eval_share=eval_share,
                    forget_tokens=forget_tokens, retain_ratio=stats.retain_ratio if stats else 1.0)
-    rows = [_row(spec, g, **context) for g in trial_groups(spec, subjects)]
+    groups = trial_groups(spec, subjects)
+    counted: dict[str, int] = {}
+    for g in groups:  # Ψ_a of each LoRA config, counted once
+        if g["lora"] is None:
+            g["trainable_params"] = shape.params
+            continue
+        key = json.dumps(g["lora"])
+        if key not in counted:
+            from unlearn.lora import LoraConfig
+            from unlearn.validate import ValidationError
+
+            try:
+                counted[key] = lora_params(config, LoraConfig(**g["lora"]))
+            except ValidationError as error:
+                raise SpecError(f"methods.{g['method']}.lora.{str(error).replace('the model', name, 1)}") from None
+        g["trainable_params"] = counted[key]
+    rows = [_row(spec, g, **context) for g in groups]
     concurrency = min(spec.max_concurrent_trials, _capacity(spec, node, max(r["workers"] for r in rows)))
     known = forget_tokens is not None
     busy_hours = sum(r["trials"] * r["trial_hours"] for r in rows) if known else None
@@ -404,14 +508,18 @@ def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tok
     e, psi, workers = (2 if scaling.bf16 else 4), shape.params, g["workers"]
     per_node = min(workers, node.gpus) if scaling.use_gpu and node.gpus else workers
     offload = scaling.offload and scaling.use_gpu  # on CPU, offloading moves nothing
-    states, cpu_node = model_states(shape, g["zero_stage"], workers, per_node, scaling.bf16, offload)
+    lora, adapters = g["lora"] is not None, g["trainable_params"]
+    if lora:
+        states, cpu_node = lora_states(shape, adapters, g["zero_stage"], workers, per_node, scaling.bf16, offload)
+    else:
+        states, cpu_node = model_states(shape, g["zero_stage"], workers, per_node, scaling.bf16, offload)
     def step(batch: int) -> int:
         return activations(shape, batch, length, scaling.bf16, 1 + g["retain"] + g["preferred"],
                            g["ref_forget"] + g["kl_retain"])
 
     train = step(g["micro_batch"])
     full = (e if scaling.use_gpu else 4) * psi  # one whole model in the worker's dtype
-    ref = full if g["ref_model"] else 0
+    ref = full if g["ref_model"] and not lora else 0  # under LoRA: the same model, adapters disabled
     copy = full if g["zero_stage"] == 3 else 0  # below ZeRO-3 rank 0 evaluates the engine's own module
     evaluating = evaluation(shape, spec.eval.batch_size, length, spec.eval.max_new_tokens, scaling.bf16)
     reserve = GPU_RESERVE if scaling.use_gpu else 0
@@ -438,9 +546,11 @@ def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tok
     fits = None if scaling.use_gpu and node.gpu_mem is None and not why else not why
     hours, parts = None, {}
     if forget_tokens is not None:
-        cost = 1 + g["preferred"] + retain_ratio * g["retain"] + (retain_ratio * g["kl_retain"] + g["ref_forget"]) / 3
+        passes = (LORA_STEP if lora else 1) * (1 + g["preferred"] + retain_ratio * g["retain"])
+        cost = passes + (retain_ratio * g["kl_retain"] + g["ref_forget"]) / 3
         train_s = forget_tokens * g["epochs"] * cost / (workers * tokens_s)
-        io_s = (4 + (g["epochs"] - 1) * (e + 12) + e) * psi / STORAGE_BPS  # load, checkpoints, final model
+        saved = adapters if lora else psi  # checkpoints and the final model: the adapters only under LoRA
+        io_s = (4 * psi + ((g["epochs"] - 1) * (e + 12) + e) * saved) / STORAGE_BPS  # load, checkpoints, final
         parts = dict(train_s=train_s, eval_s=train_s * eval_share / (1 - eval_share), start_s=START_S, io_s=io_s)
         hours = sum(parts.values()) / 3600
     return dict(g, states_gib=states / GIB, reference_gib=ref / GIB, activations_gib=train / GIB,
@@ -514,6 +624,10 @@ def table(p: dict) -> str:
         lines.append(f"sweep: {p['trials']:g} trials, {p['concurrency']} at once; time unknown: the forget set is not "
                      "local (give --forget-tokens N)")
     fits = [r for r in p["rows"] if r["fits"]]
+    for r in p["rows"]:
+        if r["lora"] is not None:
+            lines.append(f"{r['label']}: LoRA trains {r['trainable_params'] / 1e6:.3g}M parameters "
+                         f"({r['trainable_params'] / m['params']:.2%}); its reference is the same model, adapters off")
     lines.append(f"fits: {len(fits)} of {len(p['rows'])} trial groups fit one trial on {node['name']}")
     lines += [f"  {r['label']}: {'; '.join(r['why'])}" for r in p["rows"] if r["why"]]
     return "\n".join(lines)

@@ -3,7 +3,9 @@
 ``unlearn status RUN`` prints each trial's state (``reports.record.STATES``: ok, running, pending,
 diverged, error) and last epoch; ``unlearn export RUN TRIAL --out DIR`` writes the model of a trial
 as a standard Hugging Face directory (the last checkpoint of a finished trial already is one,
-gathered from every ZeRO-3 shard; an unfinished trial's DeepSpeed checkpoint is consolidated).
+gathered from every ZeRO-3 shard; an unfinished trial's DeepSpeed checkpoint is consolidated). A
+LoRA trial's checkpoints hold its adapters only: export merges them into the base model they were
+trained on (``unlearn.lora.merged``), so the directory needs no peft to load.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from reports.record import ENVIRONMENT, MODEL, STATES, SWEEP_FILES, Trial, is_sweep, trials
+from reports.record import ADAPTER, ENVIRONMENT, MODEL, STATES, SWEEP_FILES, Trial, is_sweep, trials
 from sweeps.spec import SpecError
 
 
@@ -57,19 +59,36 @@ def export(root: Path, trial: str, out: str | Path) -> Path:
     if (latest / MODEL).is_dir():
         shutil.copytree(latest / MODEL, out)
         return out
+    if (latest / ADAPTER).is_dir():
+        return _merge(latest / ADAPTER, out)
     return _consolidate(root, latest, out)
 
 
+def _merge(adapters: Path, out: Path, state: dict | None = None) -> Path:
+    """A LoRA trial: its adapters merged into the base model, written as a plain model directory."""
+    from unlearn import lora, models
+
+    try:
+        model, tokenizer = lora.merged(adapters, state)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
+    models.save_model(model, tokenizer, out)
+    return out
+
+
 def _consolidate(root: Path, checkpoint: Path, out: Path) -> Path:
-    """An unfinished trial: gather the DeepSpeed (ZeRO) shards into full fp32 weights."""
+    """An unfinished trial: gather the DeepSpeed (ZeRO) shards into full fp32 weights (a LoRA
+    trial's: its adapters, merged into the base model its adapter config names)."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    from unlearn import models
+    from unlearn import lora, models
 
-    environment = json.loads((root / ENVIRONMENT).read_text())
-    model, tokenizer = models.load_model(environment["target"])
     tag = sorted((p.name for p in checkpoint.glob("epoch*")), key=lambda t: int(t[5:]))[-1]
     state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=tag)
+    if (checkpoint / lora.ADAPTER_CONFIG).is_file():
+        return _merge(checkpoint, out, state)
+    environment = json.loads((root / ENVIRONMENT).read_text())
+    model, tokenizer = models.load_model(environment["target"])
     model.load_state_dict(state, strict=False)
     models.save_model(model, tokenizer, out)
     return out

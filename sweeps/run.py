@@ -231,11 +231,12 @@ def check_storage_path(storage: str) -> Path:
 def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | None = None, resume: bool = False,
               progress: Callable[[str], None] = _say) -> Outcome:
     """Run (or with ``resume``, continue) a sweep; finished trials are never run again."""
-    from sweeps import cluster, faults, space
+    from sweeps import cluster, faults, plan, space
 
     faults.from_env()  # a malformed test hook stops the sweep before anything runs
     sweep_dir = check_storage_path(storage or spec.storage) / spec.name
     _check_resume(spec, sweep_dir, resume)
+    plan.check_lora(spec)  # LoRA's target modules against the target's layers, on the meta device
     resources = cluster.connect(address)
     cluster.check_storage(str(sweep_dir), cluster.alive_nodes())
     scaling = cluster.bundles(spec, resources, cluster.largest_node("CPU"), cluster.largest_node("GPU"))

@@ -4,7 +4,9 @@ strictly (an unknown key is an error naming the key and the allowed ones).
 A method's search space maps hyper-parameters (the method's own fields and the trial keys below)
 to a fixed value or a YAML search primitive (``{grid: [...]}``, ``{choice: [...]}``,
 ``{loguniform: [a, b]}``, ``{uniform: [a, b]}``, ``{randint: [a, b]}``); the Python API also accepts
-Ray Tune domain objects directly.
+Ray Tune domain objects directly. Its ``lora`` section, when given, trains LoRA adapters instead of
+every weight (``unlearn.lora.LoraConfig``: ``r``, ``alpha``, ``dropout``, ``target_modules``, each a
+value or a primitive).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from unlearn.validate import ValidationError, check_int, check_number, fail, is_
 PRIMITIVES = ("grid", "choice", "uniform", "loguniform", "randint")
 ALGORITHMS = ("grid", "random", "optuna")
 RESERVED = ("seed", "subject")  # hyper-parameters the sweep itself sets
+LORA = "lora"  # a method space's LoRA section (unlearn.lora.LoraConfig's fields)
 
 SpecError = ValidationError  # a malformed spec; the CLI prints its one-line message
 
@@ -336,7 +339,9 @@ def method_fields(method: str) -> list[str]:
 
 
 def _method_keys(method: str) -> list[str]:
-    return method_fields(method) + list(TRIAL_KEYS)
+    from unlearn.lora import FIELDS
+
+    return method_fields(method) + list(TRIAL_KEYS) + [LORA] + [f"{LORA}_{f}" for f in FIELDS]
 
 
 def softlabel_gammas(spec: SweepSpec) -> tuple:
@@ -370,21 +375,41 @@ def check_space(method: str, space: dict) -> None:
     if not isinstance(space, dict):
         fail(f"methods.{method}", "a mapping of hyper-parameter to value or search primitive", space)
     own = [f.name for f in dataclasses.fields(cls)]
-    clash = next((name for name in own if name in TRIAL_KEYS + RESERVED), None)
+    clash = next((name for name in own if name in TRIAL_KEYS + RESERVED + (LORA,)), None)
     if clash is not None:
-        fail(f"methods.{method}", f"a method whose fields are not named like a trial key or {' or '.join(RESERVED)} "
-             f"(its field would collide with it)", clash)
-    allowed = own + list(TRIAL_KEYS)
+        fail(f"methods.{method}", f"a method whose fields are not named like a trial key or "
+             f"{' or '.join(RESERVED + (LORA,))} (its field would collide with it)", clash)
+    allowed = own + list(TRIAL_KEYS) + [LORA]
     if "lr" not in space:
         fail(f"methods.{method}.lr", "given (each method has its own learning-rate range)", None)
     for key, value in space.items():
         if key not in allowed:
             fail(f"methods.{method}.{key}", f"one of {', '.join(allowed)} (unknown key)", key)
+        if key == LORA:
+            check_lora(f"methods.{method}.{LORA}", value)
+            continue
         for option in candidates(f"methods.{method}.{key}", value):
             if key in own:
                 _check_method_value(method, key, option)
             else:
                 check_trial_key(f"methods.{method}.{key}", key, option)
+
+
+def check_lora(name: str, section) -> None:
+    """A method's ``lora`` section: a mapping of LoRA fields, each a value or a primitive whose every
+    value (a range: its two ends) is a valid one."""
+    from unlearn.lora import FIELDS, LoraConfig
+
+    if not isinstance(section, dict):
+        fail(name, f"a mapping with keys among {', '.join(FIELDS)} (each a value or a search primitive)", section)
+    for key, value in section.items():
+        if key not in FIELDS:
+            fail(f"{name}.{key}", f"one of {', '.join(FIELDS)} (unknown key)", key)
+        for option in candidates(f"{name}.{key}", value):
+            try:
+                LoraConfig(**{key: option})
+            except ValueError as error:
+                raise SpecError(f"{name}.{error}") from None
 
 
 def candidates(name: str, value) -> list:

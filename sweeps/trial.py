@@ -4,8 +4,9 @@ Tune sampled and runs a Ray Train ``TorchTrainer`` worker group with it (the Ray
 
 The spec is parsed once, in the driver (``sweeps.spec``). What every trial of a sweep shares
 travels to the trial as a :class:`Sweep`; what one trial runs travels to its workers as a
-:class:`TrialPlan`, whose ``method`` is the method's config instance (``unlearn.methods.make``).
-Both are frozen dataclasses.
+:class:`TrialPlan`, whose ``method`` is the method's config instance (``unlearn.methods.make``)
+and ``lora`` its LoRA config (``unlearn.lora.make``; ``None``: every weight trains). Both are
+frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -88,9 +89,11 @@ class TrialPlan:
     paths: TrialPaths
     trial_id: str | None = None
     started: float | None = None  # when the trial function started
+    lora: Any = None  # unlearn.lora.LoraConfig: train LoRA adapters only; None: every weight
 
     def __post_init__(self):
         from benchmarks.common import EvalConfig
+        from unlearn.lora import LoraConfig
         from unlearn.methods import MethodConfig
 
         kinds = {"method": MethodConfig, "run": RunSettings, "evaluation": EvalConfig, "point": GridPoint,
@@ -98,6 +101,8 @@ class TrialPlan:
         for name, kind in kinds.items():
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"plan.{name} must be a {kind.__name__}; got {type(getattr(self, name)).__name__}")
+        if self.lora is not None and not isinstance(self.lora, LoraConfig):
+            raise TypeError(f"plan.lora must be a LoraConfig or None; got {type(self.lora).__name__}")
         if self.scaling.cpus_per_worker is None:
             raise ValueError("plan.scaling.cpus_per_worker must be resolved (sweeps.cluster.bundles); got None")
 
@@ -118,9 +123,10 @@ class Sweep:
     def trial_plan(self, method: str, config: dict, *, trial_id: str | None = None, trial_dir: str | None = None,
              started: float | None = None) -> TrialPlan:
         """The plan of one trial of ``method`` from Tune's nested ``config``: ``{"method": the
-        method's own fields, "run": trial keys, seed, gridded benchmark parameters, subject}``."""
+        method's own fields, "run": trial keys, seed, gridded benchmark parameters, subject,
+        "lora": the LoRA fields (only with a lora section)}``."""
         from sweeps.run import eval_config
-        from unlearn import methods
+        from unlearn import lora, methods
 
         sampled = dict(config.get("run", {}))
         scaling = self.scaling
@@ -131,7 +137,7 @@ class Sweep:
             training=self.spec.training, scaling=scaling, failure=self.spec.failure,
             objective=self.spec.search.objective,
             paths=TrialPaths(refs=self.refs, train_storage=str(Path(self.sweep_dir) / TRAIN), trial_dir=trial_dir),
-            trial_id=trial_id, started=started)
+            trial_id=trial_id, started=started, lora=lora.make(config.get("lora")))
 
     def point(self, sampled: dict) -> GridPoint:
         """The grid point a trial's sampled values pick, with its unlearning target."""

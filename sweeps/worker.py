@@ -9,6 +9,11 @@ plain copy on rank 0. Rank 0 evaluates while the other ranks wait at the report 
 worker calls ``ray.train.report`` once per epoch and rank 0's metrics reach Tune.
 The last epoch's checkpoint is the unlearned model as a Hugging Face directory, without optimizer
 state; earlier ones are DeepSpeed checkpoints (Ray keeps only the latest).
+
+A LoRA trial (``plan.lora``, ``unlearn.lora``) trains the adapters of a peft model: the optimizer
+holds them only, the frozen reference is the same module with its adapters disabled, rank 0
+evaluates the adapted model, and checkpoints hold the adapters only (the last one as a peft
+adapter directory, ``adapter/``; ``unlearn export`` merges it into the base model).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reports.record import DIVERGED, FINAL_REPORT, MODEL, OK, append_row
+from reports.record import ADAPTER, DIVERGED, FINAL_REPORT, MODEL, OK, append_row
 from sweeps import faults
 
 if TYPE_CHECKING:
@@ -173,27 +178,32 @@ class Worker:
         import torch
 
         from sweeps.engine import DeepSpeedEngine
-        from unlearn import loop, models
+        from unlearn import loop, lora, methods, models
 
         place = Place.of(plan.scaling)
         torch.set_num_threads(place.threads)
         loop.set_seed(plan.run.seed)
         model, tokenizer = models.load_model(plan.point.model_dir)
+        if plan.lora is not None:
+            model = lora.apply(model, plan.lora, base=plan.point.model_dir)
+        methods.trained_parameters(model, plan.method)  # RMU trains a few MLPs: the rest is frozen
+        trainable = lora.trainable(model)
         evaluator, ref_model = _copies(plan, place, model)
         data = load_data(plan, tokenizer)
         loop_config, effective, optimizer, lr_schedule, ds_config = _training(plan, place, model, len(data.forget))
         watch.lap("load")
         ds_engine = init_deepspeed(place.device, model, optimizer, lr_schedule, ds_config)
-        start_epoch = _resume(ds_engine, ray.train.get_checkpoint())
+        start_epoch, method_state = _resume(ds_engine, ray.train.get_checkpoint(), adapters_only=plan.lora is not None)
         watch.lap("ds_init")
         if place.rank == 0 and evaluator is None:
             evaluator = ds_engine.module
         run = plan.run
         topology = {"world_size": place.world, "zero_stage": run.zero_stage, "micro_batch": run.micro_batch,
                     "grad_accum": run.grad_accum, "effective_batch": effective, "device": str(place.device),
-                    "bf16": plan.scaling.bf16, "start_epoch": start_epoch}
+                    "bf16": plan.scaling.bf16, "start_epoch": start_epoch, "trainable_params": trainable}
         return cls(place, ds_engine, DeepSpeedEngine(ds_engine), evaluator, ref_model, tokenizer, data,
-                   dataclasses.replace(loop_config, start_epoch=start_epoch), effective, topology)
+                   dataclasses.replace(loop_config, start_epoch=start_epoch, method_state=method_state), effective,
+                   topology)
 
     def close(self) -> None:
         """Without this an async gloo all-gather can outlive the interpreter and abort it."""
@@ -208,19 +218,25 @@ class Worker:
 def _copies(plan: TrialPlan, place: Place, model) -> tuple[Any, Any]:
     """Rank 0's evaluation copy at ZeRO-3 (below it rank 0 evaluates the engine's own module, which
     holds the full weights) and the frozen reference model when the method needs one; each on the
-    worker's device, in bf16 when training in bf16 on GPU (the losses upcast its logits)."""
+    worker's device, in bf16 when training in bf16 on GPU (the losses upcast its logits). Under LoRA
+    the reference is no copy: it is ``model`` itself with its adapters disabled (``lora.Reference``)."""
     import torch
+
+    from unlearn import lora
 
     def frozen_copy():
         twin = copy.deepcopy(model).eval().to(place.device)
         return twin.to(torch.bfloat16) if plan.scaling.bf16 and plan.scaling.use_gpu else twin
 
     evaluator = frozen_copy() if place.rank == 0 and plan.run.zero_stage == 3 else None
-    return evaluator, frozen_copy() if plan.method.needs_ref_model else None
+    if not plan.method.needs_ref_model:
+        return evaluator, None
+    return evaluator, lora.Reference(model) if plan.lora is not None else frozen_copy()
 
 
 def _training(plan: TrialPlan, place: Place, model, forget_examples: int):
-    """The loop's settings, the effective batch, the optimizer, its schedule and DeepSpeed's config."""
+    """The loop's settings, the effective batch, the optimizer (over the weights that train: the
+    adapters under LoRA), its schedule and DeepSpeed's config."""
     import torch
 
     from sweeps.deepspeed_config import deepspeed_config
@@ -230,7 +246,8 @@ def _training(plan: TrialPlan, place: Place, model, forget_examples: int):
     config = loop.LoopConfig(epochs=run.epochs, micro_batch=run.micro_batch, seed=run.seed)
     effective = run.micro_batch * run.grad_accum * place.world
     total = loop.total_steps(forget_examples, config, effective)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=run.lr, weight_decay=run.weight_decay)
     lr_schedule = schedule.scheduler(optimizer, training.schedule, total, min(training.warmup_steps, total))
     ds_config = deepspeed_config(micro_batch=run.micro_batch, grad_accum=run.grad_accum, world_size=place.world,
                                  zero_stage=run.zero_stage, bf16=plan.scaling.bf16, offload=plan.scaling.offload,
@@ -251,26 +268,28 @@ def init_deepspeed(device, model, optimizer, lr_schedule, ds_config):
     return ds_engine
 
 
-def _resume(ds_engine, checkpoint) -> int:
-    """Epochs already done: restore the DeepSpeed state (weights, optimizer, schedule, step) from
-    the trial's latest checkpoint when Ray hands one back (a retried worker group or a resumed
-    sweep)."""
+def _resume(ds_engine, checkpoint, adapters_only: bool = False) -> tuple[int, dict | None]:
+    """Epochs already done and the method's state then (PDU's dual variable): restore the DeepSpeed
+    state (weights, optimizer, schedule, step) from the trial's latest checkpoint when Ray hands one
+    back (a retried worker group or a resumed sweep). A LoRA trial's checkpoint holds the adapters
+    only (``adapters_only``): the frozen weights stay as loaded."""
     if checkpoint is None:
-        return 0
+        return 0, None
     with checkpoint.as_directory() as folder:
         tags = sorted((p.name for p in Path(folder).glob("epoch*") if p.is_dir()), key=lambda t: int(t[5:]))
         if not tags:
-            return 0
-        ds_engine.load_checkpoint(folder, tag=tags[-1])
-        return int(tags[-1][5:])
+            return 0, None
+        _, client = ds_engine.load_checkpoint(folder, tag=tags[-1], load_module_strict=not adapters_only)
+        return int(tags[-1][5:]), (client or {}).get("method_state")
 
 
 # ------------------------------------------------------------------------------------ epoch end
 
 class EpochEnd:
     """After every epoch, on every rank: checkpoint, evaluate (rank 0; the others wait), record
-    (rank 0) and report. The last epoch's checkpoint is the model, written by rank 0; earlier ones
-    are DeepSpeed checkpoints, kept only with ``failure.checkpoint_every_epoch``."""
+    (rank 0) and report. The last epoch's checkpoint is the model (a LoRA trial's: its adapters),
+    written by rank 0; earlier ones are DeepSpeed checkpoints (a LoRA trial's: the adapters and their
+    optimizer state, with the adapters' config), kept only with ``failure.checkpoint_every_epoch``."""
 
     def __init__(self, plan: TrialPlan, worker: Worker, watch: Stopwatch):
         self.plan, self.worker, self.watch = plan, worker, watch
@@ -283,7 +302,7 @@ class EpochEnd:
         if self.fail_at is not None:
             self.fail_at.fire(rank, epoch, self.plan.paths.trial_dir, before=faults.wait_until_registered)
         with tempfile.TemporaryDirectory(dir=self.staging) as tmp:
-            kept = self.checkpoint(tmp, epoch, last)
+            kept = self.checkpoint(tmp, epoch, last, state.method_state)
             self.watch.lap("checkpoint")
             metrics = self.evaluate(epoch, last, state) if rank == 0 else {"epoch": epoch}
             self.report(metrics, tmp if kept else None, last)
@@ -294,28 +313,37 @@ class EpochEnd:
                 pass
         self.watch.restart()
 
-    def checkpoint(self, folder: str, epoch: int, last: bool) -> bool:
-        """Write this rank's part of the epoch's checkpoint into ``folder``; whether it reports one."""
-        from unlearn import models
+    def checkpoint(self, folder: str, epoch: int, last: bool, method_state: dict | None = None) -> bool:
+        """Write this rank's part of the epoch's checkpoint into ``folder`` (with the method's state);
+        whether it reports one."""
+        from unlearn import lora, models
 
-        worker, keep = self.worker, self.plan.failure.checkpoint_every_epoch
+        worker, keep, adapters = self.worker, self.plan.failure.checkpoint_every_epoch, self.plan.lora is not None
         _gather_into(worker.ds_engine, worker.evaluator, self.plan.run.zero_stage)
         if last and worker.place.rank == 0:
-            models.save_model(worker.evaluator, worker.tokenizer, os.path.join(folder, MODEL))
+            if adapters:
+                lora.save_adapters(worker.evaluator, worker.tokenizer, os.path.join(folder, ADAPTER))
+            else:
+                models.save_model(worker.evaluator, worker.tokenizer, os.path.join(folder, MODEL))
         elif not last and keep:
-            worker.ds_engine.save_checkpoint(folder, tag=f"epoch{epoch}")
+            worker.ds_engine.save_checkpoint(folder, tag=f"epoch{epoch}", exclude_frozen_parameters=adapters,
+                                             client_state={"method_state": method_state or {}})
+            if adapters and worker.place.rank == 0:  # what an export of this checkpoint merges into
+                worker.ds_engine.module.peft_config["default"].save_pretrained(folder)
         return (last and worker.place.rank == 0) or (not last and keep)
 
     def evaluate(self, epoch: int, last: bool, state) -> dict:
         """Rank 0: the epoch's metrics (evaluation, training, topology, timings), recorded."""
         import torch
 
+        from unlearn import lora
+
         plan, worker, data = self.plan, self.worker, self.worker.data
         parts = plan.eval.final if last else plan.eval.every_epoch
         torch.set_num_threads(worker.place.eval_threads)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=plan.evaluation.autocast):
-            scores = data.benchmark.evaluate(worker.evaluator, worker.tokenizer, data.collate, data.dataset, data.refs,
-                                         plan.evaluation, tuple(parts))
+            scores = data.benchmark.evaluate(lora.adapted(worker.evaluator), worker.tokenizer, data.collate,
+                                             data.dataset, data.refs, plan.evaluation, tuple(parts))
         torch.set_num_threads(worker.place.threads)
         self.watch.lap("eval")
         metrics = {"epoch": epoch, **scores, **{k: v for k, v in state.metrics.items() if k != "epoch"},
@@ -415,16 +443,19 @@ def _move_checkpoint(checkpoint, name: str):
 
 
 def _gather_into(ds_engine, evaluator, zero_stage: int) -> None:
-    """At ZeRO-3, copy the full weights into rank 0's plain evaluation copy (all ranks take part);
+    """At ZeRO-3, copy the weights that train (every weight; a LoRA trial's adapters) into rank 0's
+    plain evaluation copy (all ranks take part; the frozen ones are there since the copy was made);
     below it rank 0 evaluates the engine's module itself and there is nothing to copy."""
     import deepspeed
     import torch
 
     if zero_stage < 3:
         return
-    params = list(ds_engine.module.parameters())
+    trained = [p.requires_grad for p in ds_engine.module.parameters()]
+    params = [p for p, grad in zip(ds_engine.module.parameters(), trained) if grad]
     with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
         if evaluator is not None:
+            targets = [t for t, grad in zip(evaluator.parameters(), trained) if grad]
             with torch.no_grad():
-                for target, source in zip(evaluator.parameters(), params):
+                for target, source in zip(targets, params):
                     target.copy_(source.detach().to(target.dtype).view_as(target))

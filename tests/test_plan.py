@@ -140,3 +140,65 @@ def test_unknown_model_names_the_field(tmp_path):
         main(["plan", str(spec), "--cluster", str(ROOT / "cluster.yaml")])
     message = str(error.value)
     assert message.startswith("unlearn: error: model.target 'acme/mystery-13b'") and "\n" not in message
+
+
+def test_lora_states_are_the_frozen_weights_and_the_adapters_states():
+    """fp32, one rank: every weight (4 bytes), and for the adapters only gradients and AdamW's two
+    moments; Ψ_a counted on the meta device is the adapters of a real model."""
+    from unlearn import lora
+
+    config, model = small_llama()
+    adapted = lora.apply(model, lora.LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"]))
+    trained = [p for p in adapted.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=1e-3)
+    ids = torch.randint(0, config.vocab_size, (2, 16))
+    adapted(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    held = sum(p.nbytes for p in adapted.parameters()) + sum(p.grad.nbytes for p in trained) \
+        + sum(optimizer.state[p][k].nbytes for p in trained for k in ("exp_avg", "exp_avg_sq"))
+    shape = plan.shape_of(config, "small")
+    adapters = plan.lora_params(config, lora.LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"]))
+    h, kv, inner, layers = config.hidden_size, 2 * 16, config.intermediate_size, config.num_hidden_layers
+    assert adapters == lora.trainable(adapted) == 4 * layers * ((h + h) + (h + kv) + (inner + h))
+    assert plan.lora_states(shape, adapters, 0, 1, 1, bf16=False, offload=False)[0] == held
+    assert held == 4 * shape.params + 16 * adapters
+
+
+def test_cli_plans_lora_without_a_reference_copy_and_with_the_adapters_states(tmp_path, capsys):
+    """UnDIAL on Llama-3-8B, 4 GPUs, ZeRO-3, bf16 (gpu-8b.yaml), fully and with LoRA r=8 on every
+    linear layer: 20,971,520 adapter parameters; no reference copy; the frozen weights split over
+    the ranks; on 40 GB cards the full trial does not fit and the LoRA one does."""
+    import yaml
+
+    from unlearn.lora import LoraConfig
+
+    rows = {}
+    for name, extra in (("full", {}), ("lora", {"lora": {"r": 8}})):
+        raw = yaml.safe_load(GPU_8B.read_text())
+        raw["methods"] = {"undial": {"lr": 1e-5, "gamma": 10, "retain": "kl", **extra}}
+        spec, out = tmp_path / f"{name}.yaml", tmp_path / f"{name}.json"
+        spec.write_text(yaml.safe_dump(raw))
+        assert main(["plan", str(spec), "--cluster", str(ROOT / "cluster.yaml"), "--results", str(tmp_path),
+                     "--gpu-mem", "40", "--json", str(out)]) == 0
+        (rows[name],) = json.loads(out.read_text())["rows"]
+    text = capsys.readouterr().out
+    full, adapted = rows["full"], rows["lora"]
+    shape = plan.Shape("llama-3-8b", 8_030_261_248, 525_336_576, 32, 4096, 14336, 1024, 128256)
+    assert adapted["lora"] == {"r": 8, "target_modules": "all-linear"} and full["lora"] is None
+    per_layer = 2 * (4096 + 4096) + 2 * (4096 + 1024) + 3 * (4096 + 14336)  # (in + out) of q, o; k, v; the MLP
+    assert adapted["trainable_params"] == 20_971_520 == 32 * 8 * per_layer
+    assert full["reference_gib"] * plan.GIB == 2 * shape.params and adapted["reference_gib"] == 0
+    states = 2 * shape.params // 4 + 4 * shape.largest_layer + int(18 * 20_971_520 / 4)
+    assert adapted["states_gib"] * plan.GIB == pytest.approx(states, rel=1e-12)
+    assert full["activations_gib"] == adapted["activations_gib"]  # still backpropagated through every layer
+    assert not full["fits"] and adapted["fits"] and adapted["trial_hours"] < full["trial_hours"]
+    assert "undial retain=kl lora r=8: LoRA trains 21M parameters (0.26%)" in text
+    with pytest.raises(SystemExit) as error:
+        bad = tmp_path / "bad.yaml"
+        raw["methods"]["undial"]["lora"] = {"target_modules": ["attn"]}
+        bad.write_text(yaml.safe_dump(raw))
+        main(["plan", str(bad), "--cluster", str(ROOT / "cluster.yaml"), "--results", str(tmp_path)])
+    message = str(error.value)
+    assert message.startswith("unlearn: error: methods.undial.lora.target_modules must be module names of "
+                              "Llama-3-8B (its linear layers: down_proj, gate_proj, ") and "\n" not in message
+    assert LoraConfig().target_modules == "all-linear"

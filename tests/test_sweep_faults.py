@@ -2,11 +2,14 @@
 driver is ``unlearn sweep`` in a subprocess with its own local Ray cluster.
 
 A worker is killed by the sweep's own test hook (``sweeps.faults``): ``UNLEARN_FAIL_AT`` names the
-rank and the epoch whose end it dies at, so nothing here races a trial's end."""
+rank and the epoch whose end it dies at, so nothing here races a trial's end. The scenario's trials
+train LoRA adapters at ZeRO-3: its killed trial resumes from adapters-only checkpoints, and its
+export is the merged model."""
 
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +75,56 @@ def test_killed_worker_and_killed_driver(fault_scenario):
                                    for rows in final.values())
     after = seen["records_after_resume"]
     assert after[killed / "metrics.jsonl"] == seen["records_when_killed"][killed / "metrics.jsonl"]  # not run again
+
+
+def test_a_lora_zero3_trial_exports_the_merged_model_it_evaluated(fault_scenario, tmp_path):
+    """The scenario's trials train LoRA adapters at ZeRO-3. The killed trial resumed from a
+    checkpoint of its adapters (and their optimizer state) only; its final checkpoint is its
+    adapters; ``unlearn export`` merges them into the base model, a plain model directory that
+    ``load_model`` reads without peft and that scores what the trial reported at its final epoch
+    (evaluated there on the adapted model, rank 0's gathered copy)."""
+    import dataclasses
+    import math
+
+    import torch
+
+    from benchmarks.common import EvalConfig
+    from benchmarks.synthetic import evaluate as ev
+    from benchmarks.synthetic import read
+    from reports.record import Trial
+    from sweeps import cli
+    from sweeps import spec as specs
+    from unlearn import data, lora, models
+
+    seen = fault_scenario
+    (first,) = seen["finished_when_killed"]
+    trial = Trial.read(seen["sweep_dir"] / "unilogit" / first)
+    final = trial.last
+    assert final["final"] and final["zero_stage"] == 3 and final["start_epoch"] == 1
+    assert trial.params["lora_r"] == 4 and trial.params["lora_target_modules"] == ["q_proj", "k_proj", "v_proj",
+                                                                                   "o_proj"]
+    adapter = trial.model_dir
+    assert adapter.name == "adapter" and not (adapter.parent / "model").exists()
+    environment = json.loads((seen["sweep_dir"] / "environment.json").read_text())
+    assert lora.base_of(adapter) == environment["target"]
+    hidden, layers = 64, 2  # the tiny preset: 4 heads of 16, as many KV heads
+    adapters = layers * 4 * 4 * (hidden + hidden)  # r 4 on q, k, v, o: (in + out)·r each
+    assert {r["trainable_params"] for rows in seen["results"].values() for r in rows} == {adapters}
+    weights = (adapter / "adapter_model.safetensors").stat().st_size
+    assert 4 * final["trainable_params"] <= weights < 4 * final["trainable_params"] + 16384  # the adapters only
+    assert weights * 10 < sum(p.stat().st_size for p in Path(environment["target"]).glob("*.safetensors"))
+
+    out = tmp_path / "exported"
+    assert cli.main(["export", str(seen["sweep_dir"]), final["trial_id"], "--out", str(out)]) == 0
+    assert not (out / lora.ADAPTER_CONFIG).exists()
+    model, tokenizer = models.load_model(str(out))
+    assert not lora.is_lora(model) and not any("lora" in name for name in model.state_dict())
+    spec = specs.load(seen["spec"])
+    dataset = read(environment["data"], chat=False)
+    config = EvalConfig(**{k: v for k, v in dataclasses.asdict(spec.eval).items() if k not in ("every_epoch", "final")})
+    refs = torch.load(seen["sweep_dir"] / "references.pt", weights_only=False)["{}"]["refs"]
+    scores = ev.evaluate(model, tokenizer, data.Collator(tokenizer, max_length=spec.training.max_length), dataset, refs,
+                         config, parts=tuple(spec.eval.final))
+    assert scores["forget_qa_rouge_l_recall"] == final["forget_qa_rouge_l_recall"]
+    for key in ("kl_oracle_model_forget", "kl_oracle_model_retain"):
+        assert math.isclose(scores[key], final[key], rel_tol=1e-4), key

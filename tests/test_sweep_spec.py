@@ -275,6 +275,47 @@ def test_a_trial_plan_is_typed_from_the_nested_param_space():
     assert space.flat(sampled) == {"gamma": 10, "retain": "nll", "lr": 3e-3, "seed": 0}
 
 
+def test_a_lora_section_reaches_the_trial_plan_over_loras_defaults():
+    """A method's ``lora`` section is a nested part of its param space (its primitives are Tune's),
+    with LoRA's defaults filled in; the trial's plan carries the sampled ``LoraConfig`` and its
+    record the fields as ``lora_<field>``. Without a section every weight trains."""
+    from ray import tune
+
+    from unlearn.lora import LoraConfig
+
+    section = {"r": {"grid": [4, 8]}, "target_modules": ["q_proj", "v_proj"]}
+    spec = specs.from_dict(dict(raw(), methods={"undial": {"lr": 3e-3, "gamma": 10, "lora": section}}))
+    tuned = space.param_space(spec, "undial")
+    assert tuned["lora"] == {"r": tune.grid_search([4, 8]), "alpha": 16, "dropout": 0.0,
+                             "target_modules": ["q_proj", "v_proj"]}
+    assert tuned["method"] == {"gamma": 10} and space.grid_size(spec, "undial") == 2
+    sampled = {"method": {"gamma": 10}, "run": {"lr": 3e-3, "seed": 0},
+               "lora": {"r": 4, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+    plan = sweep_of(spec).trial_plan("undial", sampled)
+    assert plan.lora == LoraConfig(r=4, alpha=16, target_modules=("q_proj", "v_proj"))
+    assert pickle.loads(pickle.dumps(plan)) == plan
+    assert space.flat(sampled) == {"gamma": 10, "lr": 3e-3, "seed": 0, "lora_r": 4, "lora_alpha": 16,
+                                   "lora_dropout": 0.0, "lora_target_modules": ["q_proj", "v_proj"]}
+    defaults = specs.from_dict(dict(raw(), methods={"ga": {"lr": 1e-3, "lora": {}}}))
+    assert space.param_space(defaults, "ga")["lora"] == {"r": 8, "alpha": 16, "dropout": 0.0,
+                                                         "target_modules": "all-linear"}
+    tiny = specs.load(TINY)
+    assert "lora" not in space.param_space(tiny, "undial")
+    assert sweep_of(tiny).trial_plan("undial", {"method": {}, "run": {"lr": 1e-3, "seed": 0}}).lora is None
+
+
+def test_lora_target_modules_that_name_nothing_in_the_target_stop_the_sweep_before_it_starts(tmp_path):
+    from sweeps.run import run_sweep
+
+    modules = {"grid": [["q_proj"], ["attn"]]}
+    spec = specs.from_dict(dict(raw(), methods={"undial": {"lr": 1e-3, "lora": {"target_modules": modules}}}))
+    with pytest.raises(specs.SpecError) as error:
+        run_sweep(spec, storage=str(tmp_path / "runs"))
+    assert str(error.value) == ("methods.undial.lora.target_modules must be module names of tiny (its linear layers: "
+                                "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj); got ['attn']")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_run_settings_are_validated_naming_the_field():
     spec = specs.load(TINY)
     with pytest.raises(specs.SpecError, match=r"^run.zero_stage must be an integer in \[0, 3\]; got 4$"):
@@ -284,7 +325,7 @@ def test_run_settings_are_validated_naming_the_field():
     assert specs.TRIAL_KEYS == ("lr", "epochs", "micro_batch", "grad_accum", "workers", "zero_stage", "weight_decay")
 
 
-@pytest.mark.parametrize("field_name", ["lr", "epochs", "seed", "subject"])
+@pytest.mark.parametrize("field_name", ["lr", "epochs", "seed", "subject", "lora"])
 def test_a_method_field_named_like_a_trial_key_is_refused(field_name, monkeypatch):
     from unlearn.methods import base
 

@@ -1,7 +1,9 @@
 """The sweep that ``test_sweep_faults.py`` checks, driven as a user would: ``unlearn sweep`` in a
 subprocess with its own local Ray cluster, a worker killed by the sweep's own test hook
 (``UNLEARN_FAIL_AT``), the driver killed once the first trial has finished, a rerun without
-``--resume``, then ``--resume``. :func:`run` returns what each step left on disk."""
+``--resume``, then ``--resume``. :func:`run` returns what each step left on disk. Its trials train
+LoRA adapters at ZeRO-3, so the killed one resumes from a checkpoint that holds the adapters only,
+and its final checkpoint is what ``unlearn export`` merges (``test_sweep_faults.py`` checks both)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from sweeps import faults
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "sweeps" / "specs" / "tiny.yaml"
 FAIL_AT = "rank=0,epoch=2"
+LORA = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
 
 def micro_spec(where: Path, name: str, methods: dict, epochs: int = 2) -> Path:
@@ -70,8 +73,9 @@ def records(sweep_dir: Path) -> dict:
 
 
 def run(storage: Path, started=lambda process: None) -> dict:
-    """Unilogit at two learning rates, 2 epochs, 2 workers; every step's outcome."""
-    spec = micro_spec(storage, "faults", {"unilogit": {"lr": {"grid": [1.0e-3, 2.0e-3]}, "retain": "nll"}})
+    """Unilogit with LoRA at two learning rates, ZeRO-3, 2 epochs, 2 workers; every step's outcome."""
+    spec = micro_spec(storage, "faults", {"unilogit": {"lr": {"grid": [1.0e-3, 2.0e-3]}, "retain": "nll",
+                                                       "zero_stage": 3, "lora": LORA}})
     sweep_dir = storage / "faults"
     seen = {"sweep_dir": sweep_dir}
     driver = start(spec, storage, fail_at=FAIL_AT)
@@ -94,4 +98,5 @@ def run(storage: Path, started=lambda process: None) -> dict:
             kill_tree(resumed)
     seen["records_after_resume"] = records(sweep_dir)
     seen["results"] = results(sweep_dir, "unilogit")
+    seen["spec"] = spec
     return seen
