@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from helpers.background import kill_tree
-from reports.record import read_rows
+from reports.record import Trial, read_rows
 from sweeps import faults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,10 @@ def results(sweep_dir: Path, method: str) -> dict:
 
 
 def finished(sweep_dir: Path, method: str) -> list[str]:
-    return [name for name, rows in results(sweep_dir, method).items() if rows and rows[-1].get("final")]
+    """Trials whose final row is written and whose final checkpoint (the model) is in storage: Ray
+    persists the checkpoint after the row, so a driver killed in between would leave no model."""
+    return [name for name, rows in results(sweep_dir, method).items()
+            if rows and rows[-1].get("final") and Trial.read(sweep_dir / method / name).model_dir is not None]
 
 
 def wait_for(condition, timeout: float, what: str):
