@@ -9,19 +9,10 @@ import torch
 import torch.nn.functional as F
 from toy import toy_collate, toy_examples, toy_model
 
+from helpers.loss_inputs import make
 from unlearn import engine as engines
 from unlearn import loop, losses, methods
 from unlearn.methods.ceu import without_first_target
-
-
-def make(b=3, t=7, v=11, dtype=torch.float64, seed=0, scale=3.0):
-    g = torch.Generator().manual_seed(seed)
-    logits = (torch.randn(b, t, v, generator=g, dtype=torch.float64) * scale).to(dtype)
-    labels = torch.randint(0, v, (b, t), generator=g)
-    labels[:, 0] = -100
-    labels[0, 1:3] = -100  # a prompt-like masked span
-    labels[-1, -2:] = -100  # right padding
-    return logits, labels
 
 
 def pairs(logits, labels):
