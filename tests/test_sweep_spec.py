@@ -101,6 +101,14 @@ def test_objective_respects_bounds():
     assert objective_value({}, specs.Objective("forget", "min")) == 1e6
 
 
+def test_the_zoo_spec_names_every_registered_method():
+    from unlearn import methods
+
+    spec = specs.load(TINY.parent / "zoo.yaml")
+    assert sorted(spec.methods) == methods.names() and not spec.scaling.use_gpu
+    assert {name for name in spec.methods if "lora" in spec.space(name)} == {"ga", "undial"}
+
+
 @pytest.mark.parametrize("name", ["gpu-8b", "muse_news", "rwku"])
 def test_gpu_spec_loads_and_plans_on_a_4_gpu_node(name):
     spec = specs.load(TINY.parent / f"{name}.yaml")
