@@ -77,7 +77,7 @@ class MethodConfig:
     name: ClassVar[str] = ""
     needs_ref_nll: ClassVar[bool] = False  # NPO, DPO: per-sequence reference NLLs, precomputed once
     needs_qa_forget: ClassVar[bool] = False  # trains on the forget set's question-answer examples only
-    steers_hidden: ClassVar[bool] = False  # RMU: its terms are on the hidden states of one layer
+    steers_hidden: ClassVar[bool] = False  # RMU: its terms are on the hidden states of ``layer_of(L)``
 
     def __post_init__(self):
         for name in ("forget_weight", "retain_weight"):
@@ -98,10 +98,6 @@ class MethodConfig:
     def retain_weight_in(self, state: dict) -> float:
         """The retain term's weight for the next update."""
         return self.retain_weight
-
-    def layer_of(self, num_layers: int) -> int:
-        """The layer whose hidden states a hidden-state method steers."""
-        raise NotImplementedError
 
     def trains(self, name: str, num_layers: int) -> bool:
         """Whether the parameter ``name`` is trained (all are, unless the method selects some)."""
