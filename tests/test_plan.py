@@ -202,3 +202,21 @@ def test_cli_plans_lora_without_a_reference_copy_and_with_the_adapters_states(tm
     assert message.startswith("unlearn: error: methods.undial.lora.target_modules must be module names of "
                               "Llama-3-8B (its linear layers: down_proj, gate_proj, ") and "\n" not in message
     assert LoraConfig().target_modules == "all-linear"
+
+
+def test_the_gpu_zoo_runs_every_method_with_lora_on_four_48_gb_gpus(tmp_path):
+    """sweeps/specs/gpu-8b-zoo.yaml: every registered method with LoRA, and by the plan each trial fits
+    a node of four 48 GB GPUs with no reference copy."""
+    from sweeps import spec as specs
+    from unlearn import methods
+
+    path = ROOT / "sweeps" / "specs" / "gpu-8b-zoo.yaml"
+    spec = specs.load(path)
+    assert sorted(spec.methods) == methods.names()
+    assert all("lora" in spec.space(name) for name in spec.methods)
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(path), "--cluster", str(ROOT / "cluster.yaml"), "--results", str(tmp_path),
+                 "--gpu-mem", "48", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted({row["method"] for row in rows}) == methods.names()
+    assert all(row["fits"] and row["reference_gib"] == 0 and row["rank0_gib"] < 48 for row in rows)
