@@ -57,7 +57,7 @@ def ray_cluster(unlearn_cache):
         ray.shutdown()
 
 
-BACKGROUND = ("tiny_sweep", "fault_scenario")  # fixtures whose work starts with the session
+BACKGROUND = ("tiny_sweep", "fault_scenario", "zoo_sweep")  # fixtures whose work starts with the session
 
 
 def _needs(item) -> tuple:
@@ -94,12 +94,12 @@ def _background(request, tmp_path_factory, unlearn_cache):
     """When a collected test needs it, the session's expensive work starts as the session starts and
     runs while the tests that do not need it run, one piece after the other: ``unlearn demo
     --quick`` submitted with ``ray job submit`` to a ``ray start --head`` cluster on loopback, then
-    the fault scenario (``helpers/fault_scenario.py``). Both find the tiny target and oracle in the
-    session's cache, prepared first. Nothing starts otherwise."""
+    the fault scenario (``helpers/fault_scenario.py``), then the zoo spec (``helpers/zoo.py``). All
+    find the tiny target and oracle in the session's cache, prepared first. Nothing starts otherwise."""
     import functools
     import sys
 
-    from helpers import fault_scenario, ray_job
+    from helpers import fault_scenario, ray_job, zoo
     from helpers.background import Background
 
     wanted = {name for item in request.session.items for name in _needs(item)}
@@ -115,6 +115,10 @@ def _background(request, tmp_path_factory, unlearn_cache):
         before = started["tiny_sweep"][1] if "tiny_sweep" in started else None
         work = functools.partial(fault_scenario.run, tmp_path_factory.mktemp("faults"))
         started["fault_scenario"] = Background(work, after=before)
+    if "zoo_sweep" in wanted:
+        before = next((started[name] for name in ("fault_scenario", "tiny_sweep") if name in started), None)
+        before = before[1] if isinstance(before, tuple) else before
+        started["zoo_sweep"] = Background(functools.partial(zoo.run, tmp_path_factory.mktemp("zoo")), after=before)
     yield started
     for value in started.values():
         (value[1] if isinstance(value, tuple) else value).stop()
@@ -136,3 +140,9 @@ def tiny_sweep(_background):
 def fault_scenario(_background):
     """What each step of the fault scenario left on disk (``helpers/fault_scenario.py``)."""
     return _background["fault_scenario"].result()
+
+
+@pytest.fixture(scope="session")
+def zoo_sweep(_background):
+    """``unlearn sweep sweeps/specs/zoo.yaml`` and ``unlearn report`` (``helpers/zoo.py``)."""
+    return _background["zoo_sweep"].result()
