@@ -54,9 +54,21 @@ def first(items: list, limit: int | None) -> list:
     return items if limit is None else items[:limit]
 
 
-def put(out: dict, name: str, values) -> None:
-    """``out[name]`` = the mean of ``values``, ``out[name_stderr]`` its standard error."""
+PROBES = "_probes"  # suffix of a metric's per-probe scores in an evaluation's output
+
+
+def put(out: dict, name: str, values, *, per_probe: bool = True) -> None:
+    """``out[name]`` = the mean of ``values``, ``out[name_stderr]`` its standard error and, unless
+    the values are per token rather than per probe, ``out[name_probes]`` the values themselves
+    (scores only, in the benchmark's fixed probe order: what the report's bootstrap resamples)."""
     out[name], out[f"{name}_stderr"] = metrics.mean_and_stderr(values)
+    if per_probe:
+        out[f"{name}{PROBES}"] = [round(float(v), 6) for v in values]
+
+
+def without_probes(values: dict) -> dict:
+    """An evaluation's output without the per-probe scores (what a scheduler or a console shows)."""
+    return {k: v for k, v in values.items() if not k.endswith(PROBES)}
 
 
 def prompt_text(question: str, chat: bool) -> str:
@@ -123,7 +135,7 @@ def kl_metrics(prefix: str, a: str, b: str, log_a, log_b, tokens: str, subset=No
     out: dict = {}
     for x, y, lx, ly in ((a, b, log_a, log_b), (b, a, log_b, log_a)):
         per = metrics.kl_per_token(lx, ly)  # (N,)
-        put(out, f"{prefix}kl_{x}_{y}_{tokens}", per.tolist())
+        put(out, f"{prefix}kl_{x}_{y}_{tokens}", per.tolist(), per_probe=False)
         if subset is not None and bool(subset.any()):  # no token the oracle fails to predict: no value
-            put(out, f"{prefix}kl_{x}_{y}_{tokens}_facts", per[subset].tolist())
+            put(out, f"{prefix}kl_{x}_{y}_{tokens}_facts", per[subset].tolist(), per_probe=False)
     return out

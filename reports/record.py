@@ -38,6 +38,7 @@ PARAMS = "params.json"  # Tune's, flat (sweeps/tune_logger.py)
 METRICS = "metrics.jsonl"
 RESULT = "result.json"  # Tune's
 ERROR_TEXT = "error.txt"
+PROBES = "_probes"  # in a row, ``<metric>_probes``: the metric's per-probe scores (benchmarks.common.put)
 FINAL_REPORT = "final_report.json"  # how long the last report took to persist the model
 
 TRAIN = "train"  # Ray Train's storage: train-<trial id>/checkpoint_*/

@@ -11,7 +11,8 @@ every metric and its ``_stderr``, the logged training and topology values, ``sta
 state, ``reports.record.STATES``: ``ok``, ``running``, ``pending``, ``diverged``, ``error``),
 ``error`` (first line of ``error.txt``, or a diverged trial's message), ``path`` and ``model_dir``
 (the unlearned model of a finished trial), ``protocol`` (when the benchmark names the evaluation
-protocol its numbers follow). The scheduler's learning rate logged each epoch is
+protocol its numbers follow), ``probes`` (``{metric: [score per probe]}``, the same probes in the same
+order in every row of a sweep; None where the row has none). The scheduler's learning rate logged each epoch is
 ``lr_current``, so that ``lr`` is always the sampled one. A trial without any row still has one
 (``epoch`` NaN). ``df.attrs`` holds ``directions`` (metric → ``"max"``, ``"min"`` or a target
 number), ``hyperparameters`` and ``sweeps`` (name → spec text, environment).
@@ -25,7 +26,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from reports.record import ENVIRONMENT, REFERENCE_ROWS, SPEC, SWEEP_FILES, Trial, is_sweep, read_json, trials
+from reports.record import ENVIRONMENT, PROBES, REFERENCE_ROWS, SPEC, SWEEP_FILES, Trial, is_sweep, read_json, trials
 
 _DROPPED = ("config",)  # Tune's copy of params.json
 
@@ -54,7 +55,7 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
             hyperparameters += [key for key in params if key not in hyperparameters]
             sweep_rows += trial_rows
         protocol = (benchmark or {}).get("protocol")
-        rows += [row if not protocol else {"protocol": protocol, **row} for row in sweep_rows]
+        rows += [_probes(row if not protocol else {"protocol": protocol, **row}) for row in sweep_rows]
         records[sweep.name] = {"path": str(sweep), "spec": _read_text(sweep / SPEC),
                                "environment": read_json(sweep / ENVIRONMENT), "benchmark": benchmark}
     df = pd.DataFrame(rows)
@@ -65,6 +66,12 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     df = df[front + [c for c in df.columns if c not in front]]
     df.attrs = {"directions": known, "scales": scales, "hyperparameters": hyperparameters, "sweeps": records}
     return df
+
+
+def _probes(row: dict) -> dict:
+    """The row with its ``<metric>_probes`` lists gathered into one ``probes`` dict (None without)."""
+    scores = {k.removesuffix(PROBES): v for k, v in row.items() if k.endswith(PROBES) and isinstance(v, list)}
+    return {**{k: v for k, v in row.items() if not k.endswith(PROBES)}, "probes": scores or None}
 
 
 def declaration(df: pd.DataFrame, sweep: str | None = None) -> dict:

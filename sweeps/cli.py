@@ -86,7 +86,7 @@ def cmd_eval(args) -> int:
     import json
     from pathlib import Path
 
-    from benchmarks.common import EvalConfig, default_cache
+    from benchmarks.common import EvalConfig, default_cache, without_probes
     from unlearn import data, models
 
     benchmark = _benchmark(args)
@@ -99,7 +99,7 @@ def cmd_eval(args) -> int:
     oracle = models.load_model(args.oracle)[0].eval() if args.oracle else None
     if getattr(dataset, "targets", None):  # RWKU: the first chosen target
         dataset = dataset.for_target(dataset.targets[0])
-    values = benchmark.references(model.eval(), oracle, tokenizer, collate, dataset, config).baseline
+    values = without_probes(benchmark.references(model.eval(), oracle, tokenizer, collate, dataset, config).baseline)
     directions = {m.name: m.direction for m in benchmark.metrics(config)}
     print(f"{'metric':<48} {'value':>9} {'± stderr':>9}  best")
     for name in sorted(k for k in values if not k.endswith("_stderr")):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.common import without_probes
 from reports.record import ADAPTER, DIVERGED, FINAL_REPORT, MODEL, OK, append_row
 from sweeps import faults
 
@@ -352,8 +353,8 @@ class EpochEnd:
         objective = objective_value(metrics, plan.objective)
         if objective is not None:
             metrics["objective"] = objective
-        _record(plan, metrics)
-        return metrics
+        _record(plan, metrics)  # the per-probe scores go to the trial's record only, not to Tune
+        return without_probes(metrics)
 
     def report(self, metrics: dict, folder: str | None, last: bool) -> None:
         """Report the epoch (every rank); persisting the checkpoint counts as ``checkpoint``. The last

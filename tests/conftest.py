@@ -92,10 +92,10 @@ def tiny_prepared(unlearn_cache):
 @pytest.fixture(scope="session", autouse=True)
 def _background(request, tmp_path_factory, unlearn_cache):
     """When a collected test needs it, the session's expensive work starts as the session starts and
-    runs while the tests that do not need it run, one piece after the other: ``unlearn demo
-    --quick`` submitted with ``ray job submit`` to a ``ray start --head`` cluster on loopback, then
-    the fault scenario (``helpers/fault_scenario.py``), then the zoo spec (``helpers/zoo.py``). All
-    find the tiny target and oracle in the session's cache, prepared first. Nothing starts otherwise."""
+    runs while the tests that do not need it run: ``unlearn demo --quick`` submitted with ``ray job
+    submit`` to a ``ray start --head`` cluster on loopback, then the fault scenario
+    (``helpers/fault_scenario.py``); beside them the zoo spec (``helpers/zoo.py``). All find the tiny
+    target and oracle in the session's cache, prepared first. Nothing starts otherwise."""
     import functools
     import sys
 
@@ -115,10 +115,8 @@ def _background(request, tmp_path_factory, unlearn_cache):
         before = started["tiny_sweep"][1] if "tiny_sweep" in started else None
         work = functools.partial(fault_scenario.run, tmp_path_factory.mktemp("faults"))
         started["fault_scenario"] = Background(work, after=before)
-    if "zoo_sweep" in wanted:
-        before = next((started[name] for name in ("fault_scenario", "tiny_sweep") if name in started), None)
-        before = before[1] if isinstance(before, tuple) else before
-        started["zoo_sweep"] = Background(functools.partial(zoo.run, tmp_path_factory.mktemp("zoo")), after=before)
+    if "zoo_sweep" in wanted:  # beside the other two, not after them: its trials are short, many, one at a time
+        started["zoo_sweep"] = Background(functools.partial(zoo.run, tmp_path_factory.mktemp("zoo")))
     yield started
     for value in started.values():
         (value[1] if isinstance(value, tuple) else value).stop()

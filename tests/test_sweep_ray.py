@@ -64,6 +64,22 @@ def test_every_trial_reports_every_epoch(sweep):
             assert rows[-1]["final"] is True
 
 
+def test_trials_and_references_record_per_probe_scores_and_tune_does_not(sweep):
+    """Every row of a trial's record and every reference row carries each per-probe metric's scores
+    (the same number of probes everywhere, their mean the metric); Tune's own copy has none."""
+    references = json.loads((sweep["dir"] / "reference_rows.json").read_text())["rows"]
+    rows = references + [row for method in ("unilogit", "undial")
+                         for trial in trial_results(sweep["dir"], method).values() for row in trial]
+    name = "forget_qa_rouge_l_recall"
+    counts = {len(row[f"{name}_probes"]) for row in rows}
+    assert len(counts) == 1 and counts.pop() >= 4
+    for row in rows:
+        assert math.isclose(sum(row[f"{name}_probes"]) / len(row[f"{name}_probes"]), row[name], abs_tol=1e-5)
+        assert "kl_oracle_model_forget_probes" not in row  # per-token values are not probes
+    for result in (sweep["dir"] / "unilogit").glob("run_trial_*/result.json"):
+        assert "_probes" not in result.read_text()
+
+
 def test_topology_is_recorded_and_one_method_runs_zero3(sweep):
     environment = json.loads((sweep["dir"] / "environment.json").read_text())
     assert environment["scaling"]["workers"] == 2 and environment["ray"].startswith("2.60")

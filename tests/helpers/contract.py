@@ -11,7 +11,7 @@ import pytest
 
 import benchmarks
 from benchmarks import common
-from benchmarks.common import EvalConfig
+from benchmarks.common import PROBES, EvalConfig
 from benchmarks.spec import ROLES, SCALES, declaration
 from unlearn.data import Collator
 from unlearn.models import TinyConfig, load_model
@@ -99,8 +99,12 @@ def check_evaluation(benchmark, data) -> dict:
     assert set(refs.baseline) == set(benchmark.evaluate(target, tokenizer, collate, part, refs, CONFIG, CONFIG.parts))
     values = benchmark.evaluate(oracle, tokenizer, collate, part, refs, CONFIG, CONFIG.parts)
     declared = {m.name for m in benchmark.metrics(CONFIG)}
-    computed = {k for k in values if not k.endswith("_stderr")}
+    computed = {k for k in values if not k.endswith(("_stderr", PROBES))}
     assert declared == computed, (sorted(declared - computed), sorted(computed - declared))
+    per_probe = {k.removesuffix(PROBES): v for k, v in values.items() if k.endswith(PROBES)}
+    assert per_probe and set(per_probe) <= declared, sorted(set(per_probe) - declared)
+    for name, scores in per_probe.items():  # the recorded scores are those the value averages
+        assert len(scores) >= 1 and math.isclose(sum(scores) / len(scores), values[name], rel_tol=1e-5, abs_tol=1e-5)
     for name in computed:
         assert f"{name}_stderr" in values, name
         assert isinstance(values[name], float) and (math.isfinite(values[name]) or name.startswith("privleak")), name
