@@ -2,9 +2,7 @@
 pyplot state). Which metrics to plot comes from the benchmark's declaration in the sweep's record
 (``reports.results.declaration``): its fronts, its trajectories and its metrics of role ``kl``.
 
-What the Unilogit paper (ACL 2025) plots: forget vs retain scatter with one Pareto front per method
-(each point a hyper-parameter setting × epoch, seeds averaged, error bars = std over seeds or the
-evaluation's standard error for one seed; optionally a third metric as marker area), trajectories
+What the Unilogit paper (ACL 2025) plots besides its fronts (``reports.svg``, inline SVG): trajectories
 over epochs, and the KL analysis — (a) KL between each distillation method's soft labels and the
 oracle, (b) its progression over epochs, (c) KL between the unlearned model and the oracle with the
 target as baseline. Every KL is shown in both directions, KL(oracle ‖ ·) and KL(· ‖ oracle), on each
@@ -21,20 +19,16 @@ import re
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from reports.pareto import configurations, pareto_front, scores
+from reports.pareto import configurations
 from reports.record import OK
 from reports.results import declaration, facet_columns, facet_label
-from reports.results import directions as _directions
 from reports.results import scale as _scale
 
 TOKEN_SETS = ("forget", "forget_facts", "retain")  # the naming convention's token sets, in panel order
 _KL = re.compile(r"^(?P<softlabel>softlabel_)?kl_(?P<pair>.+)_(?P<tokens>" + "|".join(
     sorted(TOKEN_SETS, key=len, reverse=True)) + r")$")
-_MARKERS = "osD^vP*Xh<>"
-_AREA = (12.0, 220.0)  # marker area (points²) of the smallest and the largest size value
 
 
 def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
@@ -100,51 +94,10 @@ def model_kl_metrics(df: pd.DataFrame) -> list[str]:
     return [kl["metric"] for kl in kl_metrics(df) if not kl["softlabel"] and {kl["a"], kl["b"]} == {"oracle", "model"}]
 
 
-def pareto_figure(df: pd.DataFrame, x: str, y: str, size: str | None = None) -> Figure:
-    """Forget metric ``x`` vs ``y`` of one sweep (one facet combination): every configuration ×
-    epoch, each method's front as a step line (the boundary of the region it dominates), the target
-    and the oracle marked. With ``size``, each marker's area grows linearly with that metric (the
-    legend states its range)."""
-    title = _problem(df)
-    fig = Figure(figsize=(7.5, 5.5), layout="constrained")
-    ax = fig.add_subplot()
-    objectives = {x: _directions(df)[x], y: _directions(df)[y]}
-    points = configurations(ok_trials(df)).dropna(subset=[x, y])
-    size = size if size and size in points else None
-    area = _areas(points, df, size) if size else None
-    for k, (method, group) in enumerate(points.groupby("method", sort=True)):
-        color, marker = _color(k), _MARKERS[k % len(_MARKERS)]
-        if size:
-            ax.errorbar(group[x], group[y], xerr=_spread(group, x), yerr=_spread(group, y), fmt="none",
-                        color=color, alpha=0.5, capsize=2, linewidth=0.8)
-            ax.scatter(group[x], group[y], s=area(group[size]), marker=marker, color=color, alpha=0.6,
-                       edgecolors="black", linewidths=0.4, label=_text(method))
-        else:
-            ax.errorbar(group[x], group[y], xerr=_spread(group, x), yerr=_spread(group, y), fmt=marker,
-                        color=color, alpha=0.75, markersize=5, capsize=2, linewidth=0.8, label=_text(method))
-        front = pareto_front(group, objectives)
-        front = front.iloc[np.lexsort(scores(front, objectives).T[::-1])]
-        ax.plot(front[x], front[y], drawstyle="steps-post", color=color, linewidth=1.8, label=_text(f"_front {method}"))
-    _mark_references(ax, df, x, y)
-    if size:
-        values = points[size].dropna()
-        ax.add_line(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", markeredgecolor="gray",
-                           label=_text(f"marker area ∝ {_with_scale(df, size)}: "
-                                       f"{_fmt(values.min())} to {_fmt(values.max())}")))
-    if not len(points):
-        ax.text(0.5, 0.5, "no finished trial has both metrics", ha="center", transform=ax.transAxes)
-    ax.set_xlabel(_axis_label(df, x, objectives[x]))
-    ax.set_ylabel(_axis_label(df, y, objectives[y]))
-    ax.set_title(_text(f"{title}: {y} vs {x}" + (f" (size: {size})" if size else "")), fontsize=10)
-    ax.grid(alpha=0.3)
-    _legend(ax, 8)
-    return fig
-
-
 def trajectory_figure(df: pd.DataFrame, metrics=None) -> Figure:
     """Each method's configurations over epochs (one column per method, one row per metric; by
     default the benchmark's declared trajectories)."""
-    title = _problem(df)
+    title = problem(df)
     metrics = declaration(df)["trajectories"] if metrics is None else metrics
     metrics = [m for m in metrics if m in df]
     points = configurations(ok_trials(df))
@@ -162,7 +115,7 @@ def trajectory_figure(df: pd.DataFrame, metrics=None) -> Figure:
                 _line(ax, config, metric, target, color=_color(k), label=_text(label))
             if oracle is not None and pd.notna(oracle.get(metric)):
                 ax.axhline(oracle[metric], color="green", linestyle="--", linewidth=1, label="oracle")
-            ax.set_title(_text(f"{method}: {_with_scale(df, metric)}"), fontsize=8)
+            ax.set_title(_text(f"{method}: {with_scale(df, metric)}"), fontsize=8)
             ax.grid(alpha=0.3)
         axes[-1, col].set_xlabel("epoch (0 = target)")
         axes[-1, col].xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -176,7 +129,7 @@ def trajectory_figure(df: pd.DataFrame, metrics=None) -> Figure:
 def softlabel_kl_figure(df: pd.DataFrame) -> Figure:
     """(a) Mean KL between each soft label and the oracle: at the start (built from the target) and,
     for a label built from the model being unlearned (Unilogit), over its finished trials' epochs."""
-    title = _problem(df)
+    title = problem(df)
     lookup = _kl_lookup(df, softlabel=True)
     tokens_sets = _token_sets(lookup)
     fig = Figure(figsize=(5.5 * max(1, len(tokens_sets)), 4.4), layout="constrained")
@@ -216,7 +169,7 @@ def softlabel_kl_progress_figure(df: pd.DataFrame) -> Figure:
     """(b) Soft-label KL to the oracle over epochs: per configuration of the method that builds its
     labels from the model being unlearned (Unilogit); labels built once from the target (UnDIAL, per γ:
     every trial records the target's value) as constant lines."""
-    title = _problem(df)
+    title = problem(df)
     lookup = _kl_lookup(df, softlabel=True)
     target, points = reference_row(df, "target"), configurations(ok_trials(df))
     fig, axes = _kl_grid("soft label", _token_sets(lookup), title)
@@ -246,7 +199,7 @@ def softlabel_kl_progress_figure(df: pd.DataFrame) -> Figure:
 def model_kl_figure(df: pd.DataFrame) -> Figure:
     """(c) KL between the unlearned model and the oracle over epochs, every configuration coloured
     by method; the target (before unlearning) as the dashed baseline."""
-    title = _problem(df)
+    title = problem(df)
     lookup = _kl_lookup(df, softlabel=False)
     lookup = {key: metric for key, metric in lookup.items() if {key[0], key[1]} == {"oracle", "model"}}
     tokens_sets = _token_sets(lookup)
@@ -315,23 +268,6 @@ def _line(ax, config: pd.DataFrame, metric: str, target, color, label) -> None:
         ax.fill_between(epochs, values - spread, values + spread, color=color, alpha=0.15, linewidth=0)
 
 
-def _mark_references(ax, df: pd.DataFrame, x: str, y: str) -> None:
-    for role, marker, color in (("target", "*", "black"), ("oracle", "P", "green")):
-        row = reference_row(df, role)
-        if row is None or pd.isna(row.get(x)) or pd.isna(row.get(y)):
-            continue
-        ax.errorbar([row[x]], [row[y]], xerr=[row.get(f"{x}_stderr", np.nan)], yerr=[row.get(f"{y}_stderr", np.nan)],
-                    fmt=marker, color=color, markersize=13, capsize=2, linewidth=0.8,
-                    label="target (before unlearning)" if role == "target" else "oracle (retrained)")
-
-
-def _spread(group: pd.DataFrame, metric: str) -> np.ndarray:
-    """Std over seeds and unlearning targets where a configuration has several (a paper's mean ± std
-    over targets), else the evaluation's standard error."""
-    std = group.get(f"{metric}_std", pd.Series(np.nan, index=group.index))
-    stderr = group.get(f"{metric}_stderr", pd.Series(np.nan, index=group.index))
-    several = (group["n_seeds"] > 1) | (group.get("n_subjects", pd.Series(1, index=group.index)) > 1)
-    return np.where(several, std, stderr).astype(float)
 
 
 def _config_labels(points: pd.DataFrame, hyperparameters: list[str]) -> pd.Series:
@@ -347,33 +283,16 @@ def _short(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _axis_label(df: pd.DataFrame, metric: str, direction) -> str:
-    better = {"min": "lower is better", "max": "higher is better"}.get(direction, f"best at {direction}")
-    return _text(f"{_with_scale(df, metric)} ({better})")
 
 
-def _with_scale(df: pd.DataFrame, metric: str) -> str:
+def with_scale(df: pd.DataFrame, metric: str) -> str:
     """The metric's name, with ``×100`` when the benchmark declares it on a paper's ×100 scale."""
     value = _scale(df, metric)
     return f"{metric} (×{_short(value)})" if value not in (None, 1) else metric
 
 
-def _areas(points: pd.DataFrame, df: pd.DataFrame, size: str):
-    """Marker area as a linear function of ``size`` over the plotted points (NaN: the smallest)."""
-    values = points[size].astype(float)
-    low, high = values.min(), values.max()
-
-    def area(column: pd.Series) -> np.ndarray:
-        column = column.astype(float)
-        if not np.isfinite(high - low) or high == low:
-            return np.where(column.notna(), np.mean(_AREA), _AREA[0])
-        return np.where(column.notna(), _AREA[0] + (column - low) / (high - low) * (_AREA[1] - _AREA[0]), _AREA[0])
-
-    return area
 
 
-def _fmt(value) -> str:
-    return "-" if pd.isna(value) else f"{float(value):.3g}"
 
 
 def _pretty(label: str) -> str:
@@ -395,7 +314,7 @@ def _color(k: int) -> str:
     return f"C{k % 10}"
 
 
-def _problem(df: pd.DataFrame) -> str:
+def problem(df: pd.DataFrame) -> str:
     """``sweep`` or ``sweep, facet=value``: a figure shows one sweep and one facet combination."""
     if df["sweep"].nunique() != 1:
         raise ValueError(f"figures show one sweep; got {df['sweep'].nunique()} (select one: df[df.sweep == name])")

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports import figures, summary
+from reports import figures, summary, svg, uncertainty
 from reports.record import ENVIRONMENT, OK, SPEC
-from reports.results import declaration, facet_groups, facet_label, load, metrics
+from reports.results import declaration, directions, facet_groups, facet_label, load, metrics
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1250px; padding: 0 16px; color: #222; }
@@ -67,9 +67,11 @@ _SCRIPT = """
 })();
 """
 _CAPTIONS = {
-    "front": "Each point: one configuration × epoch, seeds averaged; error bars: std over seeds (the evaluation's "
-             "standard error for a single seed). Step lines: each method's Pareto front. ★ target before unlearning, "
-             "✚ oracle (retrained without the forget set). Failed trials are not plotted.",
+    "front": "Each point: one configuration × epoch, seeds averaged; hover it for its configuration and its values "
+             "with their 95 % intervals. Error bars: the 95 % interval of a paired bootstrap over the probes (and "
+             "the seeds when there are several); ± 1.96 standard errors for a metric recorded without per-probe "
+             "scores. Step lines: each method's Pareto front. ★ target before unlearning, ✚ oracle (retrained "
+             "without the forget set). Failed trials are not plotted; a row of the trials table links to its point.",
     "trajectory": "Seed means over epochs (epoch 0 = the target); bands: ±std over seeds; dashed: the oracle.",
     "kl_a": "(a) KL between each distillation method's soft labels and the oracle's outputs, both directions. "
             "UnDIAL's labels are built from the target (fixed per γ); Unilogit's from the model being unlearned, "
@@ -146,12 +148,20 @@ def _summary_metrics(df: pd.DataFrame, declared: dict) -> list[str]:
 
 def _summary(df: pd.DataFrame, declared: dict) -> str:
     columns = _summary_metrics(df, declared)
-    picks, volumes = summary.select(df), summary.hypervolumes(df)
-    groups = facet_groups(df)
+    picks = summary.select(df)
+    pairs = summary.front_pairs(df)
+    volumes = [uncertainty.hypervolume_intervals(df, x, y) for x, y in pairs]
+    versus = [uncertainty.compare(df, x, y) for x, y in pairs]
+    selection = declared.get("selection") or {}
+    chosen = [m for m in (selection.get("forget"), selection.get("retain")) if m and m in df]
+    selected = uncertainty.compare_selected(df, picks, chosen) if chosen and len(picks) else pd.DataFrame()
     parts = [f"<p>{_e(summary.rule(declared))}</p><p>Hypervolume of each method's front (every finished "
              "configuration × epoch, seeds averaged) up to one reference point per figure shared by all methods: the "
-             "worst value of each metric over the finished trials, the target and the oracle. Higher is better.</p>"]
-    for values, group in groups:
+             "worst value of each metric over the finished trials, the target and the oracle. Higher is better. "
+             f"Brackets: 95 % intervals of a paired bootstrap over the probes ({_RESAMPLES} resamples; the seeds "
+             "resampled too when there are several). A verdict is stated only where the interval of a difference "
+             f"excludes zero; otherwise it reads “{uncertainty.INDISTINGUISHABLE}”.</p>"]
+    for values, group in facet_groups(df):
         label = facet_label(values)
         if label:
             parts.append(f"<h4>{_e(label)}</h4>")
@@ -167,16 +177,46 @@ def _summary(df: pd.DataFrame, declared: dict) -> str:
                          pick.get("n_seeds", math.nan), *[pick.get(m, math.nan) for m in columns]])
         parts.append(_grid(["method", "finished / all trials", "selected configuration", "seeds", *columns], rows)
                      if rows else "<p class=note>No trial.</p>")
-        own = volumes[volumes["facet"] == label] if len(volumes) else volumes
-        pairs = list(own.groupby(["x", "y"], sort=False)["reference"].first().items())
-        if not pairs:
+        parts.append(_versus(_facet(selected, label), "Selected configurations compared", "metric"))
+        own = [_facet(v, label) for v in volumes]
+        own = [(pair, v) for pair, v in zip(pairs, own) if len(v)]
+        if not own:
             parts.append("<p class=note>No declared front with both metrics recorded to compute a hypervolume on.</p>")
             continue
-        table = own.pivot_table(index="method", columns=["x", "y"], values="hypervolume", dropna=False, sort=False)
-        rows = [[method, *[table.loc[method].get(pair, math.nan) for pair, _ in pairs]] for method in table.index]
-        rows.append(["reference point (x, y)", *[f"({_fmt(ref[0])}, {_fmt(ref[1])})" for _, ref in pairs]])
-        parts.append(_grid(["method", *[f"hypervolume: {y} vs {x}" for (x, y), _ in pairs]], rows))
+        methods = sorted({m for _, v in own for m in v["method"]})
+        rows = [[method, *[_interval(v[v["method"] == method], "hypervolume") for _, v in own]] for method in methods]
+        rows.append(["reference point (x, y)",
+                     *[f"({_fmt(v['reference'].iloc[0][0])}, {_fmt(v['reference'].iloc[0][1])})" for _, v in own]])
+        parts.append(_grid(["method", *[f"hypervolume: {y} vs {x}" for (x, y), _ in own]], rows))
+        for (x, y), table in zip(pairs, versus):
+            parts.append(_versus(_facet(table, label), f"Fronts compared: hypervolume of {y} vs {x}", None))
     return "".join(parts)
+
+
+_RESAMPLES = 1000  # uncertainty's default
+
+
+def _facet(table: pd.DataFrame, label: str) -> pd.DataFrame:
+    return table[table["facet"] == label] if len(table) and "facet" in table else table.iloc[:0]
+
+
+def _versus(table: pd.DataFrame, title: str, by: str | None) -> str:
+    """Pairwise differences (a − b) with their intervals, the share of resamples a is ahead, the verdict."""
+    if table.empty:
+        return ""
+    rows = [[*([row[by]] if by else []), f"{row['a']} − {row['b']}", _interval(row, "difference"),
+             row["share_a_ahead"], row["verdict"]] for _, row in table.iterrows()]
+    header = [*([by] if by else []), "a − b", "difference [95 % interval]", "share of resamples a ahead", "verdict"]
+    return f"<h4>{_e(title)}</h4>" + _grid(header, rows)
+
+
+def _interval(row, name: str) -> tuple:
+    """A table cell of ``name`` with its interval (``<name>_lo``, ``<name>_hi``) from a row or a one-row frame."""
+    if isinstance(row, pd.DataFrame):
+        if row.empty:
+            return math.nan
+        row = row.iloc[0]
+    return Interval(row[name], row.get(f"{name}_lo", math.nan), row.get(f"{name}_hi", math.nan))
 
 
 def _figures(df: pd.DataFrame, declared: dict) -> str:
@@ -184,9 +224,8 @@ def _figures(df: pd.DataFrame, declared: dict) -> str:
     for values, group in facet_groups(df):
         label = facet_label(values)
         present = lambda m: bool(m) and m in group and group[m].notna().any()  # noqa: E731,B023
-        fronts = [(figures.pareto_figure(group, f["x"], f["y"], size=f["size"] if present(f["size"]) else None),
-                   f["size"] if present(f["size"]) else None)
-                  for f in declared["fronts"] if present(f["x"]) and present(f["y"])]
+        fronts = [_front(group, f["x"], f["y"], f["size"] if present(f["size"]) else None, f"f{i}-" if i else "")
+                  for i, f in enumerate(f for f in declared["fronts"] if present(f["x"]) and present(f["y"]))]
         made = []
         if any(present(m) for m in declared["trajectories"]):
             made.append((figures.trajectory_figure(group), "trajectory"))
@@ -201,9 +240,28 @@ def _figures(df: pd.DataFrame, declared: dict) -> str:
         if not fronts and not made:
             parts.append("<p class=note>No declared metric to plot.</p>")
             continue
-        parts.append("<div class=fronts>" + "".join(_figure(fig, "front", size) for fig, size in fronts) + "</div>"
+        parts.append("<div class=fronts>" + "".join(fronts) + "</div>"
                      + "".join(_figure(fig, kind) for fig, kind in made))
     return "".join(parts)
+
+
+def _front(group: pd.DataFrame, x: str, y: str, size: str | None, prefix: str) -> str:
+    """One declared front as inline SVG: every finished configuration × epoch with its intervals."""
+    wanted = [m for m in (x, y, size) if m]
+    pool = pd.concat([figures.ok_trials(group), group[group["role"].isin(["target", "oracle"])]])
+    table = uncertainty.intervals(pool, wanted)
+    points = svg.label_points(table[table["role"] == "trial"], _point_keys(group))
+    image = svg.front_svg(points, x, y, directions=directions(group), references=table[table["role"] != "trial"],
+                          size=size, title=f"{figures.problem(group)}: {y} vs {x}",
+                          labels={m: figures.with_scale(group, m) for m in wanted}, id_prefix=prefix)
+    caption = _CAPTIONS["front"] + (f" Marker area grows with {size} (legend: its range)." if size else "")
+    return svg.embed(image, caption)
+
+
+def _point_keys(df: pd.DataFrame) -> list[str]:
+    """What tells a figure's points apart, besides sweep, method and epoch: hyper-parameters and facets."""
+    facets = declaration(df, df["sweep"].iloc[0])["facets"] if len(df) else []
+    return [h for h in (*df.attrs.get("hyperparameters", []), *facets) if h != "seed" and h in df]
 
 
 def _figure(fig, kind: str, size: str | None = None) -> str:
@@ -241,14 +299,27 @@ def _table(rows: pd.DataFrame, columns: list[str], *, sortable: bool) -> str:
 def _grid(header: list[str], rows: list[list], classes: list[str] | None = None, *, sortable: bool = True) -> str:
     """A table; a cell is a value or (value, standard error). Headers may wrap after underscores."""
     head = "".join(f"<th>{_e(h).replace('_', '_<wbr>')}</th>" for h in header)
-    body = "".join(f"<tr class='{_e(cls)}'>" + "".join(_cell(*c) if isinstance(c, tuple) else _cell(c) for c in row)
+    body = "".join(f"<tr class='{_e(cls)}'>" + "".join(_cell(*c) if type(c) is tuple else _cell(c) for c in row)
                    + "</tr>" for row, cls in zip(rows, classes or [""] * len(rows)))
     kind = " class=sortable" if sortable else ""
     return f"<div class=scroll><table{kind}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
+class Interval(tuple):
+    """A value with its interval, shown as ``value [lo, hi]`` and sorted by the value."""
+
+    def __new__(cls, value, lo, hi):
+        return super().__new__(cls, (value, lo, hi))
+
+
 def _cell(value, stderr=None) -> str:
     """A table cell; a number carries its raw value (``data-v``, for sorting) and its standard error."""
+    if isinstance(value, Interval):
+        number, lo, hi = (float(v) if isinstance(v, numbers.Real) else math.nan for v in value)
+        if math.isnan(number):
+            return "<td class=num></td>"
+        ends = "" if math.isnan(lo) or math.isnan(hi) else f" [{_fmt(lo)}, {_fmt(hi)}]"
+        return f"<td class=num data-v='{json.dumps(number)}'>{_e(_fmt(number) + ends)}</td>"
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         if math.isnan(value):
             return "<td class=num></td>"

@@ -148,6 +148,15 @@ def hypervolumes(df: pd.DataFrame, fronts=None) -> pd.DataFrame:
     return pd.DataFrame(out, columns=None if out else columns)
 
 
+def front_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The declared fronts ``(x, y)`` of the sweeps in ``df`` whose two metrics have a direction and
+    a value in some trial row (what a hypervolume can be computed on)."""
+    known, trials = directions(df), df[df["role"] == "trial"]
+    pairs = _pairs([f for sweep in sorted(df["sweep"].dropna().unique()) for f in declaration(df, sweep)["fronts"]])
+    return [(x, y) for x, y in pairs
+            if all(m in known and m in trials and trials[m].notna().any() for m in (x, y))]
+
+
 def _pairs(fronts) -> list[tuple[str, str]]:
     pairs = []
     for front in fronts:

@@ -12,11 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.collections import PathCollection
 from matplotlib.container import BarContainer
 
 import reports
-from helpers.report_sweeps import DEFAULT_TRIALS, FORGET, GAMMAS, RETAIN, UTILITY, declaration, make_sweep
+from helpers.report_sweeps import (
+    DEFAULT_TRIALS,
+    FORGET,
+    FRONT_SVG,
+    GAMMAS,
+    RETAIN,
+    UTILITY,
+    declaration,
+    make_sweep,
+)
 from reports import figures, summary
 from reports.pareto import configurations, reference_point
 from reports.results import facet_groups
@@ -312,59 +320,54 @@ def test_facets_are_separate_problems_for_selection_and_hypervolume(faceted):
     assert volumes.loc["forget_size=2", "hypervolume"] == pytest.approx((0.8 - 0.4) * (0.9 - 0.5))
 
 
+def _front_svg(df, x, y, size=None):
+    """The report's front figure of ``df`` (one facet combination), parsed."""
+    import xml.etree.ElementTree as ET
+
+    from reports import html
+
+    text = html._front(df, x, y, size, "")
+    return ET.fromstring(text[text.index("<svg"):text.index("</svg>") + 6])
+
+
+def _texts(root) -> list[str]:
+    return ["".join(e.itertext()) for e in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+def _titles(root, role: str) -> list[str]:
+    return ["".join(t.itertext()) for e in root.iter() if e.get("class") == role
+            for t in e.iter("{http://www.w3.org/2000/svg}title")]
+
+
 def test_facets_split_the_figures(faceted):
     groups = facet_groups(faceted)
     assert [values for values, _ in groups] == [{"forget_size": 1}, {"forget_size": 2}]
     assert all(set(group["forget_size"]) == {values["forget_size"]} for values, group in groups)
     assert all(sorted(group.loc[group["role"] != "trial", "role"]) == ["oracle", "target"] for _, group in groups)
     for values, group in groups:
-        ax = figures.pareto_figure(group, FORGET, RETAIN).axes[0]
-        assert f"forget_size={values['forget_size']}" in ax.get_title()
-        oracle = next(c for c in ax.containers if c.get_label() == "oracle (retrained)")
-        assert oracle.lines[0].get_xdata()[0] == {1: 0.1, 2: 0.5}[values["forget_size"]]
+        root = _front_svg(group, FORGET, RETAIN)
+        assert any(f"forget_size={values['forget_size']}" in t for t in _texts(root))
+        oracle = group[group["role"] == "oracle"].iloc[0]
+        assert any(f"{FORGET} = {oracle[FORGET]:.4g}" in t for t in _titles(root, "ref"))
         assert "forget_size=" in figures.trajectory_figure(group).get_suptitle()
     with pytest.raises(ValueError, match="facet"):
-        figures.pareto_figure(faceted, FORGET, RETAIN)
+        figures.problem(faceted)
 
 
 def test_front_figure_draws_each_methods_front_and_the_references(sweep):
     df = reports.load(sweep)
     front_decl = reports.declaration(df)["fronts"][0]
     x, y = front_decl["x"], front_decl["y"]
-    fig = figures.pareto_figure(df, x, y)
-    ax = fig.axes[0]
-    points = configurations(figures.ok_trials(df))
-    for method in ("undial", "unilogit"):
-        line = next(line for line in ax.lines if line.get_label() == f"_front {method}")
-        front = reports.pareto_front(points[points["method"] == method], {x: "min", y: "max"}).sort_values(x)
-        np.testing.assert_allclose(line.get_xdata(), front[x])
-        np.testing.assert_allclose(line.get_ydata(), front[y])
-        assert line.get_drawstyle() == "steps-post" and len(front) >= 1
-    labels = ax.get_legend_handles_labels()[1]
-    assert {"undial", "unilogit", "target (before unlearning)", "oracle (retrained)"} <= set(labels)
-    assert not any("marker area" in label for label in labels)
-    assert "×100" not in ax.get_xlabel() + ax.get_ylabel()
-    assert "×100" in figures.pareto_figure(df, x, "privleak").axes[0].get_ylabel()  # declared on the ×100 scale
-
-
-def test_front_figure_sizes_markers_by_a_third_metric(sweep):
-    df = reports.load(sweep)
-    ax = figures.pareto_figure(df, FORGET, RETAIN, size=UTILITY).axes[0]
-    points = configurations(figures.ok_trials(df))
-    areas, sizes = [], []
-    for method in ("undial", "unilogit"):
-        scatter = next(c for c in ax.collections if isinstance(c, PathCollection) and c.get_label() == method)
-        mine = points[points["method"] == method]
-        for (x, y), area in zip(scatter.get_offsets(), scatter.get_sizes()):
-            match = mine[np.isclose(mine[FORGET], x) & np.isclose(mine[RETAIN], y)]
-            sizes.append(match[UTILITY].iloc[0])
-            areas.append(area)
-    areas, sizes = np.array(areas), np.array(sizes)
-    assert len(areas) == len(points) and np.ptp(areas) > 0
-    # area is an increasing linear function of the size metric
-    np.testing.assert_allclose((areas - areas.min()) / np.ptp(areas), (sizes - sizes.min()) / np.ptp(sizes))
-    labels = ax.get_legend_handles_labels()[1]
-    assert any(label.startswith(f"marker area ∝ {UTILITY}") for label in labels)
+    root = _front_svg(df, x, y)
+    lines = root.iter("{http://www.w3.org/2000/svg}polyline")
+    fronts = {e.get("data-method") for e in lines if e.get("class") == "front"}
+    assert fronts == {"undial", "unilogit"}
+    points = configurations(figures.ok_trials(df)).dropna(subset=[x, y])
+    assert len([e for e in root.iter() if e.get("class") == "point"]) == len(points)
+    references = " ".join(_titles(root, "ref"))
+    assert "target" in references and "oracle" in references
+    assert "×100" not in " ".join(_texts(root))
+    assert any("×100" in t for t in _texts(_front_svg(df, x, "privleak")))  # declared on the ×100 scale
 
 
 def test_kl_names_follow_the_convention():
@@ -453,9 +456,10 @@ def test_a_record_without_a_declaration_still_reports(tmp_path):
 def test_figures_tolerate_missing_metrics_and_no_finished_trial(tmp_path):
     sweep = make_sweep(tmp_path, trials=[{"method": "unilogit", "lr": 1e-3, "seed": 0, "fail": "no-result"}])
     df = reports.load(sweep)
-    for fig in (figures.pareto_figure(df, FORGET, RETAIN, size=UTILITY), figures.trajectory_figure(df),
-                figures.softlabel_kl_figure(df), figures.softlabel_kl_progress_figure(df), figures.model_kl_figure(df)):
+    for fig in (figures.trajectory_figure(df), figures.softlabel_kl_figure(df),
+                figures.softlabel_kl_progress_figure(df), figures.model_kl_figure(df)):
         assert fig.axes
+    assert not [e for e in _front_svg(df, FORGET, RETAIN, size=UTILITY).iter() if e.get("class") == "point"]
     assert summary.select(df)["note"].str.contains("no finished configuration").all()
     with pytest.raises(ValueError, match="one sweep"):
         figures.trajectory_figure(pd.concat([df, df.assign(sweep="other")]))
@@ -500,7 +504,8 @@ def test_cli_writes_one_report_of_several_sweeps(sweep, tmp_path, capsys):
     assert "2 sweep(s), 11 trial(s), 5 not finished" in capsys.readouterr().out
     text = out.read_text()
     assert "Sweep tiny" in text and "Sweep second" in text
-    assert text.count("data:image/png;base64,") == 2 * 7  # the second: references only, "no finished trial"
+    assert text.count("data:image/png;base64,") == 2 * 4  # trajectories and KL (a)-(c); the second sweep:
+    assert text.count(FRONT_SVG) == 2 * 3  # references only, "no finished trial"
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no sweep results"):
         cli.main(["report", str(tmp_path / "empty"), "-o", str(out)])

@@ -16,7 +16,7 @@ from PIL import Image
 import reports
 from helpers import browser
 from helpers.browser import chromium  # noqa: F401  (the browser fixture)
-from helpers.report_sweeps import DEFAULT_TRIALS, FORGET, RETAIN, UTILITY, declaration, make_sweep
+from helpers.report_sweeps import DEFAULT_TRIALS, FORGET, FRONT_SVG, RETAIN, UTILITY, declaration, make_sweep
 
 pytestmark = [pytest.mark.browser]
 
@@ -151,12 +151,12 @@ def test_summary_columns_and_fronts_come_from_the_declaration(tmp_path):
                              FORGET, RETAIN, UTILITY, *privacy]  # forget, retain, floors, then privacy
     volumes = next(t for t in tables if any(h.startswith("hypervolume") for h in t))
     assert volumes[1:] == [f"hypervolume: {f['y']} vs {f['x']}" for f in declaration()["fronts"]]
-    assert text.count("alt='front figure'") == len(declaration()["fronts"])
+    assert text.count(FRONT_SVG) == len(declaration()["fronts"])
     one_front = declaration(fronts=[{"x": FORGET, "y": RETAIN, "size": UTILITY}], selection=None)
     text = reports.render(reports.load(make_sweep(tmp_path, "one-front", benchmark=one_front)))
     tables, _ = _headers(text)
     assert next(t for t in tables if "selected configuration" in t)[4:] == privacy
-    assert text.count("alt='front figure'") == 1 and f"Marker area grows with {UTILITY}" in text
+    assert text.count(FRONT_SVG) == 1 and f"Marker area grows with {UTILITY}" in text
     assert "declares no selection rule" in text
 
 
@@ -167,7 +167,7 @@ def test_facets_get_their_own_subsections(tmp_path):
     tables, h4 = _headers(text)
     assert h4 == ["forget_size=1", "forget_size=2"] * 2  # the summary's, then the figures'
     assert sum("selected configuration" in t for t in tables) == 2
-    assert text.count("data:image/png;base64,") == 2 * 7  # per facet: 3 fronts, trajectories, KL (a), (b), (c)
-    assert text.count("alt='front figure'") == 2 * 3
+    assert text.count("data:image/png;base64,") == 2 * 4  # per facet: trajectories, KL (a), (b), (c)
+    assert text.count(FRONT_SVG) == 2 * 3  # and its 3 fronts
     reference = next(t for t in tables if t[0] == "role")  # the reference rows show their facet
     assert reference[:2] == ["role", "forget_size"] and FORGET in reference

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from helpers.browser import check_opens, chromium  # noqa: F401  (the browser fixture)
+from helpers.report_sweeps import FRONT_SVG
 from reports.record import read_rows
 from sweeps import spec as specs
 
@@ -117,7 +118,7 @@ def _check_report(df, text: str, fronts: int, *, kl: bool) -> None:
     summary = text[text.index("<h3>Summary</h3>"):text.index("<h3>Reference models</h3>")]
     assert "rule not applicable" not in summary
     assert re.search(r"\(epoch \d+; trials|no finished configuration", summary), summary[:2000]
-    assert text.count("alt='front figure'") == fronts
+    assert text.count(FRONT_SVG) == fronts
     assert text.count("alt='trajectory figure'") >= 1
     assert (text.count("alt='kl_c figure'") >= 1) == kl
     assert not df[df["role"] == "trial"].empty

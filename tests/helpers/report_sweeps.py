@@ -14,6 +14,7 @@ import numpy as np
 GAMMAS = (3, 10, 30)
 FINAL_ONLY = ("forget_verbmem_rouge_l_f1", "mia_min_k_auc", "privleak")
 HEX = {"unilogit": "95357", "undial": "337b1"}
+FRONT_SVG = '<svg xmlns="http://www.w3.org/2000/svg" class="front"'  # how a front figure starts in a report
 FORGET, RETAIN, UTILITY = "forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", "utility_qa_rouge_l_recall"
 DECLARED = object()  # make_sweep's default: the synthetic declaration below
 
