@@ -124,8 +124,9 @@ def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
              _table(df[df["role"].isin(["target", "oracle"])], ["role", *labels, *metrics(df)], sortable=False),
              "<h3>Figures</h3>", _figures(df, declared), "<h3>All trials</h3>",
              "<p class=note>One row per trial: its last evaluated epoch (the final one for finished trials). "
-             "Click a header to sort; hover a value for its standard error.</p>",
-             _table(trials, _trial_columns(df, trials), sortable=True),
+             "Click a header to sort; hover a value for its standard error; ◉ shows the trial's point on the first "
+             "front.</p>",
+             _table(_with_points(trials, df), ["point", *_trial_columns(df, trials)], sortable=True),
              "<h3>Failed trials</h3>", _failed(trials), "<h3>Spec and environment</h3>",
              _details(SPEC, record.get("spec") or f"(no {SPEC} recorded)"),
              _details(ENVIRONMENT, json.dumps(record["environment"], indent=2) if record.get("environment")
@@ -258,6 +259,14 @@ def _front(group: pd.DataFrame, x: str, y: str, size: str | None, prefix: str) -
     return svg.embed(image, caption)
 
 
+def _with_points(trials: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """The trials with a ``point`` cell linking a finished one to its point on the first front."""
+    keys = _point_keys(df)
+    links = [Link("◉", "#" + svg.config_id(row, keys)) if row.get("status") == OK else ""
+             for _, row in trials.iterrows()]
+    return trials.assign(point=links) if len(trials) else trials.assign(point=pd.Series(dtype=object))
+
+
 def _point_keys(df: pd.DataFrame) -> list[str]:
     """What tells a figure's points apart, besides sweep, method and epoch: hyper-parameters and facets."""
     facets = declaration(df, df["sweep"].iloc[0])["facets"] if len(df) else []
@@ -305,6 +314,13 @@ def _grid(header: list[str], rows: list[list], classes: list[str] | None = None,
     return f"<div class=scroll><table{kind}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
+class Link(tuple):
+    """A table cell linking to an anchor of the page."""
+
+    def __new__(cls, text, href):
+        return super().__new__(cls, (text, href))
+
+
 class Interval(tuple):
     """A value with its interval, shown as ``value [lo, hi]`` and sorted by the value."""
 
@@ -314,6 +330,8 @@ class Interval(tuple):
 
 def _cell(value, stderr=None) -> str:
     """A table cell; a number carries its raw value (``data-v``, for sorting) and its standard error."""
+    if isinstance(value, Link):
+        return f"<td><a href='{_e(value[1])}'>{_e(value[0])}</a></td>"
     if isinstance(value, Interval):
         number, lo, hi = (float(v) if isinstance(v, numbers.Real) else math.nan for v in value)
         if math.isnan(number):

@@ -171,3 +171,21 @@ def test_facets_get_their_own_subsections(tmp_path):
     assert text.count(FRONT_SVG) == 2 * 3  # and its 3 fronts
     reference = next(t for t in tables if t[0] == "role")  # the reference rows show their facet
     assert reference[:2] == ["role", "forget_size"] and FORGET in reference
+
+
+def test_intervals_verdicts_and_links_to_points(tmp_path):
+    """With per-probe scores the report gives every hypervolume an interval, states a pairwise verdict
+    for each front, and every trial row's ◉ links to a point drawn on the first front."""
+    import re
+
+    text = reports.render(reports.load(make_sweep(tmp_path, "probed")))
+    assert "Fronts compared: hypervolume of" in text and "Selected configurations compared" in text
+    tables, _ = _headers(text)
+    volumes = next(t for t in tables if any(h.startswith("hypervolume") for h in t))
+    assert len(volumes) == 1 + len(declaration()["fronts"])
+    assert re.search(r"<td class=num data-v='[^']+'>[0-9.e-]+ \[[0-9.e-]+, [0-9.e-]+\]</td>", text)
+    verdicts = re.findall(r"<td>(undial ahead|unilogit ahead|indistinguishable at this size)</td>", text)
+    assert len(verdicts) >= len(declaration()["fronts"])
+    links = re.findall(r"<a href='#(pt-[^']+)'>◉</a>", text)
+    finished = sum(1 for t in DEFAULT_TRIALS if "fail" not in t)
+    assert len(links) == finished and all(f'id="{link}"' in text for link in links)

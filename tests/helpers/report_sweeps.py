@@ -82,7 +82,12 @@ def metric_values(strength: float, rng, final: bool = True) -> dict:
         else:
             value = 0.95 - 0.5 * strength + 0.05 * rng.random()
         out[name], out[f"{name}_stderr"] = value, 0.01 + 0.02 * rng.random()
+        if not name.startswith(("softlabel_kl", "kl_", "privleak", "mia_")):  # per-probe scores, their mean the value
+            out[f"{name}_probes"] = [value + d for d in PROBE_OFFSETS]
     return out
+
+
+PROBE_OFFSETS = (-0.06, 0.06, -0.03, 0.03, -0.02, 0.02, 0.0, 0.0)  # 8 probes around each value
 
 
 DEFAULT_TRIALS = (
@@ -99,6 +104,7 @@ _RESERVED = ("method", "fail", "drop", "method_name", "error", "values")
 def _apply(row: dict, overrides: dict) -> dict:
     """``overrides`` on ``row``; a value of ``None`` removes the metric (and its standard error)."""
     for key, value in overrides.items():
+        row.pop(f"{key}_probes", None)
         if value is None:
             row.pop(key, None)
             row.pop(f"{key}_stderr", None)
