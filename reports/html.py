@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports import figures, summary, svg, uncertainty
+from reports import claims, figures, summary, svg, uncertainty
 from reports.record import ENVIRONMENT, OK, SPEC
 from reports.results import declaration, directions, facet_groups, facet_label, load, metrics
 
@@ -120,7 +120,7 @@ def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
              f"<p>{_e(record.get('path', ''))} — {len(trials)} trial(s): "
              + (_e(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))) or "none") + "</p>",
              f"<p class=note>{_e(about)}</p>" if about else "",
-             "<h3>Summary</h3>", _summary(df, declared), "<h3>Reference models</h3>",
+             "<h3>Summary</h3>", _summary(df, declared), _claims(df), "<h3>Reference models</h3>",
              _table(df[df["role"].isin(["target", "oracle"])], ["role", *labels, *metrics(df)], sortable=False),
              "<h3>Figures</h3>", _figures(df, declared), "<h3>All trials</h3>",
              "<p class=note>One row per trial: its last evaluated epoch (the final one for finished trials). "
@@ -192,6 +192,21 @@ def _summary(df: pd.DataFrame, declared: dict) -> str:
         for (x, y), table in zip(pairs, versus):
             parts.append(_versus(_facet(table, label), f"Fronts compared: hypervolume of {y} vs {x}", None))
     return "".join(parts)
+
+
+def _claims(df: pd.DataFrame) -> str:
+    """The seed paper's claims checked on this sweep (``reports.claims``), when it ran Unilogit and a rival."""
+    table = claims.check(df)
+    if table.empty:
+        return ""
+    rows = [[row["claim"], row["comparison"], _interval(row, "difference"), row["verdict"]]
+            for _, row in table.iterrows()]
+    return ("<h3>Did the seed paper's claims hold?</h3><p class=note>Unilogit (ACL 2025) claims a better "
+            "forget-vs-retain front than NPO and UnDIAL, soft labels closer to the oracle than UnDIAL's, and "
+            "unlearned models closer to the oracle. Each row is computed from this sweep's results; a claim "
+            "holds or fails here only where the "
+            "95 % interval of the difference excludes zero.</p>"
+            + _grid(["claim", "comparison", "difference [95 % interval]", "verdict"], rows, sortable=False))
 
 
 _RESAMPLES = 1000  # uncertainty's default

@@ -215,8 +215,8 @@ def _trial(trial: Trial, sweep: str) -> tuple[dict, list[dict]]:
             "status": trial.state, "error": trial.error}
     rows = []
     for result in trial.rows or [{}]:
-        logged = {("lr_current" if key == "lr" else key): _scalar(value) for key, value in result.items()
-                  if key not in _DROPPED}
+        logged = {("lr_current" if key == "lr" else key): value if key.endswith(PROBES) else _scalar(value)
+                  for key, value in result.items() if key not in _DROPPED}
         rows.append({**logged, **params, **base})
     return params, rows
 
