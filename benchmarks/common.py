@@ -17,7 +17,7 @@ from benchmarks import inference, metrics
 from unlearn.cachedir import atomic_dir, complete  # noqa: F401  (re-exported: the one cache writer)
 from unlearn.validate import check, check_int, is_number
 
-PARTS = ("generation", "verbmem", "mia", "kl", "utility")  # a benchmark ignores parts it has not
+PARTS = ("generation", "likelihood", "verbmem", "mia", "kl", "utility")  # a benchmark ignores parts it has not
 DEFAULT_SOFTLABEL_GAMMAS = (10.0,)  # UnDIAL's default γ, when a sweep does not search over it
 
 

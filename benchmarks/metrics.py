@@ -3,6 +3,8 @@
 ROUGE-L F = 2PR/(P+R) with P = LCS/|pred|, R = LCS/|ref|; Min-K% = -mean(lowest ⌊k·n⌋ log p);
 Min-K%++ z_t = (log p(x_t) - μ_t)/σ_t; PrivLeak = (AUC - AUC_retrain)/AUC_retrain × 100;
 KL(p‖q) = Σ_v p(v)(log p(v) - log q(v)), averaged over token positions.
+Answer probability = exp(mean token log p); multiple choice: the option with the highest score
+(summed or mean token log p) is the answer, p(right) = softmax of the option scores at the right one.
 
 Every function is pure: strings, numbers, sequences or tensors in; Python floats / dicts out
 (`token_logprob_moments` returns tensors because its output feeds `min_k_plus_plus_score`).
@@ -386,6 +388,44 @@ def kl_from_logprobs(
         if (value.logsumexp(dim=-1).abs() > 1e-2).any():
             raise ValueError(f"{name} must hold normalised log-probabilities (use kl() for logits)")
     return _masked_token_mean(kl_per_token(log_p, log_q), mask)
+
+
+# --------------------------------------------------------------------------------------------
+# Answer probabilities and multiple choice
+# --------------------------------------------------------------------------------------------
+
+
+def answer_probability(token_logprobs: ArrayLike) -> float:
+    """exp(mean token log-prob) of an answer: the geometric mean of its per-token probabilities,
+    in (0, 1], comparable between answers of different lengths."""
+    return float(_as_1d(token_logprobs, "token_logprobs").mean().exp())
+
+
+def choice_probabilities(scores: ArrayLike) -> list[float]:
+    """The softmax of per-choice log-scores, p_i = exp(s_i) / Σ_j exp(s_j): each choice's
+    probability when the choices are the only possible answers."""
+    return torch.softmax(_as_1d(scores, "scores"), dim=0).tolist()
+
+
+def multiple_choice(choice_logprobs: Sequence[ArrayLike], answer: int, *,
+                    length_normalised: bool) -> tuple[float, float]:
+    """(correct, p_answer) of one question from each choice's per-token log-probs.
+
+    A choice's score is the sum of its token log-probs (log p(choice | question)) or, with
+    ``length_normalised``, their mean; the predicted choice has the highest score (the first on
+    ties) and ``correct`` is 1.0 when it is ``answer``, else 0.0; ``p_answer`` is
+    ``choice_probabilities(scores)[answer]``.
+    """
+    if len(choice_logprobs) < 2:
+        raise ValueError(f"a question needs at least 2 choices, got {len(choice_logprobs)}")
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Integral) or not 0 <= answer < len(choice_logprobs):
+        raise ValueError(f"answer must be an index in [0, {len(choice_logprobs)}), got {answer!r}")
+    scores = []
+    for i, lp in enumerate(choice_logprobs):
+        values = _as_1d(lp, f"choice_logprobs[{i}]")
+        scores.append(float(values.mean() if length_normalised else values.sum()))
+    predicted = max(range(len(scores)), key=scores.__getitem__)
+    return float(predicted == answer), choice_probabilities(scores)[answer]
 
 
 # --------------------------------------------------------------------------------------------

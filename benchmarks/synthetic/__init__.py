@@ -35,6 +35,17 @@ def _metrics(gammas) -> tuple[Metric, ...]:
                              ("neighbor_fb", "neighbour", "neighbour fill-in-the-blank"),
                              ("neighbor_qa", "neighbour", "neighbour QA"),
                              ("utility_qa", "utility", "general-knowledge QA"))]
+    m += [Metric(f"{g}_answer_prob", direction, role, f"exp(mean token log-prob) of the {d} reference answers, "
+                 "teacher-forced")
+          for g, direction, role, d in (("forget_qa", "min", "forget", "forget QA (trained forms)"),
+                                        ("forget_qa_paraphrase", "min", "forget", "paraphrased forget QA"),
+                                        ("retain_qa", "max", "retain", "retain QA"),
+                                        ("retain_qa_paraphrase", "max", "retain", "paraphrased retain QA"),
+                                        ("neighbor_qa", "max", "neighbour", "neighbour QA"))]
+    m.append(Metric("utility_mc_accuracy", "max", "utility",
+                    "general-knowledge multiple-choice accuracy (highest summed option log-prob of 4)"))
+    m.append(Metric("utility_mc_prob", "max", "utility",
+                    "probability of the right option among the 4 (softmax of the option scores)"))
     m.append(Metric("mia_min_k_auc", 0.5, "privacy", "Min-K% (k=0.4) AUC, holdout = member-like vs forget"))
     m.append(Metric("privleak", 0.0, "privacy", "(AUC − AUC_oracle) / AUC_oracle × 100", scale=100))
     for tokens in ("forget", "forget_facts", "retain"):
@@ -52,8 +63,10 @@ DECLARED = Declaration(
     needs_oracle=True, can_prepare=True,
     fronts=(Front("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall"),
             Front("forget_verbmem_rouge_l_f1", "utility_qa_rouge_l_recall"),
-            Front("forget_all_rouge_l_recall", "neighbor_qa_rouge_l_recall")),
-    trajectories=("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", "utility_qa_rouge_l_recall"),
+            Front("forget_all_rouge_l_recall", "neighbor_qa_rouge_l_recall"),
+            Front("forget_qa_answer_prob", "retain_qa_answer_prob")),
+    trajectories=("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", "utility_qa_rouge_l_recall",
+                  "utility_mc_accuracy"),
     selection=Selection("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", oracle_tolerance=0.05,
                         floors={"retain_qa_rouge_l_recall": 0.5, "utility_qa_rouge_l_recall": 0.5}),
     forget_qa=True)

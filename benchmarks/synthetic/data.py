@@ -7,6 +7,7 @@ from pathlib import Path
 
 from benchmarks import layouts
 from benchmarks.common import qa_example
+from benchmarks.synthetic.templates import UTILITY_MC
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class SyntheticData:
     probes: dict  # probe group -> [Probe]
     verbatim: list  # [{"prompt", "gt"}]
     mia: dict  # forget / retain / holdout -> [text]
+    utility_mc: tuple = ()  # general-knowledge multiple choice: ({"question", "choices", "answer"}, ...)
 
     def _qa_examples(self, *splits: str) -> list[dict]:
         return [qa_example(r["question"], r["answer"], self.chat) for s in splits for r in self.qa[s]]
@@ -91,4 +93,7 @@ def read(root: str | Path, chat: bool) -> SyntheticData:
         "utility_qa": [Probe(r["question"], r["answers"][0], "general") for r in rwku("utility_factuality")],
     }
     mia = {s: [r["text"] for r in muse("privleak", s)] for s in ("forget", "retain", "holdout")}
-    return SyntheticData(root, chat, texts, qa, probes, muse("verbmem", "forget"), mia)
+    # The multiple-choice set is the same for every parameter set and is never trained on, so it
+    # comes from the templates, not from the written files.
+    utility_mc = tuple({"question": q, "choices": list(choices), "answer": answer} for q, choices, answer in UTILITY_MC)
+    return SyntheticData(root, chat, texts, qa, probes, muse("verbmem", "forget"), mia, utility_mc)
