@@ -46,12 +46,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cold", action="store_true")
+    parser.add_argument("--seed", type=int, help="the benchmark's seed (unlearn demo --seed)")
+    parser.add_argument("--out", help="the result file (default perf/results/demo.json or demo-quick.json)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="demo-bench-"))
     env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
     if args.cold:
         env["UNLEARN_CACHE"] = str(work / "cache")
-    command = [str(Path(sys.executable).parent / "unlearn"), "demo"] + (["--quick"] if args.quick else [])
+    command = [str(Path(sys.executable).parent / "unlearn"), "demo"] + (["--quick"] if args.quick else []) \
+        + ([f"--seed={args.seed}"] if args.seed is not None else [])
     start = time.time()
     process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0]
@@ -78,12 +81,13 @@ def main() -> None:
         phases[name] = round(seen[mark] - before, 1) if mark in seen else None
         before = seen.get(mark, before)
     phases["report_s"] = round(total - before, 1)
-    result = {"benchmark": "demo", "quick": args.quick, "cold_cache": args.cold, "exit_code": rc, "total_s": total,
+    result = {"benchmark": "demo", "quick": args.quick, "cold_cache": args.cold, "seed": args.seed, "exit_code": rc,
+              "total_s": total,
               "phases": phases, "peak_rss_gib": round(peak[0] / 2 ** 30, 2),
-              "summary": [line.rstrip() for line in lines[-9:]],
+              "summary": [line.rstrip() for line in lines[-12:]],
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    out = ROOT / "perf" / "results" / ("demo-quick.json" if args.quick else "demo.json")
+    out = Path(args.out) if args.out else ROOT / "perf" / "results" / ("demo-quick.json" if args.quick else "demo.json")
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")

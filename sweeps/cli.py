@@ -23,7 +23,7 @@ def cmd_demo(args) -> int:
     from sweeps.spec import SpecError
 
     try:
-        demo.main(storage=args.storage, quick=args.quick)
+        demo.main(storage=args.storage, quick=args.quick, seed=args.seed)
     except SpecError as error:
         raise SystemExit(f"unlearn: error: {error}") from None
     return 0
@@ -185,6 +185,7 @@ def _demo(sub) -> None:
     demo = sub.add_parser("demo", help="run the demo sweep end to end and write runs/demo/report.html")
     demo.add_argument("--storage", default="runs", help="results directory (default: runs)")
     demo.add_argument("--quick", action="store_true", help="the tiny preset instead of SmolLM2 (a few minutes)")
+    demo.add_argument("--seed", type=int, help="the benchmark's seed (its people and probes drawn afresh)")
     demo.set_defaults(run=cmd_demo)
 
 

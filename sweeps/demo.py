@@ -16,9 +16,10 @@ from pathlib import Path
 SPECS = Path(__file__).resolve().parent / "specs"
 
 
-def main(storage: str = "runs", quick: bool = False, progress=None) -> Path:
+def main(storage: str = "runs", quick: bool = False, progress=None, seed: int | None = None) -> Path:
     """The SmolLM2 demo (``specs/demo.yaml``), or with ``quick`` the tiny sweep, into
-    ``<storage>/demo``; a sweep of the other kind already there is refused, not mixed."""
+    ``<storage>/demo``; ``seed`` replaces the benchmark's seed (another draw of people and probes). A
+    sweep of another kind or seed already there is refused, not mixed."""
     import reports
     from reports import summary
     from reports.record import SPEC
@@ -27,6 +28,8 @@ def main(storage: str = "runs", quick: bool = False, progress=None) -> Path:
 
     spec = dataclasses.replace(specs.load(SPECS / ("tiny.yaml" if quick else "demo.yaml")), name="demo",
                                storage=storage)
+    if seed is not None:
+        spec = specs.with_benchmark_seed(spec, seed)
     sweep_dir = Path(storage).resolve() / "demo"
     options = {"progress": progress} if progress else {}
     run_sweep(spec, resume=(sweep_dir / SPEC).is_file(), **options)

@@ -523,6 +523,13 @@ def load(path: str | Path) -> SweepSpec:
     return from_dict(raw)
 
 
+def with_benchmark_seed(spec: SweepSpec, seed: int) -> SweepSpec:
+    """``spec`` with its benchmark's ``seed`` parameter replaced (validated as the benchmark validates it)."""
+    check_int("benchmark.params.seed", seed, 0)
+    benchmark = dataclasses.replace(spec.benchmark, params={**spec.benchmark.params, "seed": seed})
+    return dataclasses.replace(spec, benchmark=benchmark)
+
+
 def to_dict(spec: SweepSpec) -> dict:
     """The resolved spec as plain data (saved beside the results)."""
     return dataclasses.asdict(spec)

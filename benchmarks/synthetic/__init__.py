@@ -68,7 +68,8 @@ DECLARED = Declaration(
     trajectories=("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", "utility_qa_rouge_l_recall",
                   "utility_mc_accuracy"),
     selection=Selection("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", oracle_tolerance=0.05,
-                        floors={"retain_qa_rouge_l_recall": 0.5, "utility_qa_rouge_l_recall": 0.5}),
+                        floors={"retain_qa_rouge_l_recall": 0.5, "utility_qa_rouge_l_recall": 0.5,
+                                "utility_mc_accuracy": 0.8}),
     forget_qa=True)
 check_declaration("synthetic", _metrics(()), DECLARED)
 
