@@ -42,6 +42,12 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+def _summary(lines: list[str]) -> list[str]:
+    """What ``unlearn demo`` printed at the end: from its summary table's header to the report's path."""
+    starts = [i for i, line in enumerate(lines) if line.startswith("method ")]
+    return [line.rstrip() for line in lines[starts[-1] if starts else -12:]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -84,7 +90,7 @@ def main() -> None:
     result = {"benchmark": "demo", "quick": args.quick, "cold_cache": args.cold, "seed": args.seed, "exit_code": rc,
               "total_s": total,
               "phases": phases, "peak_rss_gib": round(peak[0] / 2 ** 30, 2),
-              "summary": [line.rstrip() for line in lines[-12:]],
+              "summary": _summary(lines),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = Path(args.out) if args.out else ROOT / "perf" / "results" / ("demo-quick.json" if args.quick else "demo.json")

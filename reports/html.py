@@ -121,7 +121,7 @@ def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
              + (_e(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))) or "none") + "</p>",
              f"<p class=note>{_e(about)}</p>" if about else "",
              "<h3>Summary</h3>", _summary(df, declared), _claims(df), "<h3>Reference models</h3>",
-             _table(df[df["role"].isin(["target", "oracle"])], ["role", *labels, *metrics(df)], sortable=False),
+             _references(df, labels),
              "<h3>Figures</h3>", _figures(df, declared), "<h3>All trials</h3>",
              "<p class=note>One row per trial: its last evaluated epoch (the final one for finished trials). "
              "Click a header to sort; hover a value for its standard error; ◉ shows the trial's point on the first "
@@ -272,6 +272,27 @@ def _front(group: pd.DataFrame, x: str, y: str, size: str | None, prefix: str) -
                           labels={m: figures.with_scale(group, m) for m in wanted}, id_prefix=prefix)
     caption = _CAPTIONS["front"] + (f" Marker area grows with {size} (legend: its range)." if size else "")
     return svg.embed(image, caption)
+
+
+def _references(df: pd.DataFrame, labels: list[str]) -> str:
+    """The reference rows (the base model a target was prepared from, the target, the oracle), each
+    value with its 95 % bootstrap interval where per-probe scores were recorded."""
+    refs = df[df["role"].isin(REFERENCE_ROLES)]
+    if refs.empty:
+        return "<p class=note>None.</p>"
+    names = [m for m in metrics(df) if m in refs and refs[m].notna().any()]
+    table = uncertainty.intervals(refs, names)
+    table = table.assign(_order=table["role"].map(REFERENCE_ROLES.index)).sort_values("_order", kind="stable")
+    shown = [c for c in labels if c in table]
+    rows = [[row["role"], *[row[c] for c in shown],
+             *[Interval(row[m], row.get(f"{m}_lo", math.nan), row.get(f"{m}_hi", math.nan)) for m in names]]
+            for _, row in table.iterrows()]
+    return ("<p class=note>base: the pretrained model the target was prepared from (its likelihoods and utility "
+            "only). Brackets: 95 % bootstrap intervals over the probes.</p>"
+            + _grid(["role", *shown, *names], rows, sortable=False))
+
+
+REFERENCE_ROLES = ["base", "target", "oracle"]
 
 
 def _with_points(trials: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:

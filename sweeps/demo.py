@@ -84,6 +84,29 @@ def print_summary(df, summary) -> None:
         print(f"{title:<{name}}" + "".join(f"{_cell(v):>10}" for v in cells) + f"{_cell(kl):>38}")
     print(f"{heads[0]} / {heads[1]}: {forget} / {retain} of the configuration the report's rule selects "
           "('-': none meets it)" if selection else "the sweep's record declares no selection rule")
+    print_verdicts(df)
+
+
+def print_verdicts(df) -> None:
+    """The report's verdicts in short: each pair of methods on the first declared front (hypervolume
+    difference and its 95 % interval), then the seed paper's claims (``reports.claims``)."""
+    from reports import claims, summary, uncertainty
+
+    pairs = summary.front_pairs(df)
+    if pairs:
+        x, y = pairs[0]
+        print(f"fronts compared ({y} vs {x}), hypervolume a − b [95 % interval]:")
+        for _, row in uncertainty.compare(df, x, y).iterrows():
+            print(f"  {row['a'] + ' − ' + row['b']:<22}{_span(row)}  {row['verdict']}")
+    checked = claims.check(df)
+    if len(checked):
+        print("the seed paper's claims, difference [95 % interval]:")
+        for _, row in checked.iterrows():
+            print(f"  {row['claim']}: {row['comparison']} {_span(row)}  {row['verdict']}")
+
+
+def _span(row) -> str:
+    return f"{_cell(row['difference'])} [{_cell(row['difference_lo'])}, {_cell(row['difference_hi'])}]"
 
 
 def _softlabel_metric(final, method: str, labels: list[str]) -> str | None:

@@ -73,6 +73,7 @@ class Cell:
     target: Path | str
     oracle: Path | str | None
     data: Any
+    base: Path | None = None  # the pretrained model the target was prepared from (its own reference row)
 
 
 def cells_for(spec: SweepSpec, progress) -> list[Cell]:
@@ -98,7 +99,8 @@ def cells_for(spec: SweepSpec, progress) -> list[Cell]:
             progress(f"benchmark {', '.join(f'{k}={v}' for k, v in label.items())}")
         if base:
             prepared = prepare(base, benchmark, Recipe(**spec.model.prepare), progress=progress)
-            cells.append(Cell(label, params, benchmark, prepared.target, prepared.oracle, prepared.data))
+            cells.append(Cell(label, params, benchmark, prepared.target, prepared.oracle, prepared.data,
+                              Path(base) if Path(base).is_dir() else None))
         else:
             oracle = spec.model.oracle and _model_path(spec.model.oracle)
             cells.append(Cell(label, params, benchmark, _model_path(spec.model.target), oracle,
@@ -182,6 +184,12 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
             if oracle_model is not None:
                 oracle_row = cell.benchmark.evaluate(oracle_model, tokenizer, collate, part, refs, config, config.parts)
                 rows.append({"role": "oracle", **label, **oracle_row})
+            if cell.base is not None:  # what preparation cost the model: its likelihoods and utility before
+                base_model = models.load_model(str(cell.base))[0].eval()
+                parts = tuple(p for p in ("likelihood", "utility") if p in config.parts)
+                base_row = cell.benchmark.evaluate(base_model, tokenizer, collate, part, refs, config, parts)
+                rows.append({"role": "base", **label, **base_row})
+                del base_model
         del oracle_model
     metrics = tuple({m.name: m for c in cells for m in c.benchmark.metrics(config)}.values())  # every grid point's
     protocols = dict.fromkeys(c.benchmark.declared.protocol for c in cells)

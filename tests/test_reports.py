@@ -482,7 +482,11 @@ def test_demo_summary_reads_the_declaration(sweep, capsys):
                        ("undial", 2.0)):  # UnDIAL: the first γ's fixed label, 1 + γ index + 1 on the facts
         assert rows[method][1:] == [f"{chosen.loc[method, FORGET]:.3f}", f"{chosen.loc[method, RETAIN]:.3f}",
                                     f"{volumes[method]:.3f}", f"{kl:.3f}"]
-    assert FORGET in lines[-1] and RETAIN in lines[-1]
+    assert FORGET in lines[3] and RETAIN in lines[3]
+    fronts = lines.index(f"fronts compared ({RETAIN} vs {FORGET}), hypervolume a − b [95 % interval]:")
+    assert lines[fronts + 1].split()[:3] == ["undial", "−", "unilogit"]
+    assert lines[fronts + 1].endswith(("undial ahead", "unilogit ahead", "indistinguishable at this size"))
+    assert "the seed paper's claims, difference [95 % interval]:" in lines
 
 
 def test_reports_name_no_benchmark_metric():

@@ -96,10 +96,10 @@ class Synthetic:
 
     def materialize(self, cache: str | Path) -> SyntheticData:
         """Files under ``cache/synthetic-<key>`` (written once, atomically), read back."""
-        return read(common.complete(Path(cache) / f"synthetic-{self.key()}", self.write), self.chat)
+        return self.read(common.complete(Path(cache) / f"synthetic-{self.key()}", self.write))
 
     def read(self, root: str | Path) -> SyntheticData:
-        return read(root, self.chat)
+        return read(root, self.chat, mc_questions=self.params.mc_questions)
 
     def references(self, target, oracle, tokenizer, collate, data: SyntheticData, config):
         if oracle is None:  # scores of the model alone; nothing oracle-relative

@@ -71,7 +71,7 @@ def _probes(rows: list[dict], question: str = "query", answer: str = "answer") -
     return [Probe(r[question], r[answer], r.get("type", ""), r.get("subject", "")) for r in rows]
 
 
-def read(root: str | Path, chat: bool) -> SyntheticData:
+def read(root: str | Path, chat: bool, mc_questions: int | None = None) -> SyntheticData:
     """Read a written synthetic benchmark back through the MUSE and RWKU loaders."""
     root = Path(root)
     muse = lambda config, split: layouts.load(root / "muse", "muse", config, split)  # noqa: E731
@@ -95,5 +95,6 @@ def read(root: str | Path, chat: bool) -> SyntheticData:
     mia = {s: [r["text"] for r in muse("privleak", s)] for s in ("forget", "retain", "holdout")}
     # The multiple-choice set is the same for every parameter set and is never trained on, so it
     # comes from the templates, not from the written files.
-    utility_mc = tuple({"question": q, "choices": list(choices), "answer": answer} for q, choices, answer in UTILITY_MC)
+    utility_mc = tuple({"question": q, "choices": list(choices), "answer": answer}
+                       for q, choices, answer in UTILITY_MC[:mc_questions])
     return SyntheticData(root, chat, texts, qa, probes, muse("verbmem", "forget"), mia, utility_mc)

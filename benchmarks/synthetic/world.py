@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 
 from benchmarks.synthetic import words
-from benchmarks.synthetic.templates import FACT_KEYS, FACTS, NEIGHBOUR_BIO
+from benchmarks.synthetic.templates import FACT_KEYS, FACTS, NEIGHBOUR_BIO, UTILITY_MC
 from unlearn.validate import check, check_int, is_int, is_number
 
 SPLITS = ("forget", "retain_train", "retain_eval", "holdout", "neighbor")
@@ -28,6 +28,7 @@ class SyntheticParams:
     facts: int = 10
     bios: int = 3
     prompt: str = "plain"
+    mc_questions: int = len(UTILITY_MC)  # how many of the general-knowledge multiple-choice questions to score
 
     def __post_init__(self):
         check_int("synthetic.seed", self.seed, 0)
@@ -39,6 +40,7 @@ class SyntheticParams:
         check(is_int(self.bios) and 1 <= self.bios <= 3, "synthetic.bios",
               "an integer in [1, 3] (one more paraphrase is held out)", self.bios)
         check(self.prompt in PROMPTS, "synthetic.prompt", f"one of {', '.join(PROMPTS)}", self.prompt)
+        check_int("synthetic.mc_questions", self.mc_questions, 1, len(UTILITY_MC))
         check(self.people - sum(self.counts()) >= 2, "synthetic.people", "large enough to leave >= 2 retain people",
               self.people)
 
