@@ -282,7 +282,7 @@ def _references(df: pd.DataFrame, labels: list[str]) -> str:
         return "<p class=note>None.</p>"
     names = [m for m in metrics(df) if m in refs and refs[m].notna().any()]
     table = uncertainty.intervals(refs, names)
-    table = table.assign(_order=table["role"].map(REFERENCE_ROLES.index)).sort_values("_order", kind="stable")
+    table = table.copy().assign(_order=table["role"].map(REFERENCE_ROLES.index)).sort_values("_order", kind="stable")
     shown = [c for c in labels if c in table]
     rows = [[row["role"], *[row[c] for c in shown],
              *[Interval(row[m], row.get(f"{m}_lo", math.nan), row.get(f"{m}_hi", math.nan)) for m in names]]

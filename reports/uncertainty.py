@@ -118,7 +118,9 @@ def compare_selected(df: pd.DataFrame, selected: pd.DataFrame, metrics, directio
     keys = [k for k in _keys(df) if k in selected and k in table]
     picked = selected[selected[["method", "epoch"]].notna().all(axis=1)] if "epoch" in keys else selected.iloc[:0]
     found = picked[[*keys, "facet"]] if "facet" in picked else picked[keys].assign(facet="")
-    found = found.merge(table[keys].reset_index(names="unit"), on=keys, how="inner")
+    as_objects = {k: object for k in keys}  # a column all NaN on one side (a parameter only some methods have)
+    found = found.astype(as_objects).merge(table[keys].astype(as_objects).reset_index(names="unit"), on=keys,
+                                           how="inner")
     out = []
     for (sweep, facet), group in found.groupby(["sweep", "facet"], sort=True, dropna=False):
         for ra, rb in combinations(sorted(group.to_dict("records"), key=lambda r: str(r["method"])), 2):
