@@ -212,3 +212,18 @@ def test_resampled_volumes_are_pareto_hypervolumes():
     points = np.c_[xs[:, 0], ys[:, 0]]
     volumes = uncertainty._volumes(points, xs, ys, objectives, reference)
     assert np.allclose(volumes, [hypervolume(np.c_[xs[:, b], ys[:, b]], objectives, reference) for b in range(50)])
+
+
+def test_selected_configurations_compare_when_a_parameter_is_set_by_some_methods_only(tmp_path):
+    """A hyper-parameter only some methods have (``retain`` here) is NaN for the others: the selected
+    configurations still pair up with their resamples (the demo's sweep, whose GA and GD set none)."""
+    trials = [{"method": "unilogit", "lr": 1e-3, "seed": 0, "retain": "nll"},
+              {"method": "undial", "lr": 1e-3, "seed": 0, "gamma": 10},
+              {"method": "ga", "lr": 1e-3, "seed": 0}]
+    df = reports.load(make_sweep(tmp_path, "mixed", trials=trials))
+    configs = configurations(ok_trials(df))
+    chosen = configs[configs["method"].isin(["undial", "ga"]) & (configs["epoch"] == configs["epoch"].max())]
+    chosen = chosen.assign(retain=np.nan, facet="")  # all NaN: a float column against the table's text
+    out = compare_selected(df, chosen, [FORGET, RETAIN], resamples=200)
+    assert len(chosen) == 2 and sorted(out["metric"]) == sorted([FORGET, RETAIN])
+    assert set(out["verdict"]) <= {INDISTINGUISHABLE, "undial ahead", "ga ahead"}
