@@ -40,7 +40,7 @@ BAD = [
     ({"training": {"seeds": []}}, "training.seeds must be a non-empty list"),
     ({"training": {"schedule": "step"}}, "training.schedule must be one of constant, linear, cosine"),
     ({"training": {"epoch": 2}}, "training.epoch must be one of epochs"),
-    ({"eval": {"every_epoch": ["rouge"]}}, "eval.every_epoch[] must be one of generation, verbmem, mia, kl"),
+    ({"eval": {"every_epoch": ["rouge"]}}, "eval.every_epoch[] must be one of generation, likelihood, verbmem, mia, kl"),
     ({"scaling": {"zero_stage": 5}}, "scaling.zero_stage must be an integer in [0, 3]"),
     ({"scaling": {"workers": 0}}, "scaling.workers must be an integer >= 1"),
     ({"scaling": {"offload": True, "zero_stage": 1}}, "scaling.offload must be used with zero_stage 2 or 3"),
