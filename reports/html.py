@@ -25,7 +25,7 @@ from reports.results import declaration, directions, facet_groups, facet_label, 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1250px; padding: 0 16px; color: #222; }
 h1 { font-size: 24px; } h2 { border-bottom: 2px solid #ccc; margin-top: 40px; } h3 { margin-top: 28px; }
-h4 { margin: 20px 0 6px; }
+h4 { margin: 20px 0 6px; } h5 { margin: 14px 0 4px; font-size: 13px; }
 .scroll { overflow-x: auto; max-height: 640px; overflow-y: auto; border: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 12px; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; white-space: nowrap; }
@@ -223,7 +223,7 @@ def _versus(table: pd.DataFrame, title: str, by: str | None) -> str:
     rows = [[*([row[by]] if by else []), f"{row['a']} − {row['b']}", _interval(row, "difference"),
              row["share_a_ahead"], row["verdict"]] for _, row in table.iterrows()]
     header = [*([by] if by else []), "a − b", "difference [95 % interval]", "share of resamples a ahead", "verdict"]
-    return f"<h4>{_e(title)}</h4>" + _grid(header, rows)
+    return f"<h5>{_e(title)}</h5>" + _grid(header, rows)
 
 
 def _interval(row, name: str) -> tuple:

@@ -63,8 +63,10 @@ def intervals(df: pd.DataFrame, metrics, *, resamples: int = 1000, level: float 
     and seeds. Pass ``ok_trials(df)`` with the reference rows to keep finished trials only."""
     metrics = list(metrics)
     table, values, _ = _resampled(df, metrics, _Draws(resamples, seed))
+    ends = {}
     for metric in metrics:
-        table[f"{metric}_lo"], table[f"{metric}_hi"] = _interval(values[metric], level)
+        ends[f"{metric}_lo"], ends[f"{metric}_hi"] = _interval(values[metric], level)
+    table = pd.concat([table, pd.DataFrame(ends, index=table.index)], axis=1)
     keys = [c for c in ("sweep", "role", *_keys(df)[1:]) if c in table]
     extra = [c for c in ("n_seeds", "n_subjects", "trials") if c in table]
     return table[[*keys, *[c for m in metrics for c in (m, f"{m}_lo", f"{m}_hi")], *extra]]

@@ -15,7 +15,7 @@ from rouge import Rouge
 
 import benchmarks
 from benchmarks import inference
-from benchmarks.common import EvalConfig
+from benchmarks.common import EvalConfig, without_probes
 from benchmarks.jsonl import JsonlData, read
 from unlearn.data import Collator
 from unlearn.models import TinyConfig, load_model
@@ -154,7 +154,7 @@ def test_generation_scores_equal_the_rouge_package_on_known_outputs(monkeypatch)
         "forget_qa_rouge_l_recall": [f"Question: {r['question']}\nAnswer:" for r in data.qa if r["split"] == "forget"],
         "retain_qa_rouge_l_recall": [f"Question: {r['question']}\nAnswer:" for r in data.qa if r["split"] == "retain"],
     }
-    assert set(got) == {n for g in groups for n in (g, f"{g}_stderr")}
+    assert set(without_probes(got)) == {n for g in groups for n in (g, f"{g}_stderr")}
     for name, prompts in groups.items():
         mean, stderr = expected(prompts)
         assert 0 < got[name] < 1
@@ -204,14 +204,14 @@ def test_end_to_end_on_a_tiny_model_with_itself_as_oracle(tmp_path):
     assert {f.name for f in dataclasses.fields(refs)} == {"baseline", "oracle_forget", "facts"}
     names = {m.name for m in benchmark.metrics()}
     values = refs.baseline
-    assert set(values) == {x for n in names for x in (n, f"{n}_stderr")}
-    assert all(math.isfinite(v) for v in values.values()), values
+    assert set(without_probes(values)) == {x for n in names for x in (n, f"{n}_stderr")}
+    assert all(math.isfinite(v) for v in without_probes(values).values()), values
     for name in ("kl_oracle_model_forget", "kl_model_oracle_forget"):
         assert abs(values[name]) < 1e-5
     assert 0 <= values["mia_min_k_auc"] <= 1
 
     again = benchmark.evaluate(model, tokenizer, collate, data, refs, config, ("generation", "utility", "mia", "kl"))
-    assert again == pytest.approx(values)
+    assert without_probes(again) == pytest.approx(without_probes(values)) and again.keys() == values.keys()
     assert benchmark.evaluate(model, tokenizer, collate, data, None, config, ("kl", "verbmem")) == {}
 
     right = []

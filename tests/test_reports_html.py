@@ -74,7 +74,9 @@ def test_report_is_escaped_self_contained_and_its_images_decode(report):
         assert payload not in text and html.escape(payload, quote=True) in text
     links = _Links()
     links.feed(text)
-    assert [tag for tag, _ in links.found] == ["a", *["img"] * 7, "script"]  # the nav link, figures, the sorter
+    tags = [tag for tag, _ in links.found]  # the nav link, the PNG figures, the trials' links to points, the sorter
+    assert tags[:5] == ["a", *["img"] * 4] and set(tags[5:-1]) == {"a"} and tags[-1] == "script"
+    assert text.count(FRONT_SVG) == len(declaration()["fronts"])  # the fronts, inline SVG
     assert all(url.startswith("#") for tag, url in links.found if tag == "a")
     for data in (url for tag, url in links.found if tag == "img"):
         assert data.startswith("data:image/png;base64,")  # nothing fetched
@@ -94,7 +96,7 @@ def test_report_opens_in_headless_chromium(chromium, report, tmp_path):
     body = re.search(r"<body[^>]*>", dom.stdout).group(0)
     assert 'data-sortable="ready"' in body  # the report's own script ran under its policy
     assert "data-pwned" not in body  # none from the data did
-    assert re.search(r'data-images="(1+)"', body).group(1) == "1" * 7
+    assert re.search(r'data-images="(1+)"', body).group(1) == "1" * 4
     lrs = [float(v) for v in re.search(r'data-lr="([^"]*)"', body).group(1).split()]
     assert lrs == sorted(lrs) and len(lrs) >= 10
     assert html.escape(EVIL_METHOD, quote=False) in dom.stdout  # shown as text

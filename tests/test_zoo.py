@@ -64,4 +64,4 @@ def test_the_report_shows_every_method(zoo_sweep):
     assert sorted(summary["rows"]) == methods.names()
     assert set(methods.names()) <= set(volumes["rows"])  # beside them, the reference point's row
     text = zoo_sweep["report"].read_text()
-    assert text.count(FRONT_SVG) == len(volumes["head"]) - 1  # one figure per declared front
+    assert text.count(FRONT_SVG) >= len(volumes["head"]) - 1  # a figure for every front with trial values
