@@ -64,8 +64,17 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
             df[column] = pd.Series(dtype=float if column == "epoch" else object)
     front = ["sweep", "role", "method", "trial", *hyperparameters, "epoch", "status", "error"]
     df = df[front + [c for c in df.columns if c not in front]]
-    df.attrs = {"directions": known, "scales": scales, "hyperparameters": hyperparameters, "sweeps": records}
+    df.attrs = {"directions": known, "scales": scales, "hyperparameters": hyperparameters, "sweeps": Shared(records)}
     return df
+
+
+class Shared(dict):
+    """The sweeps' records in ``df.attrs``, read-only: pandas deep-copies ``attrs`` into every frame
+    derived from ``df``, and copying each spec and environment record made the report several
+    times slower; every derived frame shares this one instead."""
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 def _probes(row: dict) -> dict:
