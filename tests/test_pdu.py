@@ -7,16 +7,14 @@ import pytest
 import torch
 from toy import toy_collate, toy_examples, toy_model
 
+from helpers import loss_inputs
 from unlearn import engine as engines
 from unlearn import loop, losses, methods
 
 
 def test_logit_margin_equals_the_formula_and_vanishes_on_flat_logits():
-    g = torch.Generator().manual_seed(0)
-    logits = (torch.randn(3, 6, 11, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
-    labels = torch.randint(0, 11, (3, 6), generator=g)
-    labels[:, :2] = -100
-    labels[2, -2:] = -100
+    logits, labels = loss_inputs.make(t=6, scale=2.0)
+    logits.requires_grad_(True)
     value = losses.logit_margin(logits, labels)
     z, valid = logits[:, :-1], labels[:, 1:] != -100
     expected = ((z.max(-1).values - z.mean(-1)) ** 2)[valid].mean()
