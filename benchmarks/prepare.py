@@ -167,7 +167,7 @@ def _train(model, tokenizer, benchmark, data, recipe: Recipe, *, with_forget: bo
     examples = data.train_examples(with_forget=with_forget, utility=utility)
     check = data.check_probes(with_forget=with_forget)
     check = [check[i] for i in range(0, len(check), max(1, len(check) // recipe.check_probes))][:recipe.check_probes]
-    config = loop.LoopConfig(epochs=1, micro_batch=recipe.micro_batch, seed=recipe.seed)
+    config = loop.LoopConfig(epochs=1, micro_batch=recipe.micro_batch, seed=recipe.seed, group_by_length=True)
     total = loop.total_steps(len(examples), config, recipe.micro_batch) * recipe.max_epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
     plain = engine.PlainEngine(model, optimizer, scheduler=schedule.scheduler(

@@ -218,6 +218,26 @@ def test_batches_without_shuffle_keep_order():
     assert batches([], 3, shuffle=True, seed=0, epoch=0) == []
 
 
+def test_batches_grouped_by_length_hold_similar_lengths_and_keep_the_count():
+    lengths = [3, 90, 4, 88, 5, 91, 6, 87, 2, 89, 7]  # short QA pairs and long texts, interleaved
+    examples = [{"index": i} for i in range(len(lengths))]
+    grouped = batches(examples, 4, shuffle=True, seed=1, epoch=2, lengths=lengths)
+    assert grouped == batches(examples, 4, shuffle=True, seed=1, epoch=2, lengths=lengths)
+    assert sorted(len(b) for b in grouped) == [3, 4, 4]  # as many batches as without grouping
+    assert sorted(e["index"] for b in grouped for e in b) == list(range(len(lengths)))
+    # cut in order of length: no batch mixes the short and the long examples but the middle one
+    spans = sorted((min(lengths[e["index"]] for e in b), max(lengths[e["index"]] for e in b)) for b in grouped)
+    assert spans == [(2, 5), (6, 88), (89, 91)]
+    padded = sum(len(b) * max(lengths[e["index"]] for e in b) for b in grouped)
+    plain = batches(examples, 4, shuffle=True, seed=1, epoch=2)
+    assert padded < sum(len(b) * max(lengths[e["index"]] for e in b) for b in plain)
+    orders = {tuple(tuple(e["index"] for e in b) for b in batches(examples, 4, shuffle=True, seed=1, epoch=ep,
+                                                                  lengths=lengths)) for ep in range(6)}
+    assert len(orders) > 1  # the batches' order still changes from epoch to epoch
+    with pytest.raises(ValueError, match="lengths"):
+        batches(examples, 4, shuffle=True, seed=1, epoch=2, lengths=lengths[:-1])
+
+
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
 def test_batches_reject_bad_batch_size(batch_size):
     with pytest.raises(ValueError, match="batch_size"):

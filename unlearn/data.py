@@ -167,12 +167,26 @@ def pad_right(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int) -> di
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def batches(examples: Sequence[T], batch_size: int, *, shuffle: bool, seed: int, epoch: int) -> list[list[T]]:
-    """`examples` cut into batches of `batch_size` (last one partial), shuffled per (seed, epoch)."""
+def batches(examples: Sequence[T], batch_size: int, *, shuffle: bool, seed: int, epoch: int,
+            lengths: Sequence[int] | None = None) -> list[list[T]]:
+    """`examples` cut into batches of `batch_size` (last one partial), shuffled per (seed, epoch).
+
+    With `lengths` (one per example), the shuffled examples are sorted by length (ties keep the
+    shuffled order) before they are cut, and the batches' order is shuffled again: every batch holds
+    examples of similar length, so little of it is padding, and the number of batches is unchanged.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if lengths is not None and len(lengths) != len(examples):
+        raise ValueError(f"lengths has {len(lengths)} entries for {len(examples)} examples")
     order = list(range(len(examples)))
+    # A string seed is hashed with SHA-512 by `random`: stable across processes and platforms.
+    rng = random.Random(f"batches:{int(seed)}:{int(epoch)}")
     if shuffle:
-        # A string seed is hashed with SHA-512 by `random`: stable across processes and platforms.
-        random.Random(f"batches:{int(seed)}:{int(epoch)}").shuffle(order)
-    return [[examples[i] for i in order[start: start + batch_size]] for start in range(0, len(order), batch_size)]
+        rng.shuffle(order)
+    if lengths is not None:
+        order.sort(key=lambda i: lengths[i])
+    cut = [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
+    if lengths is not None and shuffle:
+        rng.shuffle(cut)
+    return [[examples[i] for i in batch] for batch in cut]

@@ -35,6 +35,7 @@ class LoopConfig:
     shuffle: bool = True
     start_epoch: int = 0  # epochs already done (resuming from a checkpoint taken at an epoch's end)
     method_state: dict | None = None  # the method's state at that checkpoint (PDU's dual variable)
+    group_by_length: bool = False  # batches of examples of similar length (less padding; see data.batches)
 
     def __post_init__(self):
         check_int("epochs", self.epochs, 1)
@@ -91,7 +92,8 @@ def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], co
         engine.train(False)
         ref_nll = steps.reference_nlls(engine, method, forget, collate, batch_size=config.micro_batch, device=device)
     size = effective_batch(config, engine)
-    retain_stream = _cycle(retain, size, config) if method.uses_retain else None
+    forget_lengths = _lengths(collate, forget, config)
+    retain_stream = _cycle(retain, size, config, _lengths(collate, retain, config)) if method.uses_retain else None
     per_epoch = math.ceil(len(forget) / size)
     state = LoopState(step=config.start_epoch * per_epoch, epoch=config.start_epoch,
                       method_state=dict(config.method_state or method.initial_state()))
@@ -99,7 +101,8 @@ def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], co
         next(retain_stream)
     for epoch in range(config.start_epoch, config.epochs):
         engine.train(True)
-        for examples in batches(forget, size, shuffle=config.shuffle, seed=config.seed, epoch=epoch):
+        for examples in batches(forget, size, shuffle=config.shuffle, seed=config.seed, epoch=epoch,
+                                lengths=forget_lengths):
             paired = next(retain_stream) if retain_stream else None
             lr = engine.lr()  # the rate this update uses
             state.metrics = update(engine, method, examples, paired, collate, ref_model=ref_model,
@@ -120,14 +123,23 @@ def run(engine, method: MethodConfig, forget: list[dict], retain: list[dict], co
     return state
 
 
-def _cycle(examples: list[dict], size: int, config: LoopConfig) -> Iterator[list[dict]]:
-    """Retain batches of exactly ``size`` examples, forever, reshuffled on each pass."""
+def _lengths(collate, examples: list[dict], config: LoopConfig) -> list[int] | None:
+    """Token counts of ``examples`` when batches are grouped by length, else None."""
+    if not config.group_by_length:
+        return None
+    return [len(collate.encode(e)[0]) for e in examples]
+
+
+def _cycle(examples: list[dict], size: int, config: LoopConfig,
+           lengths: list[int] | None = None) -> Iterator[list[dict]]:
+    """Retain batches of exactly ``size`` examples, forever, reshuffled on each pass (grouped by
+    length within a pass when ``lengths`` are given)."""
     buffer: list[dict] = []
     epoch = 0
     while True:
         while len(buffer) < size:
-            for chunk in batches(examples, len(examples), shuffle=config.shuffle,
-                                 seed=config.seed + 1, epoch=epoch):
+            for chunk in batches(examples, size if lengths else len(examples), shuffle=config.shuffle,
+                                 seed=config.seed + 1, epoch=epoch, lengths=lengths):
                 buffer.extend(chunk)
             epoch += 1
         yield buffer[:size]
