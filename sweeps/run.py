@@ -119,12 +119,14 @@ def _model_path(name: str) -> Path | str:
     return path.resolve() if path.is_dir() else name
 
 
-def eval_config(spec: SweepSpec, *, autocast: bool = False):
-    """The evaluation settings of every model of the sweep (the soft-label γ values follow the
-    sweep's UnDIAL space)."""
+def eval_config(spec: SweepSpec):
+    """The evaluation settings of every model of the sweep, references and trials alike (the
+    soft-label γ values follow the sweep's UnDIAL space). On CPU, bf16 autocast with
+    ``eval.autocast`` or ``scaling.bf16``."""
     from benchmarks.common import EvalConfig
 
-    values = {k: v for k, v in dataclasses.asdict(spec.eval).items() if k not in ("every_epoch", "final")}
+    values = {k: v for k, v in dataclasses.asdict(spec.eval).items() if k not in ("every_epoch", "final", "autocast")}
+    autocast = not spec.scaling.use_gpu and (spec.eval.autocast or spec.scaling.bf16)
     return EvalConfig(**values, autocast=autocast, softlabel_gammas=softlabel_gammas(spec))
 
 

@@ -123,6 +123,7 @@ class Training:
     max_length: int = 256
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    group_by_length: bool = False  # batches of examples of similar length (less padding)
 
     def __post_init__(self):
         check_int("training.epochs", self.epochs, 1)
@@ -132,6 +133,8 @@ class Training:
         check_int("training.max_length", self.max_length, 8)
         check_number("training.weight_decay", self.weight_decay)
         check_number("training.grad_clip", self.grad_clip)
+        if not isinstance(self.group_by_length, bool):
+            fail("training.group_by_length", "true or false", self.group_by_length)
         if self.schedule not in SCHEDULES:
             fail("training.schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
         if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
@@ -150,8 +153,11 @@ class EvalSpec:
     max_new_tokens: int = 24
     verbatim_tokens: int = 48
     kl_max_tokens: int = 2048
+    autocast: bool = False  # bf16 autocast of the evaluation's forward passes on CPU
 
     def __post_init__(self):
+        if not isinstance(self.autocast, bool):
+            fail("eval.autocast", "true or false", self.autocast)
         for name in ("every_epoch", "final"):
             parts = getattr(self, name)
             if not isinstance(parts, (list, tuple)):

@@ -133,7 +133,7 @@ class Sweep:
         return TrialPlan(
             method=methods.make(method, dict(config.get("method", {}))), run=RunSettings.of(self.spec, sampled),
             point=self.point(sampled), eval=self.spec.eval,
-            evaluation=eval_config(self.spec, autocast=scaling.bf16 and not scaling.use_gpu),
+            evaluation=eval_config(self.spec),
             training=self.spec.training, scaling=scaling, failure=self.spec.failure,
             objective=self.spec.search.objective,
             paths=TrialPaths(refs=self.refs, train_storage=str(Path(self.sweep_dir) / TRAIN), trial_dir=trial_dir),

@@ -244,15 +244,18 @@ def _training(plan: TrialPlan, place: Place, model, forget_examples: int):
     from unlearn import loop, schedule
 
     run, training = plan.run, plan.training
-    config = loop.LoopConfig(epochs=run.epochs, micro_batch=run.micro_batch, seed=run.seed)
+    config = loop.LoopConfig(epochs=run.epochs, micro_batch=run.micro_batch, seed=run.seed,
+                             group_by_length=training.group_by_length)
     effective = run.micro_batch * run.grad_accum * place.world
     total = loop.total_steps(forget_examples, config, effective)
     trained = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trained, lr=run.lr, weight_decay=run.weight_decay)
+    cpu = not plan.scaling.use_gpu
+    # fused: one kernel over all tensors (on CPU about a quarter of the default loop's time)
+    optimizer = torch.optim.AdamW(trained, lr=run.lr, weight_decay=run.weight_decay, fused=cpu or None)
     lr_schedule = schedule.scheduler(optimizer, training.schedule, total, min(training.warmup_steps, total))
     ds_config = deepspeed_config(micro_batch=run.micro_batch, grad_accum=run.grad_accum, world_size=place.world,
                                  zero_stage=run.zero_stage, bf16=plan.scaling.bf16, offload=plan.scaling.offload,
-                                 grad_clip=training.grad_clip)
+                                 grad_clip=training.grad_clip, contiguous_gradients=not cpu)
     return config, effective, optimizer, lr_schedule, ds_config
 
 

@@ -190,3 +190,33 @@ def test_resuming_at_an_epoch_boundary_continues_exactly():
         assert torch.allclose(a, b, atol=1e-12)
     assert [r["step"] for r in resumed] == [r["step"] for r in reports[len(reports) - len(resumed):]]
     assert state.epoch == 2
+
+
+def test_grouping_by_length_keeps_every_example_once_per_epoch_and_the_step_count(monkeypatch):
+    class Collate:  # a collator that can say how long an example is
+        def __call__(self, examples):
+            return toy_collate(examples)
+
+        def encode(self, example):
+            return example["ids"], None
+
+    forget = [dict(e, index=i) for i, e in enumerate(toy_examples(10))]
+    retain = toy_examples(5, seed=3)
+    seen = []
+
+    def update(engine, method, forget, retain, collate, **_):
+        seen.append(([e["index"] for e in forget], [len(e["ids"]) for e in forget], [len(e["ids"]) for e in retain]))
+        return {"loss": 0.0}
+
+    monkeypatch.setattr(loop, "update", update)
+    engine = type("E", (), {"accumulation_steps": 1, "world_size": 1, "rank": 0, "lr": lambda self: 0.0,
+                            "train": lambda self, mode=True: None})()
+    config = loop.LoopConfig(epochs=2, micro_batch=4, group_by_length=True)
+    state = loop.run(engine, methods.make("gd"), forget, retain, Collate(), config)
+    assert state.step == 2 * math.ceil(10 / 4) == len(seen)
+    for epoch in (seen[:3], seen[3:]):
+        assert sorted(i for indices, _, _ in epoch for i in indices) == list(range(10))
+    # batches cut in order of length: their length ranges do not interleave
+    spans = sorted((min(lengths), max(lengths)) for _, lengths, _ in seen[:3])
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert all(len(r) == 4 for _, _, r in seen)

@@ -77,6 +77,9 @@ def test_deepspeed_config_is_a_pure_function_of_the_settings():
     assert config["zero_optimization"]["stage"] == 3 and config["bf16"] == {"enabled": True}
     assert config["zero_optimization"]["offload_param"] == {"device": "cpu"}
     assert "bf16" not in deepspeed_config(micro_batch=1, grad_accum=1, world_size=1, zero_stage=0)
+    assert "contiguous_gradients" not in config["zero_optimization"]  # stage 3 manages its own buffers
+    stage2 = deepspeed_config(micro_batch=1, grad_accum=1, world_size=2, zero_stage=2, contiguous_gradients=False)
+    assert stage2["zero_optimization"]["contiguous_gradients"] is False
 
 
 def test_resource_plan_shares_the_node_and_refuses_what_cannot_fit():

@@ -37,6 +37,8 @@ BAD = [
     ({"methods": {"unilogit": {"lr": 1e-3, "divergence": "js"}}}, "divergence must be one of reverse, forward"),
     ({"methods": {}}, "methods must be a non-empty mapping"),
     ({"training": {"epochs": 0}}, "training.epochs must be an integer >= 1"),
+    ({"training": {"group_by_length": "yes"}}, "training.group_by_length must be true or false"),
+    ({"eval": {"autocast": 1}}, "eval.autocast must be true or false"),
     ({"training": {"seeds": []}}, "training.seeds must be a non-empty list"),
     ({"training": {"schedule": "step"}}, "training.schedule must be one of constant, linear, cosine"),
     ({"training": {"epoch": 2}}, "training.epoch must be one of epochs"),
