@@ -63,6 +63,7 @@ class CompletionScore:
 
     logprob: float
     token_logprobs: Tensor  # (n_completion,) float32
+    predicted: Tensor | None = None  # (n_completion,) long: the argmax id at each completion position
 
     @property
     def num_tokens(self) -> int:
@@ -405,20 +406,29 @@ def sequence_logprobs(
 
     Batches are sorted by length (right padding), results come back in input order.
     """
+    return [lp for lp, _ in _sequence_outputs(model, input_ids_list, batch_size, autocast, progress, argmax=False)]
+
+
+def _sequence_outputs(model, input_ids_list, batch_size: int, autocast: bool, progress: Progress | None,
+                      argmax: bool) -> list[tuple[Tensor, Tensor | None]]:
+    """Per sequence, ``log p(x_t | x_<t)`` for ``t = 1..n-1`` and, with ``argmax``, the argmax id of
+    the distribution predicting each of those tokens (both 1-D CPU tensors), in input order."""
     _check_batch_size(batch_size)
     ids_list = _check_ids(input_ids_list, "input_ids_list", min_len=1)
-    out: list[Tensor | None] = [None] * len(ids_list)
+    out: list = [None] * len(ids_list)
     done = 0
     for batch in _batches(_longest_first([len(ids) for ids in ids_list]), batch_size):
         rows = [ids_list[i] for i in batch]
         z, y, _ = _batch_logits(model, rows, rows, autocast)  # (B, T-1, V), (B, T-1)
         lp = _target_logprobs(z, y).cpu()  # (B, T-1)
+        best = z.argmax(dim=-1).cpu() if argmax else None  # (B, T-1)
         for row, i in enumerate(batch):
-            out[i] = lp[row, :len(ids_list[i]) - 1].clone()
+            n = len(ids_list[i]) - 1
+            out[i] = (lp[row, :n].clone(), best[row, :n].clone() if argmax else None)
         done += len(batch)
         if progress is not None:
             progress(done, len(ids_list))
-    return out  # type: ignore[return-value]
+    return out
 
 
 def text_logprobs(
@@ -446,8 +456,10 @@ def completion_logprobs(
     batch_size: int = 16,
     autocast: bool = False,
     progress: Progress | None = None,
+    predictions: bool = False,
 ) -> list[CompletionScore]:
-    """log p(completion | prompt) for each pair, summed and per completion token.
+    """log p(completion | prompt) for each pair, summed and per completion token; with
+    ``predictions``, also the teacher-forced argmax id at each completion position.
 
     Prompt and completion are tokenized separately and concatenated (the prompt with
     `add_special_tokens`, the completion without), so the scored tokens are exactly the
@@ -458,9 +470,10 @@ def completion_logprobs(
     prompt_ids = encode(tokenizer, prompts, add_special_tokens=add_special_tokens, name="prompts")
     completion_ids = encode(tokenizer, completions, add_special_tokens=False, name="completions")
     full = [p + c for p, c in zip(prompt_ids, completion_ids)]
-    per_seq = sequence_logprobs(model, full, batch_size=batch_size, autocast=autocast, progress=progress)
+    per_seq = _sequence_outputs(model, full, batch_size, autocast, progress, argmax=predictions)
     scores = []
-    for lp, c in zip(per_seq, completion_ids):
+    for (lp, best), c in zip(per_seq, completion_ids):
         tokens = lp[-len(c):]  # (n_completion,) the last len(c) targets are the completion
-        scores.append(CompletionScore(logprob=float(tokens.sum()), token_logprobs=tokens))
+        scores.append(CompletionScore(logprob=float(tokens.sum()), token_logprobs=tokens,
+                                      predicted=None if best is None else best[-len(c):]))
     return scores

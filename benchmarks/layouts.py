@@ -1,5 +1,5 @@
-"""Schema-level loaders for the MUSE and RWKU layouts (``docs/benchmarks/muse.md``,
-``docs/benchmarks/rwku.md``).
+"""Schema-level loaders for the MUSE, RWKU and TOFU layouts (``docs/benchmarks/muse.md``,
+``docs/benchmarks/rwku.md``, ``docs/benchmarks/tofu.md``).
 
 A local benchmark directory holds ``<root>/<config>/<split>.jsonl`` (or ``.parquet``); a hub
 dataset id (``datasets.load_dataset(repo, config, split=split)``) maps onto the same configs and
@@ -44,7 +44,23 @@ RWKU = {
     "utility_fluency": {"instruction": str, "subject": str},
     "train_positive_llama3": {"text": str, "subject": str},
 }
-SCHEMAS = {"muse": MUSE, "rwku": RWKU}
+TOFU_QA = {"question": str, "answer": str}
+TOFU_PERTURBED = {"question": str, "answer": str, "paraphrased_answer": str, "paraphrased_question": str,
+                  "perturbed_answer": list}
+TOFU_OPTIONS = {"question": str, "option1": str, "option2": str, "option3": str, "option4": str, "answer": str}
+TOFU = {
+    "full": TOFU_QA,
+    **{f"forget{n}": TOFU_QA for n in ("01", "05", "10")},
+    **{f"retain{n}": TOFU_QA for n in ("99", "95", "90")},
+    **{f"holdout{n}": TOFU_QA for n in ("01", "05", "10")},
+    **{f"forget{n}_perturbed": TOFU_PERTURBED for n in ("01", "05", "10")},
+    "retain_perturbed": TOFU_PERTURBED,
+    "real_authors": TOFU_OPTIONS,
+    "world_facts": TOFU_OPTIONS,
+    "real_authors_perturbed": {"question": str, "answer": str, "perturbed_answer": list},
+    "world_facts_perturbed": {"question": str, "answer": str, "perturbed_answer": list},
+}
+SCHEMAS = {"muse": MUSE, "rwku": RWKU, "tofu": TOFU}
 TYPE_NAMES = {str: "string", int: "integer", list: "list", dict: "object"}
 
 

@@ -1,4 +1,5 @@
-"""Metrics of MUSE (Shi et al. 2024) and RWKU (Jin et al. 2024): ROUGE-L, MIA scores, AUC, PrivLeak, KL.
+"""Metrics of MUSE (Shi et al. 2024), RWKU (Jin et al. 2024) and TOFU (Maini et al. 2024): ROUGE-L, MIA
+scores, AUC, PrivLeak, KL, truth ratio, forget quality, model utility, extraction strength.
 
 ROUGE-L F = 2PR/(P+R) with P = LCS/|pred|, R = LCS/|ref|; Min-K% = -mean(lowest ⌊k·n⌋ log p);
 Min-K%++ z_t = (log p(x_t) - μ_t)/σ_t; PrivLeak = (AUC - AUC_retrain)/AUC_retrain × 100;
@@ -33,7 +34,7 @@ import torch
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
 
-CONVENTIONS = ("muse", "rwku")
+CONVENTIONS = ("muse", "rwku", "tofu")
 ZLIB_REDUCTIONS = ("mean", "sum")
 
 
@@ -76,9 +77,19 @@ def _lcs_table(ref: Sequence[str], hyp: Sequence[str]) -> list[list[int]]:
     return table
 
 
-def _rouge_l_muse(prediction: str, reference: str) -> dict[str, float]:
-    """rouge_score's RougeScorer(["rougeL"], use_stemmer=False).score(reference, prediction)."""
+def _stemmed(tokens: list[str]) -> list[str]:
+    """rouge_score's stemming: nltk's Porter stemmer (its default mode) on tokens of more than 3 characters."""
+    from nltk.stem import porter
+
+    stemmer = porter.PorterStemmer()
+    return [stemmer.stem(t) if len(t) > 3 else t for t in tokens]
+
+
+def _rouge_l_muse(prediction: str, reference: str, stem: bool = False) -> dict[str, float]:
+    """rouge_score's RougeScorer(["rougeL"], use_stemmer=stem).score(reference, prediction)."""
     pred, ref = _muse_tokens(prediction), _muse_tokens(reference)
+    if stem:
+        pred, ref = _stemmed(pred), _stemmed(ref)
     if not pred or not ref:
         return _zero_rouge()
     lcs = _lcs_table(ref, pred)[-1][-1]
@@ -154,7 +165,9 @@ def rouge_l(prediction: str, reference: str, convention: str) -> dict[str, float
 
     convention="muse": Google's rouge_score rougeL, no stemmer (MUSE reports F1).
     convention="rwku": the `rouge` 1.0.1 package's case-sensitive summary-level ROUGE-L (RWKU
-    reports recall). A prediction or reference that tokenises to nothing scores 0 for all three.
+    reports recall). convention="tofu": rouge_score rougeL with its Porter stemmer (TOFU and
+    open-unlearning report recall). A prediction or reference that tokenises to nothing scores 0
+    for all three.
     """
     _check_str(prediction, "prediction")
     _check_str(reference, "reference")
@@ -162,6 +175,8 @@ def rouge_l(prediction: str, reference: str, convention: str) -> dict[str, float
         return _rouge_l_muse(prediction, reference)
     if convention == "rwku":
         return _rouge_l_rwku(prediction, reference)
+    if convention == "tofu":
+        return _rouge_l_muse(prediction, reference, stem=True)
     raise ValueError(f"convention must be one of: {', '.join(CONVENTIONS)} (got {convention!r})")
 
 
@@ -440,3 +455,113 @@ def mean_and_stderr(values: ArrayLike) -> tuple[float, float]:
     if array.size == 1:
         return mean, 0.0
     return mean, float(array.std(ddof=1) / math.sqrt(array.size))
+
+
+# --------------------------------------------------------------------------------------------
+# TOFU (Maini et al. 2024), as open-unlearning computes it
+# --------------------------------------------------------------------------------------------
+
+
+def _as_2d(values, name: str) -> np.ndarray:
+    """A non-empty 2-D float64 array without NaN, or ValueError naming `name`."""
+    try:
+        array = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a 2-D array of numbers ({exc})") from None
+    if array.ndim != 2 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (N, K), got shape {array.shape}")
+    if np.isnan(array).any():
+        raise ValueError(f"{name} must not contain NaN")
+    return array
+
+
+def _ratios(ratios: ArrayLike) -> np.ndarray:
+    array = _as_1d(ratios, "ratios").numpy()
+    if (array < 0).any():
+        raise ValueError("ratios must be >= 0")
+    return array
+
+
+def truth_ratio(para_avg_nll: ArrayLike, pert_avg_nll) -> list[float]:
+    """Per example R = P(perturbed) / P(paraphrased) = exp(−mean_k pert[:, k]) / exp(−para): the
+    perturbed answers averaged in loss space. Inputs are per-answer average token NLLs, shapes
+    (N,) and (N, K). Computed as exp(para − mean_k pert), the same number without the underflow of
+    exp(−NLL) at large NLLs."""
+    para = _as_1d(para_avg_nll, "para_avg_nll").numpy()
+    pert = _as_2d(pert_avg_nll, "pert_avg_nll")
+    if pert.shape[0] != para.size:
+        raise ValueError(f"pert_avg_nll must have one row per example ({para.size}), got {pert.shape[0]}")
+    return np.exp(para - pert.mean(axis=1)).tolist()
+
+
+def truth_ratio_forget_scores(ratios: ArrayLike) -> list[float]:
+    """Per example min(R, 1/R): 1 when the paraphrased and perturbed answers are equally likely."""
+    r = _ratios(ratios)
+    with np.errstate(divide="ignore"):
+        return np.minimum(r, 1 / r).tolist()
+
+
+def truth_ratio_forget(ratios: ArrayLike) -> float:
+    """TOFU's forget truth ratio: mean of min(R, 1/R) (higher: the forget answers are no more likely
+    than the perturbed ones)."""
+    return float(np.mean(truth_ratio_forget_scores(ratios)))
+
+
+def truth_ratio_retain_scores(ratios: ArrayLike) -> list[float]:
+    """Per example max(0, 1 − R)."""
+    return np.maximum(0.0, 1 - _ratios(ratios)).tolist()
+
+
+def truth_ratio_retain(ratios: ArrayLike) -> float:
+    """TOFU's truth ratio on retained knowledge: mean of max(0, 1 − R) (higher: the right answer is
+    preferred to the perturbed ones)."""
+    return float(np.mean(truth_ratio_retain_scores(ratios)))
+
+
+def forget_quality(unlearned_ratios: ArrayLike, retain_model_ratios: ArrayLike) -> float:
+    """TOFU's forget quality: the p-value of the two-sample Kolmogorov–Smirnov test
+    (``scipy.stats.ks_2samp``, default arguments) between the unlearned model's and the retain
+    model's raw truth ratios on the forget set; 1 when the distributions are indistinguishable."""
+    from scipy.stats import ks_2samp
+
+    a = _as_1d(unlearned_ratios, "unlearned_ratios").numpy()
+    b = _as_1d(retain_model_ratios, "retain_model_ratios").numpy()
+    return float(ks_2samp(a, b).pvalue)
+
+
+def model_utility(values: ArrayLike) -> float:
+    """TOFU's model utility: the harmonic mean n / Σ 1/v of the nine retain, real-authors and
+    world-facts values (probability, ROUGE-L recall, truth ratio of each); 0 when any value is 0."""
+    array = _as_1d(values, "values").numpy()
+    if (array < 0).any():
+        raise ValueError("values must be >= 0")
+    if (array == 0).any():
+        return 0.0
+    return float(array.size / np.sum(1 / array))
+
+
+def normalised_answer_probability(answer_prob: float, wrong_probs: ArrayLike) -> float:
+    """p / (p + Σ_k p_k): the right answer's (length-normalised) probability among the right one and
+    the perturbed ones, TOFU's probability on real authors and world facts."""
+    wrong = _as_1d(wrong_probs, "wrong_probs").numpy()
+    if isinstance(answer_prob, bool) or not isinstance(answer_prob, numbers.Real) or not answer_prob >= 0:
+        raise ValueError(f"answer_prob must be a number >= 0, got {answer_prob!r}")
+    if (wrong < 0).any():
+        raise ValueError("wrong_probs must be >= 0")
+    total = answer_prob + float(wrong.sum())
+    return float(answer_prob / total) if total > 0 else 0.0
+
+
+def extraction_strength(predicted: Sequence[int], targets: Sequence[int]) -> float:
+    """1 − k/n, with k the shortest prefix of the n answer tokens after which the teacher-forced
+    argmax predictions equal every remaining target (Carlini et al.'s extraction strength as
+    open-unlearning computes it: when no suffix matches, its loop leaves k = n − 1, so 1/n; 0 for
+    an empty answer)."""
+    predicted, targets = [int(t) for t in predicted], [int(t) for t in targets]
+    if len(predicted) != len(targets):
+        raise ValueError(f"predicted and targets must have the same length, got {len(predicted)} and {len(targets)}")
+    n = len(targets)
+    if n == 0:
+        return 0.0
+    k = next((k for k in range(n) if predicted[k:] == targets[k:]), n - 1)
+    return 1 - k / n

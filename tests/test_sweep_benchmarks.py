@@ -1,8 +1,9 @@
 """Sweeps on the real benchmarks' committed fixtures, in one local Ray cluster on loopback: MUSE
 (a tiny target, no oracle), RWKU (every configuration once per unlearning target) and a user's own
 JSONL data through ``unlearn sweep`` with ``model.base`` (target and oracle prepared by the service,
-a grid over a benchmark parameter). Each ends in a report whose summary, fronts, trajectories and
-(with an oracle) KL panels follow from what the benchmark declares."""
+a grid over a benchmark parameter) and TOFU with its forget split as a grid (a retain model prepared per
+split). Each ends in a report whose summary, fronts, trajectories and (with an oracle) KL panels follow
+from what the benchmark declares."""
 
 import json
 import math
@@ -112,6 +113,26 @@ def byo_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
     return root / "runs" / "byo-tiny", report
 
 
+@pytest.fixture(scope="module")
+def tofu_sweep(tmp_path_factory, unlearn_cache, ray_cluster):
+    """TOFU on its fixture with the forget split as a grid (forget01, forget05). Forget quality needs the
+    retain model of each split: ``model.base: tiny`` makes the service prepare, per split, a target on
+    the whole fixture and an oracle without that split's forget set (the retain model). One method,
+    one epoch, two trials at once."""
+    spec = {
+        "name": "tofu-tiny",
+        "model": {"base": "tiny", "prepare": {"lr": 3.0e-3, "max_epochs": 12, "micro_batch": 8, "stop_recall": 0.6,
+                                              "max_length": 128}},
+        "benchmark": {"name": "tofu", "params": {"source": str(FIXTURES / "tofu"), "chat": False, "max_new_tokens": 8,
+                                                 "split": {"grid": ["forget01", "forget05"]}}},
+        "methods": {"ga": {"lr": 3.0e-3}}, "training": {**TRAINING, "epochs": 1}, "failure": FAILURE,
+        "eval": {"every_epoch": ["likelihood", "generation"], "final": ["likelihood", "generation", "mia"],
+                 "batch_size": 8},
+        **TWO_AT_ONCE,
+    }
+    return _sweep(spec, tmp_path_factory.mktemp("runs"))
+
+
 def _check_report(df, text: str, fronts: int, *, kl: bool) -> None:
     """A summary with a selected configuration or the rule's stated reason, the declared fronts,
     a trajectory figure, and KL panels exactly when the benchmark has KL metrics."""
@@ -218,3 +239,24 @@ def test_benchmark_without_preparation_refuses_base_before_anything_is_written(t
     assert run.returncode != 0
     assert run.stderr.strip().count("\n") == 0 and "model.base" in run.stderr, run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rwku.yaml"]
+
+
+def test_tofu_sweep_grids_the_split_and_draws_forget_quality_against_model_utility(tofu_sweep):
+    grid = json.loads((tofu_sweep / "environment.json").read_text())["grid"]
+    assert [g["label"] for g in grid] == [{"split": "forget01"}, {"split": "forget05"}]
+    assert grid[0]["oracle"] != grid[1]["oracle"]  # a retain model per split
+    record = json.loads((tofu_sweep / "reference_rows.json").read_text())
+    assert record["benchmark"]["fronts"] == [{"x": "forget_quality", "y": "model_utility", "size": None}]
+    assert record["benchmark"]["facets"] == ["split"] and record["benchmark"]["needs_oracle"]
+    oracles = [r for r in record["rows"] if r["role"] == "oracle"]
+    assert sorted(r["split"] for r in oracles) == ["forget01", "forget05"]
+    assert all(r["forget_quality"] == 1.0 for r in oracles)  # the retain model against itself
+    df, text, _ = _report(tofu_sweep)
+    _check_report(df, text, fronts=2, kl=False)  # forget quality vs model utility, once per split
+    fronts = text.split(FRONT_SVG)[1:]
+    assert all("forget_quality" in f.split("</svg>")[0] and "model_utility" in f.split("</svg>")[0] for f in fronts)
+    assert "split=forget01" in text and "split=forget05" in text
+    final = df[(df["role"] == "trial") & (df["epoch"] == 1)]
+    assert len(final) == 2 and final["forget_quality"].between(0, 1).all()
+    assert final["model_utility"].between(0, 1).all()
+    assert final["mia_min_k_auc"].between(0, 1).all()  # privleak is NaN where a retain model's AUC is 0
