@@ -1,5 +1,5 @@
-"""Schema-level loaders for the MUSE, RWKU and TOFU layouts (``docs/benchmarks/muse.md``,
-``docs/benchmarks/rwku.md``, ``docs/benchmarks/tofu.md``).
+"""Schema-level loaders for the MUSE, RWKU, TOFU, WMDP and MMLU layouts (``docs/benchmarks/muse.md``,
+``docs/benchmarks/rwku.md``, ``docs/benchmarks/tofu.md``, ``docs/benchmarks/wmdp.md``).
 
 A local benchmark directory holds ``<root>/<config>/<split>.jsonl`` (or ``.parquet``); a hub
 dataset id (``datasets.load_dataset(repo, config, split=split)``) maps onto the same configs and
@@ -60,7 +60,23 @@ TOFU = {
     "real_authors_perturbed": {"question": str, "answer": str, "perturbed_answer": list},
     "world_facts_perturbed": {"question": str, "answer": str, "perturbed_answer": list},
 }
-SCHEMAS = {"muse": MUSE, "rwku": RWKU, "tofu": TOFU}
+MULTIPLE_CHOICE = {"question": str, "choices": list, "answer": int}
+WMDP = {"wmdp-bio": MULTIPLE_CHOICE, "wmdp-cyber": MULTIPLE_CHOICE, "wmdp-chem": MULTIPLE_CHOICE}  # cais/wmdp
+MMLU_SUBJECTS = (  # the per-subject configs of cais/mmlu
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology",
+    "college_chemistry", "college_computer_science", "college_mathematics", "college_medicine", "college_physics",
+    "computer_security", "conceptual_physics", "econometrics", "electrical_engineering", "elementary_mathematics",
+    "formal_logic", "global_facts", "high_school_biology", "high_school_chemistry", "high_school_computer_science",
+    "high_school_european_history", "high_school_geography", "high_school_government_and_politics",
+    "high_school_macroeconomics", "high_school_mathematics", "high_school_microeconomics", "high_school_physics",
+    "high_school_psychology", "high_school_statistics", "high_school_us_history", "high_school_world_history",
+    "human_aging", "human_sexuality", "international_law", "jurisprudence", "logical_fallacies", "machine_learning",
+    "management", "marketing", "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition",
+    "philosophy", "prehistory", "professional_accounting", "professional_law", "professional_medicine",
+    "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy", "virology",
+    "world_religions")
+MMLU = {subject: {**MULTIPLE_CHOICE, "subject": str} for subject in MMLU_SUBJECTS}
+SCHEMAS = {"muse": MUSE, "rwku": RWKU, "tofu": TOFU, "wmdp": WMDP, "mmlu": MMLU}
 TYPE_NAMES = {str: "string", int: "integer", list: "list", dict: "object"}
 
 

@@ -71,6 +71,7 @@ class Declaration:
     average_over: tuple = ()  # row labels the reports average over (RWKU's ``subject``)
     protocol: str = ""  # the named evaluation protocol the numbers follow (RWKU's ``paper`` / ``clean``)
     forget_qa: bool = False  # the forget set holds question-answer examples (what the IdK methods need)
+    cannot_train: str = ""  # why a sweep cannot train on it as configured (one line; WMDP without a corpus)
 
 
 def check_declaration(name: str, metrics: tuple, declared: Declaration) -> None:

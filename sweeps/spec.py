@@ -278,6 +278,8 @@ class SweepSpec:
         if self.model.target and not self.model.oracle and declared.needs_oracle:
             fail("model.oracle", f"a model directory (the {self.benchmark.name} benchmark compares with the "
                  "retrained model)", self.model.oracle)
+        if declared.cannot_train:
+            raise SpecError(f"benchmark.params: {declared.cannot_train}")
         if self.model.base and not declared.can_prepare:
             fail("model.base", f"left out: the {self.benchmark.name} benchmark comes with its own models and cannot "
                  "prepare them from a base model; give model.target (and model.oracle)", self.model.base)

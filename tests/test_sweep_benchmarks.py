@@ -187,6 +187,28 @@ def test_muse_report_shows_knowmem_front(muse_sweep):
     assert 0 <= final["forget_knowmem_rouge_l_f1"] <= 100 and math.isfinite(final["privleak"])
 
 
+def test_wmdp_sweep_on_the_fixture_draws_each_topic_against_mmlu(tmp_path_factory, unlearn_cache, ray_cluster):
+    """RMU for one epoch on a tiny target, the WMDP fixture's questions and corpus."""
+    from helpers.contract import PARAMS
+
+    corpus = FIXTURES / "wmdp" / "corpus"
+    texts = [json.loads(line)["text"] for name in ("forget", "retain")
+             for line in (corpus / f"{name}.jsonl").read_text().splitlines()]
+    target = _tiny_target(texts, tmp_path_factory.mktemp("wmdp-target"))
+    sweep_dir = _sweep({
+        "name": "wmdp-tiny", "model": {"target": str(target)},
+        "benchmark": {"name": "wmdp", "params": PARAMS["wmdp"]},
+        "methods": {"rmu": {"lr": 3.0e-3}}, "training": {**TRAINING, "epochs": 1}, "failure": FAILURE,
+        "eval": {"every_epoch": ["likelihood", "utility"], "final": ["likelihood", "utility"], "batch_size": 8},
+        "scaling": {"workers": 1, "zero_stage": 2},
+    }, tmp_path_factory.mktemp("runs"))
+    df, text, _ = _report(sweep_dir)
+    _check_report(df, text, fronts=3, kl=False)  # bio, cyber and pooled accuracy against MMLU
+    final = df[(df["role"] == "trial") & (df["epoch"] == 1)].iloc[0]
+    for name in ("forget_bio_mc_accuracy", "forget_cyber_mc_accuracy", "forget_mc_accuracy", "utility_mmlu_accuracy"):
+        assert 0 <= final[name] <= 1, name
+
+
 def test_sweep_where_no_trial_finished_exits_non_zero(muse_target, ray_cluster, tmp_path, capsys):
     """Gradient ascent at an absurd learning rate: every trial diverges; the command names each
     failed trial with its error and exits 1."""

@@ -23,6 +23,8 @@ PARAMS = {  # every registered benchmark's parameters on its committed fixture
     "rwku": {"source": str(FIXTURES / "rwku"), "targets": 1},
     "jsonl": {"path": str(FIXTURES / "byo")},
     "tofu": {"source": str(FIXTURES / "tofu"), "split": "forget01", "chat": False, "max_new_tokens": 8},
+    "wmdp": {"source": str(FIXTURES / "wmdp" / "wmdp"), "mmlu_source": str(FIXTURES / "wmdp" / "mmlu"),
+             "mmlu_subjects": ["astronomy", "high_school_geography"], "corpus": str(FIXTURES / "wmdp" / "corpus")},
 }
 CONFIG = EvalConfig(batch_size=8, max_new_tokens=8, verbatim_tokens=8, kl_max_tokens=256, softlabel_gammas=(10.0,))
 TINY = TinyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64)
