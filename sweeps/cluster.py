@@ -7,7 +7,7 @@ import dataclasses
 import math
 import os
 
-from sweeps.spec import Scaling, SpecError, SweepSpec
+from sweeps.spec import MIN_WORKER_CPUS, Scaling, SpecError, SweepSpec
 
 # Passed to every trial and worker: offline switches, caches, the shared directory, HF_TOKEN, and
 # the fault-injection hook of the tests (``sweeps.faults``).
@@ -84,27 +84,41 @@ def bundles(spec: SweepSpec, total: dict, node_cpus: float, node_gpus: float) ->
     checking that one trial (its actor and its worker group) fits.
 
     Defaults on 2 CPUs (a 1-CPU trial actor and 1-CPU workers) never start and never say why; so
-    the trial actor takes ``trial_cpus`` and the workers share the rest of a node."""
+    the trial actor takes ``trial_cpus`` and the workers share the rest of a node, each at least
+    ``MIN_WORKER_CPUS`` (with ``use_gpu``: one CPU and one GPU each). A trial that cannot have that
+    is refused here, before anything runs: ``(node CPUs − trial_cpus) / workers ≥ MIN_WORKER_CPUS``,
+    ``trial_cpus + workers · cpus_per_worker ≤`` the cluster's CPUs, ``workers ≤`` its GPUs."""
     scaling = spec.scaling
-    workers = max([scaling.workers] + [_max_option(spec.space(m).get("workers")) for m in spec.methods])
+    field, workers = most_workers(spec)
     cpus = scaling.cpus_per_worker
     if cpus is None:
         share = (node_cpus - scaling.trial_cpus) / workers if not scaling.use_gpu else 1.0
         cpus = math.floor(share * 100) / 100
-        if cpus <= 0:
-            raise SpecError(f"scaling.workers={workers} cannot share a node with {node_cpus:g} CPUs; "
-                            f"lower scaling.workers")
+        if cpus < MIN_WORKER_CPUS:
+            one_node = total.get("CPU", 0) <= node_cpus
+            has = f"the cluster has {node_cpus:g}" if one_node else \
+                f"the largest node has {node_cpus:g} (set scaling.cpus_per_worker to spread the workers over nodes)"
+            raise SpecError(f"{field}: {workers} needs {workers} × {MIN_WORKER_CPUS:g} CPUs but {has}, beside "
+                            f"{scaling.trial_cpus:g} for the trial; lower {field}")
     need_cpu = scaling.trial_cpus + workers * cpus
     if need_cpu > total.get("CPU", 0) + 1e-9 or cpus > node_cpus:
-        raise SpecError(f"a trial needs {need_cpu:g} CPUs ({scaling.trial_cpus:g} for the trial + {workers} workers × "
-                        f"{cpus:g}) but the cluster has {total.get('CPU', 0):g} (largest node {node_cpus:g}); "
-                        f"lower scaling.workers or scaling.cpus_per_worker")
+        raise SpecError(f"{field}: a trial needs {need_cpu:g} CPUs ({scaling.trial_cpus:g} for the trial + {workers} "
+                        f"workers × {cpus:g}) but the cluster has {total.get('CPU', 0):g} (largest node "
+                        f"{node_cpus:g}); lower {field} or scaling.cpus_per_worker")
     if scaling.use_gpu:
         need_gpu = workers * scaling.gpus_per_worker
         if need_gpu > total.get("GPU", 0) or scaling.gpus_per_worker > node_gpus:
-            raise SpecError(f"a trial needs {need_gpu:g} GPUs ({workers} workers × {scaling.gpus_per_worker:g}) but "
-                            f"the cluster has {total.get('GPU', 0):g}; lower scaling.workers or set use_gpu: false")
+            raise SpecError(f"{field}: a trial needs {need_gpu:g} GPUs ({workers} workers × "
+                            f"{scaling.gpus_per_worker:g}) but the cluster has {total.get('GPU', 0):g}; lower "
+                            f"{field} or set use_gpu: false")
     return dataclasses.replace(scaling, cpus_per_worker=cpus)
+
+
+def most_workers(spec: SweepSpec) -> tuple[str, int]:
+    """The largest worker group a trial of the sweep asks for, and the field that asks for it."""
+    found = [("scaling.workers", spec.scaling.workers)]
+    found += [(f"methods.{m}.workers", _max_option(spec.space(m).get("workers"))) for m in spec.methods]
+    return max(found, key=lambda item: item[1])
 
 
 def _max_option(value) -> int:

@@ -18,11 +18,16 @@ term) and R reference passes, for a Llama block with SDPA attention (the RMSNorm
   P·(B·T·(L·(8h + e·(8h + 4I)) + 4h + 2e·h) + L·B·T²·e) + B·T·V·(P·e + 8 + R·(4 + 4 + 8))
   (B, T, V) terms: per pass the logits, which the NLL and Unilogit losses keep and work on chunk
   by chunk (no fp32 copy); in backward one pass's fp32 gradient and its cast; per reference pass
-  the fp32 log-softmax of the trained logits that UnDIAL and the KL retain term keep, and fp32
-  reference logits and soft labels. Checked on CPU against the bytes autograd saves
-  (tests/test_plan.py). On an H200 (bf16, h 2048, I 7168, V 128256, B·T = 2048), with the losses
-  of the time, which also kept an fp32 copy per pass: GA 4.30 GiB (that formula 4.28), GA + NLL
-  6.59 (6.60), UnDIAL + NLL 8.55 (9.53).
+  the fp32 log-softmax of the trained logits that the KL retain term keeps, and fp32 reference
+  logits and soft labels (UnDIAL's loss works chunk by chunk too and keeps less: the reference
+  logits and an fp32 gradient buffer, one buffer in fp32; counted as the KL term's, an upper
+  bound). Checked on CPU against the bytes autograd saves (tests/test_plan.py). On an H200 (bf16,
+  h 2048, I 7168, V 128256, B·T = 2048), with the losses of the time, which also kept an fp32 copy
+  per pass: GA 4.30 GiB (that formula 4.28), GA + NLL 6.59 (6.60), UnDIAL + NLL 8.55 (9.53).
+  With gradient checkpointing (``scaling.gradient_checkpointing``) a pass keeps each layer's input
+  (the hidden state at every layer boundary) and, while backward recomputes it, one layer's full
+  activations; its layer term becomes B·T·(L·e·h + 8h + e·(8h + 4I) + 4h + 2e·h) + B·T²·e (the
+  (B, T, V) terms are unchanged).
 Frozen reference (UnDIAL, KL retain): a full copy per worker, as ``sweeps/worker.py`` keeps it: eΨ
   on GPU (bf16 when training in bf16), 4Ψ on CPU.
 LoRA (a method's ``lora`` section): Ψ_a adapter parameters train, counted by injecting the adapters
@@ -39,8 +44,9 @@ Evaluation (rank 0): at ZeRO-3 a full copy, eΨ on GPU (bf16 when training in bf
   Peak = states + reference + copy + max(training, evaluation) + reserve.
 
 Time of a trial: ``forget tokens · epochs · c / (N · tokens/s per worker)`` with
-  c = s·(1 + r·[retain term]) + (r·[KL retain] + [reference logits on forget]) / 3 (a forward is a
-  third of a training step; r = retain / forget tokens; s = 1, or 2/3 under LoRA), divided by
+  c = (s + g/3)·(1 + r·[retain term]) + (r·[KL retain] + [reference logits on forget]) / 3 (a forward
+  is a third of a training step; r = retain / forget tokens; s = 1, or 2/3 under LoRA; g = 1 with
+  gradient checkpointing, whose backward runs every layer's forward again: 4/3 of a step), divided by
   (1 − evaluation share), plus a fixed start and the model load and checkpoint writes
   (``STORAGE_BPS``). Sweep: trials · trial time /
   concurrency, concurrency = min(max_concurrent_trials, trials the cluster holds at once).
@@ -64,6 +70,7 @@ GPU_RESERVE = 3 * GIB  # CUDA context, NCCL buffers, DeepSpeed's reduce bucket (
 TRAIN_KEYS = ("zero_stage", "workers", "micro_batch", "epochs")  # the trial keys that change memory or time
 METHOD_KEYS = ("retain", "retain_weight", "forget_weight")  # method fields that change the passes
 LORA_STEP = 2 / 3  # a LoRA training pass against a full one: no weight gradients of the frozen weights
+RECOMPUTE = 1 / 3  # what gradient checkpointing adds to a training pass: one more forward
 CHAT_OVERHEAD = 30  # tokens a chat template adds to an example when no tokenizer is at hand
 CHARS_PER_TOKEN = 4
 # Throughput defaults (tokens/s of one worker = FLOP/s / 6Ψ) when perf/results has no measurement.
@@ -241,13 +248,16 @@ def model_states(shape: Shape, stage: int, workers: int, per_node: int, bf16: bo
     return ((2 * e + k) * psi if stage == 0 else 2 * e * psi + k * psi // workers), load
 
 
-def activations(shape: Shape, batch: int, length: int, bf16: bool, passes: int = 1, ref_passes: int = 0) -> int:
+def activations(shape: Shape, batch: int, length: int, bf16: bool, passes: int = 1, ref_passes: int = 0,
+                checkpointing: bool = False) -> int:
     """Bytes alive at the peak of one training micro-step: the passes with gradients (forget, and
-    retain when there is a retain term) and the reference passes (module doc)."""
+    retain when there is a retain term) and the reference passes (module doc). ``checkpointing``:
+    each layer keeps its input only, and one layer's activations are alive at a time."""
     e, h, tokens = (2 if bf16 else 4), shape.hidden, batch * length
-    layers = tokens * (shape.layers * (8 * h + e * (8 * h + 4 * shape.intermediate)) + 4 * h + 2 * e * h) \
-        + shape.layers * batch * length ** 2 * e
-    return passes * layers + tokens * shape.vocab * (passes * e + 8 + ref_passes * (4 + 4 + 8))
+    layer = tokens * (8 * h + e * (8 * h + 4 * shape.intermediate)) + batch * length ** 2 * e  # one layer's
+    outside = tokens * (4 * h + 2 * e * h)  # embeddings and the final norm
+    layers = shape.layers * tokens * e * h + layer if checkpointing else shape.layers * layer
+    return passes * (layers + outside) + tokens * shape.vocab * (passes * e + 8 + ref_passes * (4 + 4 + 8))
 
 
 def evaluation(shape: Shape, batch: int, length: int, new_tokens: int, bf16: bool) -> int:
@@ -496,6 +506,7 @@ def plan(spec: SweepSpec, node: Node, *, results: Path = Path("perf/results"), e
     return {
         "spec": spec.name, "model": dataclasses.asdict(shape), "node": dataclasses.asdict(node),
         "device": "gpu" if scaling.use_gpu else "cpu", "bf16": scaling.bf16, "offload": scaling.offload,
+        "gradient_checkpointing": scaling.gradient_checkpointing,
         "seq_len": length, "max_length": training.max_length,
         "data": dataclasses.asdict(stats) if stats else None, "forget_tokens": forget_tokens,
         "tokens_per_s_per_worker": tokens_s, "throughput_source": speed_note, "eval_share": eval_share,
@@ -519,9 +530,9 @@ def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tok
         states, cpu_node = lora_states(shape, adapters, g["zero_stage"], workers, per_node, scaling.bf16, offload)
     else:
         states, cpu_node = model_states(shape, g["zero_stage"], workers, per_node, scaling.bf16, offload)
-    def step(batch: int) -> int:
+    def step(batch: int, checkpointing: bool = scaling.gradient_checkpointing) -> int:
         return activations(shape, batch, length, scaling.bf16, 1 + g["retain"] + g["preferred"],
-                           g["ref_forget"] + g["kl_retain"])
+                           g["ref_forget"] + g["kl_retain"], checkpointing)
 
     train = step(g["micro_batch"])
     full = (e if scaling.use_gpu else 4) * psi  # one whole model in the worker's dtype
@@ -538,9 +549,12 @@ def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tok
             fixed = states + ref + copy + reserve
             smaller = [b for b in range(g["micro_batch"] - 1, 0, -1)
                        if fixed + max(evaluating, step(b)) <= node.gpu_mem]
+            checkpointed = not scaling.gradient_checkpointing and \
+                fixed + max(evaluating, step(g["micro_batch"], True)) <= node.gpu_mem
             why.append(f"rank 0 needs {rank0 / GIB:.1f} GiB, the others {others / GIB:.1f}, of "
                        f"{node.gpu_mem / GIB:g}; " + (f"micro_batch {smaller[0]} fits" if smaller
-                                                      else "no smaller micro_batch fits"))
+                                                      else "no smaller micro_batch fits")
+                       + ("; with scaling.gradient_checkpointing: true it fits" if checkpointed else ""))
         if not node.gpus:
             why.append(f"node type {node.name} has no GPUs")
         elif nodes > node.count:
@@ -552,7 +566,8 @@ def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tok
     fits = None if scaling.use_gpu and node.gpu_mem is None and not why else not why
     hours, parts = None, {}
     if forget_tokens is not None:
-        passes = (LORA_STEP if lora else 1) * (1 + g["preferred"] + retain_ratio * g["retain"])
+        per_pass = (LORA_STEP if lora else 1) + (RECOMPUTE if scaling.gradient_checkpointing else 0)
+        passes = per_pass * (1 + g["preferred"] + retain_ratio * g["retain"])
         cost = passes + (retain_ratio * g["kl_retain"] + g["ref_forget"]) / 3
         train_s = forget_tokens * g["epochs"] * cost / (workers * tokens_s)
         saved = adapters if lora else psi  # checkpoints and the final model: the adapters only under LoRA
@@ -599,7 +614,8 @@ def table(p: dict) -> str:
     data = p["data"]
     lines = [
         f"plan for {p['spec']}: {m['name']}, {m['params'] / 1e9:.3g}B parameters (largest layer "
-        f"{m['largest_layer'] / 1e6:.0f}M), {'bf16' if p['bf16'] else 'fp32'}{', offload' if p['offload'] else ''}",
+        f"{m['largest_layer'] / 1e6:.0f}M), {'bf16' if p['bf16'] else 'fp32'}{', offload' if p['offload'] else ''}"
+        f"{', gradient checkpointing' if p['gradient_checkpointing'] else ''}",
         f"node {node['name']}: {capacity}, {cpu_mem} CPU memory, up to {node['count']} node(s)",
         f"sequence length T = {p['seq_len']} tokens: "
         + (f"the longest forget / retain example (counted with {data['counted_with']})" if data else

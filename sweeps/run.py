@@ -36,6 +36,7 @@ from sweeps.spec import (
     Scaling,
     SpecError,
     SweepSpec,
+    from_dict,
     needs_ref_nll,
     softlabel_gammas,
     to_dict,
@@ -280,6 +281,10 @@ def _check_resume(spec: SweepSpec, sweep_dir: Path, resume: bool) -> None:
         raise SpecError(f"--resume: no sweep {spec.name!r} in {sweep_dir.parent} to resume")
     if resume:
         saved = yaml.safe_load((sweep_dir / SPEC).read_text())
+        try:  # resolved again, so that a field added since takes its default on both sides
+            saved = _plain(to_dict(from_dict(saved)))
+        except (SpecError, TypeError, ValueError):
+            pass  # compared as written: the difference is reported below
         if saved != _plain(to_dict(spec)):
             raise SpecError(f"--resume: the spec differs from the one the sweep started with "
                             f"({sweep_dir / SPEC})")

@@ -172,27 +172,35 @@ class EvalSpec:
             check_int(f"eval.{name}", getattr(self, name), 1)
 
 
+# The least CPU share a worker gets (sweeps.cluster.bundles): below half a core its threads mostly
+# wait for one, and a trial that would run so thin is refused instead.
+MIN_WORKER_CPUS = 0.5
+
+
 @dataclass(frozen=True)
 class Scaling:
     workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float | None = None  # None: share the node's CPUs between the workers
-    gpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0  # with use_gpu, one: each worker drives one GPU
     zero_stage: int = 2
     bf16: bool = False
     offload: bool = False
     trial_cpus: float = 0.1  # the function trial that drives the worker group
+    gradient_checkpointing: bool = False  # recompute each layer's activations in backward
 
     def __post_init__(self):
         check_int("scaling.workers", self.workers, 1)
         check_int("scaling.zero_stage", self.zero_stage, 0, 3)
         if self.cpus_per_worker is not None:
-            check_number("scaling.cpus_per_worker", self.cpus_per_worker, strict=True)
+            check_number("scaling.cpus_per_worker", self.cpus_per_worker, MIN_WORKER_CPUS)
         check_number("scaling.gpus_per_worker", self.gpus_per_worker, strict=True)
         check_number("scaling.trial_cpus", self.trial_cpus, strict=True)
-        for name in ("use_gpu", "bf16", "offload"):
+        for name in ("use_gpu", "bf16", "offload", "gradient_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 fail(f"scaling.{name}", "true or false", getattr(self, name))
+        if self.use_gpu and self.gpus_per_worker != 1:
+            fail("scaling.gpus_per_worker", "1 with use_gpu (each worker drives one GPU)", self.gpus_per_worker)
         if self.offload and self.zero_stage < 2:
             fail("scaling.offload", "used with zero_stage 2 or 3", self.offload)
 

@@ -190,6 +190,8 @@ class Worker:
         methods.trained_parameters(model, plan.method)  # RMU trains a few MLPs: the rest is frozen
         trainable = lora.trainable(model)
         evaluator, ref_model = _copies(plan, place, model)
+        if plan.scaling.gradient_checkpointing:  # after the copies: they only ever run forward
+            models.checkpoint_activations(model)
         data = load_data(plan, tokenizer)
         loop_config, effective, optimizer, lr_schedule, ds_config = _training(plan, place, model, len(data.forget))
         watch.lap("load")

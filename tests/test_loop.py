@@ -220,3 +220,41 @@ def test_grouping_by_length_keeps_every_example_once_per_epoch_and_the_step_coun
     spans = sorted((min(lengths), max(lengths)) for _, lengths, _ in seen[:3])
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
     assert all(len(r) == 4 for _, _, r in seen)
+
+
+@pytest.mark.parametrize("name,params", [("ga", {"retain": "nll"}), ("undial", {"retain": "kl"}), ("npo", {})])
+def test_gradient_checkpointing_gives_the_same_step(name, params):
+    """One step of the loop with every layer checkpointed: the same losses and gradients (float64),
+    the layers run again in backward, and the frozen reference is left as it was."""
+    from unlearn import models
+
+    method = methods.make(name, params)
+    forget, retain = toy_examples(6, seed=1), toy_examples(6, seed=2, prompt=1)
+
+    def one_step(checkpointed):
+        model = toy_model(0)
+        ref_model = copy.deepcopy(model).eval()
+        if checkpointed:
+            models.checkpoint_activations(model)
+        calls = []
+        model.model.layers[0].input_layernorm.register_forward_hook(lambda *_: calls.append(1))  # the layer's first op
+        grads = []
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        optimizer.register_step_pre_hook(lambda *_: grads.append([p.grad.clone() for p in model.parameters()]))
+        engine = engines.PlainEngine(model, optimizer, accumulation_steps=2)
+        state = loop.run(engine, method, forget, retain, toy_collate, loop.LoopConfig(micro_batch=3, max_steps=1),
+                         ref_model=ref_model)
+        return state.metrics, grads[0], len(calls), ref_model
+
+    plain, plain_grads, plain_calls, _ = one_step(False)
+    metrics, grads, calls, ref_model = one_step(True)
+    assert len(grads) == len(plain_grads) and plain_calls > 0
+    for a, b in zip(grads, plain_grads):
+        assert torch.allclose(a, b, atol=1e-10, rtol=0)
+    for key in ("loss", "forget_loss", "retain_loss"):
+        if key in plain:
+            assert math.isclose(metrics[key], plain[key], abs_tol=1e-10), key
+    passes = 2 * (1 + method.uses_retain)  # micro-batches of one update, each through the model once
+    npo_reference = 2 if method.needs_ref_nll else 0  # NPO's reference NLLs, computed by the model itself
+    assert plain_calls == passes + npo_reference and calls == 2 * passes + npo_reference  # recomputed in backward
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in ref_model.modules())

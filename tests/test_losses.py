@@ -209,6 +209,67 @@ def test_undial_with_gamma_zero_at_theta0_is_zero_with_zero_gradient():
     assert abs(loss.item()) < 1e-12 and x.grad.abs().max() < 1e-12
 
 
+def undial_reference(logits, ref, labels, gamma):
+    """UnDIAL by the plain formula: full (B, T-1, V) soft labels and log-softmax, then the token mean."""
+    z, y = aligned(logits, labels)
+    r, _ = aligned(ref, labels)
+    log_q = torch.log_softmax(r - gamma * F.one_hot(y, logits.shape[-1]).to(r.dtype), dim=-1)
+    log_p = torch.log_softmax(z, dim=-1)
+    return (log_q.exp() * (log_q - log_p)).sum(-1).mean()
+
+
+@pytest.mark.parametrize("rows_per_chunk", [1, 4, 100])
+@pytest.mark.parametrize("scratch", [False, True])
+def test_chunked_undial_matches_the_plain_formula(rows_per_chunk, scratch, monkeypatch):
+    logits, labels = make(b=3, t=8, v=13, seed=11)  # 7 rows per sequence: chunks of 4 do not divide them
+    ref, _ = make(b=3, t=8, v=13, seed=12)
+    labels[1, 3] = -100  # a masked position inside a chunk
+    weights = torch.linspace(0.5, 2.0, 3, dtype=torch.float64)  # an upstream gradient that is not uniform
+    monkeypatch.setattr(losses, "_SOFT_LABEL_CHUNK_ELEMENTS", rows_per_chunk * 13)
+    gamma = 2.5
+
+    def total(fn, x):
+        return sum(w * fn(x[i:i + 1], i) for i, w in enumerate(weights))
+
+    x = logits.clone().requires_grad_(True)
+    ours = total(lambda xi, i: losses.undial(xi, ref[i:i + 1].clone(), labels[i:i + 1], gamma,
+                                             ref_scratch=scratch), x)
+    ours.backward()
+    y = logits.clone().requires_grad_(True)
+    expected = total(lambda yi, i: undial_reference(yi, ref[i:i + 1], labels[i:i + 1], gamma), y)
+    expected.backward()
+    assert torch.allclose(ours, expected, atol=1e-10, rtol=0)
+    assert torch.allclose(x.grad, y.grad, atol=1e-10, rtol=0)
+    assert (x.grad[:, -1] == 0).all() and (x.grad[1, 2] == 0).all()  # rows that predict nothing
+
+    x = logits.clone().requires_grad_(True)  # the whole batch at once, with num_tokens
+    losses.undial(x, ref.clone(), labels, gamma, num_tokens=4.0, ref_scratch=scratch).backward()
+    y = logits.clone().requires_grad_(True)
+    count = (labels[:, 1:] != -100).sum()
+    (undial_reference(y, ref, labels, gamma) * count / 4.0).backward()
+    assert torch.allclose(x.grad, y.grad, atol=1e-10, rtol=0)
+
+
+def test_undial_overwrites_the_reference_only_as_scratch():
+    logits, labels = make(seed=13)
+    ref, _ = make(seed=14)
+    x = logits.clone().requires_grad_(True)
+    kept = ref.clone()
+    losses.undial(x, kept, labels, 3.0).backward()
+    assert torch.equal(kept, ref)
+    with torch.no_grad():
+        losses.undial(x, kept, labels, 3.0, ref_scratch=True)
+    assert torch.equal(kept, ref)  # no gradient wanted: nothing written
+    scratch = ref.clone()
+    loss = losses.undial(logits.clone().requires_grad_(True), scratch, labels, 3.0, ref_scratch=True)
+    assert not torch.equal(scratch, ref)
+    loss.backward()
+    with pytest.raises(RuntimeError, match="once"):
+        loss = losses.undial(x, ref.clone(), labels, 3.0)
+        loss.backward(retain_graph=True)
+        loss.backward()
+
+
 def test_kl_retain_formula_and_zero_at_reference():
     logits, labels = make()
     ref, _ = make(seed=9)

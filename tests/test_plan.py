@@ -220,3 +220,35 @@ def test_the_gpu_zoo_runs_every_method_with_lora_on_four_48_gb_gpus(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert sorted({row["method"] for row in rows}) == methods.names()
     assert all(row["fits"] and row["reference_gib"] == 0 and row["rank0_gib"] < 48 for row in rows)
+
+
+def test_gradient_checkpointing_keeps_one_layer_and_the_layer_inputs(tmp_path):
+    """gpu-8b.yaml (Llama-3-8B, bf16, 4 GPUs, ZeRO-3) with and without scaling.gradient_checkpointing:
+    per training pass the activations drop by (L − 1) layers' activations less the L layer inputs
+    kept (e·h bytes per token each), the rest is unchanged, and a pass costs 4/3 of the time."""
+    import yaml
+
+    outs = {}
+    for checkpointing in (False, True):
+        raw = yaml.safe_load(GPU_8B.read_text())
+        raw["methods"] = {"ga": {"lr": 1e-5, "retain": "nll"}, "undial": {"lr": 1e-5, "gamma": 10}}
+        raw["scaling"]["gradient_checkpointing"] = checkpointing
+        spec, out = tmp_path / f"{checkpointing}.yaml", tmp_path / f"{checkpointing}.json"
+        spec.write_text(yaml.safe_dump(raw))
+        assert main(["plan", str(spec), "--cluster", str(ROOT / "cluster.yaml"), "--results", str(tmp_path),
+                     "--forget-tokens", "100000", "--json", str(out)]) == 0
+        outs[checkpointing] = json.loads(out.read_text())
+    plain, checkpointed = outs[False], outs[True]
+    assert checkpointed["gradient_checkpointing"] and not plain["gradient_checkpointing"]
+    e, h, inner, layers = 2, 4096, 14336, 32
+    tokens = 4 * checkpointed["seq_len"]  # micro-batch 4
+    one_layer = tokens * (8 * h + e * (8 * h + 4 * inner)) + 4 * checkpointed["seq_len"] ** 2 * e
+    saved = (layers - 1) * one_layer - layers * tokens * e * h  # per pass with gradients
+    for a, b in zip(plain["rows"], checkpointed["rows"]):
+        passes = 1 + a["retain"]
+        assert (a["activations_gib"] - b["activations_gib"]) * plan.GIB == pytest.approx(passes * saved, rel=1e-9)
+        assert b["activations_gib"] < a["activations_gib"] and b["states_gib"] == a["states_gib"]
+        assert b["other_ranks_gib"] < a["other_ranks_gib"]  # rank 0: here its evaluation working set is larger
+        ref_passes = a["ref_forget"]  # a forward each, a third of a step
+        ratio = (4 / 3 * passes + ref_passes / 3) / (passes + ref_passes / 3)
+        assert b["trial_seconds"]["train_s"] / a["trial_seconds"]["train_s"] == pytest.approx(ratio, rel=1e-12)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -93,6 +94,36 @@ def test_resource_plan_shares_the_node_and_refuses_what_cannot_fit():
     gpu = specs.from_dict(dict(raw(), scaling={"workers": 4, "use_gpu": True}))
     with pytest.raises(specs.SpecError, match="a trial needs 4 GPUs"):
         cluster.bundles(gpu, {"CPU": 16.0, "GPU": 2.0}, 16.0, 2.0)
+    assert cluster.bundles(gpu, {"CPU": 16.0, "GPU": 4.0}, 16.0, 4.0).cpus_per_worker == 1.0  # one CPU, one GPU each
+
+
+@pytest.mark.parametrize("workers,cpus,total,fits", [
+    (2, 2.0, 2.0, True),  # the demo: (2 − 0.1) / 2 = 0.95 each
+    (3, 2.0, 2.0, True),  # 0.63 each
+    (4, 2.0, 2.0, False),  # 0.475 each: below half a core
+    (64, 2.0, 2.0, False),
+    (64, 48.0, 48.0, True),  # 0.74 each
+    (64, 8.0, 64.0, False),  # 8 nodes of 8: the shared default packs a trial on one node
+])
+def test_a_worker_never_gets_less_than_half_a_cpu(workers, cpus, total, fits):
+    spec = specs.from_dict(dict(raw(), scaling={"workers": workers}))
+    share = (cpus - spec.scaling.trial_cpus) / workers
+    assert fits == (share >= 0.5)
+    if fits:
+        assert cluster.bundles(spec, {"CPU": total}, cpus, 0.0).cpus_per_worker == math.floor(share * 100) / 100
+        return
+    with pytest.raises(specs.SpecError) as error:
+        cluster.bundles(spec, {"CPU": total}, cpus, 0.0)
+    message = str(error.value)
+    assert message.startswith(f"scaling.workers: {workers} needs {workers} × 0.5 CPUs but the ")
+    assert f"has {cpus:g}" in message and "\n" not in message
+    assert ("cluster has" in message) == (total == cpus)
+
+
+def test_a_method_that_asks_for_more_workers_is_named():
+    spec = specs.from_dict(dict(raw(), methods={"ga": {"lr": 1e-3, "workers": {"grid": [1, 8]}}}))
+    with pytest.raises(specs.SpecError, match=r"^methods\.ga\.workers: 8 needs 8 × 0\.5 CPUs but the cluster has 2"):
+        cluster.bundles(spec, {"CPU": 2.0}, 2.0, 0.0)
 
 
 def test_objective_respects_bounds():
@@ -389,3 +420,16 @@ def test_softlabel_gammas_of_the_tiny_spec_and_a_python_api_space():
 def test_reference_nlls_are_needed_only_with_npo(methods, expected):
     spec = specs.from_dict(dict(raw(), methods={m: {"lr": 1e-3} for m in methods}))
     assert specs.needs_ref_nll(spec) is expected
+
+
+def test_resume_accepts_a_spec_saved_before_a_field_was_added_and_refuses_a_changed_one(tmp_path):
+    from sweeps.run import _check_resume, _plain
+
+    spec = specs.from_dict(raw())
+    saved = _plain(specs.to_dict(spec))
+    del saved["training"]["group_by_length"]  # written by a version that did not have the field
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(saved))
+    _check_resume(spec, tmp_path, resume=True)
+    changed = specs.from_dict(apply(raw(), {"training": {"epochs": 3}}))
+    with pytest.raises(specs.SpecError, match="--resume: the spec differs"):
+        _check_resume(changed, tmp_path, resume=True)

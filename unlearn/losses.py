@@ -35,6 +35,9 @@ IGNORE = -100
 DIVERGENCES = ("reverse", "forward")
 # Rows of (·, V) processed at once by the chunked Unilogit kernels: bounds temporaries to ~64 MiB fp32.
 _CHUNK_ELEMENTS = 1 << 24
+# UnDIAL's forward runs beside the reference logits, at the step's peak: smaller chunks (~8 MiB fp32
+# per temporary; a logsumexp makes two).
+_SOFT_LABEL_CHUNK_ELEMENTS = 1 << 21
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -208,15 +211,69 @@ def _kl_per_token(log_p: Tensor, log_q: Tensor) -> Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
 
 
+class _SoftLabelKL(torch.autograd.Function):
+    """UnDIAL per position: ``KL(q ‖ p)`` with ``q = softmax(r − γ·e_y)`` (r the reference logits,
+    γ only at valid positions) and ``p = softmax(z)``, chunk by chunk in the compute dtype.
+
+    Per row, ``log q = r̃ − lse(r̃)`` and ``log p = z − lse(z)``, and the loss is
+    ``Σ_v q_v (log q_v − log p_v)``. Its gradient ``g·(p − q)`` needs every ``q_v``, so the forward
+    writes the direction ``p − q`` (when z needs a gradient) and the backward scales it by ``g`` in
+    place: no (B, T-1, V) soft label, log-softmax or product is kept, and no buffer is allocated in
+    the backward. ``scratch``: the reference logits are the caller's own temporary, and the direction
+    is written over them (when they are in the compute dtype) instead of into a new buffer."""
+
+    @staticmethod
+    def forward(ctx, z, r, y, mask, gamma, scratch, differentiable):
+        dtype = torch.promote_types(compute_dtype(z), compute_dtype(r))
+        loss = torch.empty(z.shape[:2], dtype=dtype, device=z.device)
+        drop = mask.to(dtype) * gamma  # (B, T-1): γ at valid positions, 0 elsewhere
+        direction = None
+        if differentiable:
+            reuse = scratch and r.dtype == dtype and r.untyped_storage().data_ptr() != z.untyped_storage().data_ptr()
+            direction = r if reuse else torch.empty(z.shape, dtype=dtype, device=z.device)
+        for i, rows in _row_chunks(z, _SOFT_LABEL_CHUNK_ELEMENTS):
+            q = r[i, rows].to(dtype, copy=True) if direction is None else direction[i, rows]  # (n, V)
+            if direction is not None and direction is not r:
+                q.copy_(r[i, rows])
+            q.scatter_add_(-1, y[i, rows].unsqueeze(-1), -drop[i, rows].unsqueeze(-1))
+            q.sub_(torch.logsumexp(q, dim=-1, keepdim=True))  # log q
+            zc = z[i, rows].to(dtype)
+            lse_z = torch.logsumexp(zc, dim=-1, keepdim=True)
+            diff = torch.sub(q, zc).add_(lse_z)  # log q − log p (a chunk temporary)
+            q.exp_()
+            loss[i, rows] = diff.mul_(q).sum(dim=-1)
+            if direction is not None:
+                torch.sub(zc, lse_z, out=diff).exp_()  # p
+                q.sub_(diff).neg_()  # p − q
+        ctx.direction, ctx.input_dtype = direction, z.dtype
+        ctx.save_for_backward(mask)
+        return torch.where(mask, loss, torch.zeros_like(loss))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (mask,) = ctx.saved_tensors
+        direction, ctx.direction = ctx.direction, None
+        if direction is None:
+            raise RuntimeError("UnDIAL's loss can be differentiated once (its backward scales its buffer in place)")
+        g = torch.where(mask, grad_out.to(direction.dtype), torch.zeros_like(grad_out, dtype=direction.dtype))
+        return direction.mul_(g.unsqueeze(-1)).to(ctx.input_dtype), None, None, None, None, None, None
+
+
 def undial(logits: Tensor, ref_logits: Tensor, labels: Tensor, gamma: float, *,
-           num_tokens=None) -> Tensor:
-    """UnDIAL: forward ``KL(q ‖ p_θ)``, token mean, with q from :func:`undial_targets`."""
+           num_tokens=None, ref_scratch: bool = False) -> Tensor:
+    """UnDIAL: forward ``KL(q ‖ p_θ)``, token mean, with q from :func:`undial_targets`, computed
+    chunk by chunk (:class:`_SoftLabelKL`). ``ref_scratch=True``: ``ref_logits`` is the caller's
+    temporary and may be overwritten (the gradient's direction is written over it)."""
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
-    log_q = undial_targets(ref_logits, labels, gamma)  # (B, T-1, V)
-    z, _, mask = shift(logits, labels)
-    log_p = torch.log_softmax(_upcast(z), dim=-1)  # (B, T-1, V)
-    return _reduce(_kl_per_token(log_q, log_p), mask, num_tokens)
+    z, y, mask = shift(logits, labels)
+    z_ref, _, _ = shift(ref_logits.detach(), labels)
+    if z_ref.shape != z.shape:
+        raise ValueError(f"ref_logits must have the shape of logits {tuple(logits.shape)}, "
+                         f"got {tuple(ref_logits.shape)}")
+    differentiable = torch.is_grad_enabled() and z.requires_grad
+    per_token = _SoftLabelKL.apply(z, z_ref, y, mask, float(gamma), ref_scratch, differentiable)
+    return _reduce(per_token, mask, num_tokens)
 
 
 def kl_retain(logits: Tensor, ref_logits: Tensor, labels: Tensor, *, num_tokens=None) -> Tensor:
@@ -230,9 +287,10 @@ def kl_retain(logits: Tensor, ref_logits: Tensor, labels: Tensor, *, num_tokens=
 
 # ---------------------------------------------------------------------------------------- Unilogit
 
-def _row_chunks(z: Tensor):
-    """Yield ``(b, slice)`` over rows of each sequence so that a chunk holds ≤ _CHUNK_ELEMENTS."""
-    rows = max(1, _CHUNK_ELEMENTS // z.shape[-1])
+def _row_chunks(z: Tensor, elements: int | None = None):
+    """Yield ``(b, slice)`` over rows of each sequence so that a chunk holds ≤ ``elements``
+    (default ``_CHUNK_ELEMENTS``)."""
+    rows = max(1, (elements or _CHUNK_ELEMENTS) // z.shape[-1])
     for b in range(z.shape[0]):
         for start in range(0, z.shape[1], rows):
             yield b, slice(start, start + rows)

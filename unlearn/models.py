@@ -282,6 +282,19 @@ def load_model(
     return model, tokenizer
 
 
+def checkpoint_activations(model) -> None:
+    """Gradient checkpointing of every decoder layer, non-reentrant (``use_reentrant=False``): the
+    forward keeps only each layer's input, and the backward recomputes one layer's activations at a
+    time from it (one more forward per training pass). Only in training mode; the training passes
+    use no KV cache (``unlearn.step`` passes ``use_cache=False``), evaluation keeps its own."""
+    kwargs = {"use_reentrant": False}
+    enable = getattr(model, "activation_checkpointing_enable", None)  # the name since transformers 5.x
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 # ---------------------------------------------------------------------------------------------
 # saving
 

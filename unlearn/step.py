@@ -42,8 +42,10 @@ class Divisors:
 
 
 def logits_of(model, batch: dict) -> Tensor:
-    """``(B, T, V)`` logits; the attention mask is always passed."""
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """``(B, T, V)`` logits; the attention mask is always passed, and no KV cache is built (nothing
+    decodes after a training pass, and under gradient checkpointing a cache would keep every
+    layer's keys and values)."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
 
 
 @torch.no_grad()
@@ -53,7 +55,7 @@ def reference_logits(ref_model, batch: dict) -> Tensor:
 
 def hidden_states(model, batch: dict) -> tuple:
     """The embeddings and every decoder layer's output, each ``(B, T, d)`` (layer ``i`` at ``i + 1``)."""
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
                  output_hidden_states=True).hidden_states
 
 
@@ -85,7 +87,8 @@ def loss_terms(model, method: MethodConfig, forget: dict, retain: dict | None = 
         refs = ref_nll if isinstance(ref_nll, dict) else {"forget": ref_nll}
         ref_seq = _looked_up(refs, "forget", forget, method)
         ref_preferred = _looked_up(refs, "preferred", preferred, method) if preferred is not None else None
-    forget_term = method.forget_loss(logits, forget["labels"], ref_logits=ref_forget, ref_sequence_nll=ref_seq,
+    forget_term = method.forget_loss(logits, forget["labels"], ref_logits=ref_forget, ref_logits_scratch=True,
+                                     ref_sequence_nll=ref_seq,
                                      preferred_logits=preferred_logits,
                                      preferred_labels=None if preferred is None else preferred["labels"],
                                      ref_preferred_nll=ref_preferred, num_tokens=divisors.forget_tokens,

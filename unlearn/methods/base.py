@@ -132,10 +132,13 @@ class MethodConfig:
         return {"forget": examples}
 
     def forget_loss(self, logits: Tensor, labels: Tensor, *, ref_logits: Tensor | None = None,
+                    ref_logits_scratch: bool = False,
                     ref_sequence_nll: Tensor | None = None, preferred_logits: Tensor | None = None,
                     preferred_labels: Tensor | None = None, ref_preferred_nll: Tensor | None = None,
                     hidden: Tensor | None = None, positions: Tensor | None = None, control: Tensor | None = None,
                     num_tokens=None, num_sequences=None) -> Tensor:
+        """The forget term. ``ref_logits_scratch``: ``ref_logits`` is the step's own temporary, which
+        the loss may overwrite (UnDIAL writes its gradient's direction there)."""
         raise NotImplementedError
 
     def params(self) -> dict:

@@ -20,7 +20,8 @@ class UnDIAL(MethodConfig):
     def needs_ref_forget_logits(self) -> bool:
         return True
 
-    def forget_loss(self, logits, labels, *, ref_logits=None, num_tokens=None, **_):
+    def forget_loss(self, logits, labels, *, ref_logits=None, ref_logits_scratch=False, num_tokens=None, **_):
         if ref_logits is None:
             raise ValueError("undial needs ref_logits from the frozen initial model")
-        return losses.undial(logits, ref_logits, labels, self.gamma, num_tokens=num_tokens)
+        return losses.undial(logits, ref_logits, labels, self.gamma, num_tokens=num_tokens,
+                             ref_scratch=ref_logits_scratch)
