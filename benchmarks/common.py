@@ -8,7 +8,7 @@ named ``[prefix]kl_<a>_<b>_<tokens>`` and reported as the token mean with its st
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -47,6 +47,14 @@ class EvalConfig:
         check(isinstance(gammas, (list, tuple)) and all(is_number(g) and g >= 0 for g in gammas),
               "eval.softlabel_gammas", "numbers >= 0", gammas)
         object.__setattr__(self, "softlabel_gammas", tuple(float(g) for g in self.softlabel_gammas))
+
+
+@dataclass
+class Baseline:
+    """References of a benchmark without a retrained model: the target's own scores, nothing
+    oracle-relative."""
+
+    baseline: dict = field(default_factory=dict)
 
 
 def first(items: list, limit: int | None) -> list:

@@ -308,11 +308,7 @@ def _declared(tasks, protocol: str) -> Declaration:
     return declared
 
 
-@dataclass
-class RWKUReferences:
-    """The target's own scores; RWKU has no retrained model, so nothing oracle-relative."""
-
-    baseline: dict = field(default_factory=dict)
+RWKUReferences = common.Baseline  # RWKU has no retrained model (the name older references pickled)
 
 
 # ---------------------------------------------------------------------------------------------

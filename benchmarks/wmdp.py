@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -233,9 +233,7 @@ def metrics_for(topics: tuple) -> tuple[Metric, ...]:
 check_declaration("wmdp", metrics_for(DEFAULT_TOPICS), declared_for(DEFAULT_TOPICS, True))
 
 
-@dataclass
-class WmdpReferences:
-    baseline: dict = field(default_factory=dict)
+WmdpReferences = common.Baseline  # no retrained model: the target's own scores
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from rouge_score import rouge_scorer
 import benchmarks
 from benchmarks import layouts, muse
 from benchmarks.common import EvalConfig, without_probes
+from helpers import hub
 from unlearn.models import IM_END, TinyConfig, load_model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "muse_news"
@@ -50,19 +51,10 @@ def tree_hash(root: Path) -> str:
 
 
 def fake_hub(monkeypatch, root: Path = FIXTURE) -> list:
-    """``layouts.hub_rows`` answering from a local directory; returns the calls it got."""
-    calls = []
-
-    def hub_rows(repo, config, split):
-        calls.append((repo, config, split))
-        return layouts.load(root, "muse", config, split)
-
-    monkeypatch.setattr(layouts, "hub_rows", hub_rows)
-    return calls
+    return hub.fake_hub(monkeypatch, root, "muse")
 
 
-def no_hub(repo, config, split):
-    raise AssertionError(f"network use: {repo} {config}/{split}")
+no_hub = hub.no_hub
 
 
 # ---------------------------------------------------------------------------------------------

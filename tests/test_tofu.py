@@ -20,6 +20,7 @@ from rouge_score import rouge_scorer
 import benchmarks
 from benchmarks import inference, layouts, tofu
 from benchmarks.common import EvalConfig, prompt_text, without_probes
+from helpers import hub
 from unlearn.data import Collator
 from unlearn.models import TinyConfig, load_model
 
@@ -41,19 +42,10 @@ def fixture_rows(config: str) -> list[dict]:
 
 
 def fake_hub(monkeypatch, root: Path = FIXTURE) -> list:
-    """``layouts.hub_rows`` answering from a local directory; returns the calls it got."""
-    calls = []
-
-    def hub_rows(repo, config, split):
-        calls.append((repo, config, split))
-        return layouts.load(root, "tofu", config, split)
-
-    monkeypatch.setattr(layouts, "hub_rows", hub_rows)
-    return calls
+    return hub.fake_hub(monkeypatch, root, "tofu")
 
 
-def no_hub(repo, config, split):
-    raise AssertionError(f"network use: {repo} {config}/{split}")
+no_hub = hub.no_hub
 
 
 def tree_hash(root: Path) -> str:
