@@ -29,7 +29,8 @@ term) and R reference passes, for a Llama block with SDPA attention (the RMSNorm
   activations; its layer term becomes B·T·(L·e·h + 8h + e·(8h + 4I) + 4h + 2e·h) + B·T²·e (the
   (B, T, V) terms are unchanged).
 Frozen reference (UnDIAL, KL retain): a full copy per worker, as ``sweeps/worker.py`` keeps it: eΨ
-  on GPU (bf16 when training in bf16), 4Ψ on CPU.
+  on GPU (bf16 when training in bf16), 4Ψ on CPU; at ZeRO-3 partitioned over the N workers like the
+  trained weights, eΨ/N plus the gather of the largest layer, eΨ_l.
 LoRA (a method's ``lora`` section): Ψ_a adapter parameters train, counted by injecting the adapters
   into the model on the meta device. Model states: the frozen weights, eΨ on every rank (ZeRO-3: eΨ/N,
   none with offload), plus the states above for Ψ_a parameters (ZeRO-3 keeps its 4Ψ_l gather of the
@@ -228,6 +229,15 @@ def check_lora(spec: SweepSpec) -> None:
 
 
 # ------------------------------------------------------------------------------------ memory
+
+def reference(shape: Shape, full: int, stage: int, workers: int, scaling) -> int:
+    """Bytes per GPU of the frozen reference model (module doc): whole below ZeRO-3, else its share
+    and one gathered layer."""
+    if stage < 3:
+        return full
+    e = 2 if scaling.bf16 and scaling.use_gpu else 4
+    return math.ceil(full / workers) + e * shape.largest_layer
+
 
 def model_states(shape: Shape, stage: int, workers: int, per_node: int, bf16: bool, offload: bool) -> tuple[int, int]:
     """(bytes per GPU, CPU bytes per node) of weights, gradients and AdamW state (module doc)."""
@@ -536,7 +546,7 @@ def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tok
 
     train = step(g["micro_batch"])
     full = (e if scaling.use_gpu else 4) * psi  # one whole model in the worker's dtype
-    ref = full if g["ref_model"] and not lora else 0  # under LoRA: the same model, adapters disabled
+    ref = reference(shape, full, g["zero_stage"], workers, scaling) if g["ref_model"] and not lora else 0
     copy = full if g["zero_stage"] == 3 else 0  # below ZeRO-3 rank 0 evaluates the engine's own module
     evaluating = evaluation(shape, spec.eval.batch_size, length, spec.eval.max_new_tokens, scaling.bf16)
     reserve = GPU_RESERVE if scaling.use_gpu else 0

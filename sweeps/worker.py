@@ -213,6 +213,8 @@ class Worker:
         import torch.distributed as dist
 
         self.ds_engine.destroy()
+        if hasattr(self.ref_model, "destroy"):  # a ZeRO-3 partitioned reference
+            self.ref_model.destroy()
         gc.collect()
         if dist.is_initialized():
             dist.barrier()
@@ -222,7 +224,8 @@ def _copies(plan: TrialPlan, place: Place, model) -> tuple[Any, Any]:
     """Rank 0's evaluation copy at ZeRO-3 (below it rank 0 evaluates the engine's own module, which
     holds the full weights) and the frozen reference model when the method needs one; each on the
     worker's device, in bf16 when training in bf16 on GPU (the losses upcast its logits). Under LoRA
-    the reference is no copy: it is ``model`` itself with its adapters disabled (``lora.Reference``)."""
+    the reference is no copy: it is ``model`` itself with its adapters disabled (``lora.Reference``);
+    at ZeRO-3 it is partitioned over the worker group like the trained weights (:func:`partitioned`)."""
     import torch
 
     from unlearn import lora
@@ -234,7 +237,34 @@ def _copies(plan: TrialPlan, place: Place, model) -> tuple[Any, Any]:
     evaluator = frozen_copy() if place.rank == 0 and plan.run.zero_stage == 3 else None
     if not plan.method.needs_ref_model:
         return evaluator, None
-    return evaluator, lora.Reference(model) if plan.lora is not None else frozen_copy()
+    if plan.lora is not None:
+        return evaluator, lora.Reference(model)
+    if plan.run.zero_stage == 3:
+        return evaluator, partitioned(frozen_copy(), plan.run.micro_batch, plan.run.grad_accum, place.world,
+                                      bf16=plan.scaling.bf16 and plan.scaling.use_gpu, device=place.device)
+    return evaluator, frozen_copy()
+
+
+def partitioned(model, micro_batch: int, grad_accum: int, world: int, *, bf16: bool, device):
+    """A frozen model partitioned over the worker group by ZeRO-3 (a DeepSpeed engine without an
+    optimizer): each rank holds 1/world of its weights and gathers one layer at a time during a
+    forward pass, which every rank runs in step (the training loop's micro-batches are the same in
+    number on every rank). Its forward returns the module's output, as the model's own does."""
+    import deepspeed
+
+    from sweeps import patches
+
+    patches.apply(device.type)
+    config = {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": grad_accum,
+              "train_batch_size": micro_batch * grad_accum * world, "zero_optimization": {"stage": 3},
+              "steps_per_print": 10 ** 9}
+    if bf16:
+        config["bf16"] = {"enabled": True}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    engine, *_ = deepspeed.initialize(model=model, config=config, dist_init_required=False)
+    engine.eval()
+    return engine
 
 
 def _training(plan: TrialPlan, place: Place, model, forget_examples: int):

@@ -1,6 +1,7 @@
 """`unlearn plan`: the memory model against real tensors and DeepSpeed's estimators, and the CLI."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -187,7 +188,9 @@ def test_cli_plans_lora_without_a_reference_copy_and_with_the_adapters_states(tm
     assert adapted["lora"] == {"r": 8, "target_modules": "all-linear"} and full["lora"] is None
     per_layer = 2 * (4096 + 4096) + 2 * (4096 + 1024) + 3 * (4096 + 14336)  # (in + out) of q, o; k, v; the MLP
     assert adapted["trainable_params"] == 20_971_520 == 32 * 8 * per_layer
-    assert full["reference_gib"] * plan.GIB == 2 * shape.params and adapted["reference_gib"] == 0
+    # ZeRO-3: the bf16 reference partitioned over the 4 workers, plus one gathered layer
+    assert full["reference_gib"] * plan.GIB == math.ceil(2 * shape.params / 4) + 2 * shape.largest_layer
+    assert adapted["reference_gib"] == 0
     states = 2 * shape.params // 4 + 4 * shape.largest_layer + int(18 * 20_971_520 / 4)
     assert adapted["states_gib"] * plan.GIB == pytest.approx(states, rel=1e-12)
     assert full["activations_gib"] == adapted["activations_gib"]  # still backpropagated through every layer
