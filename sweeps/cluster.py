@@ -125,3 +125,12 @@ def _max_option(value) -> int:
     if isinstance(value, dict):
         return max(v for v in next(iter(value.values())) if isinstance(v, int))
     return value if isinstance(value, int) else 0
+
+
+def task_resources(spec: SweepSpec, scaling: Scaling, node_cpus: float) -> dict:
+    """The Ray resources of the work done once before any trial (preparation, references): placed
+    like a trial worker, never in the driver. With ``use_gpu`` one worker's GPU and CPUs; on CPU the
+    CPUs of one worker group (no trial runs yet), within one node. ``scaling`` is ``bundles``'s."""
+    if scaling.use_gpu:
+        return {"num_cpus": scaling.cpus_per_worker, "num_gpus": scaling.gpus_per_worker}
+    return {"num_cpus": min(node_cpus, most_workers(spec)[1] * scaling.cpus_per_worker), "num_gpus": 0}

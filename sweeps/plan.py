@@ -43,6 +43,9 @@ Evaluation (rank 0): at ZeRO-3 a full copy, eΨ on GPU (bf16 when training in bf
   below ZeRO-3: the engine's module is evaluated); while it scores, max(E·T·V·(e + 4),
   E·(T + new)·L·2·h_kv·e) for E = ``eval.batch_size``, in place of the training activations.
   Peak = states + reference + copy + max(training, evaluation) + reserve.
+References (once per sweep, before any trial, in a Ray task placed like a trial worker, never on the
+  driver's node): the target and the oracle (and the base model a target was prepared from, when
+  it is a directory), eΨ each on GPU (4Ψ on CPU), plus one evaluation's working set and the reserve.
 
 Time of a trial: ``forget tokens · epochs · c / (N · tokens/s per worker)`` with
   c = (s + g/3)·(1 + r·[retain term]) + (r·[KL retain] + [reference logits on forget]) / 3 (a forward
@@ -510,6 +513,7 @@ def plan(spec: SweepSpec, node: Node, *, results: Path = Path("perf/results"), e
                 raise SpecError(f"methods.{g['method']}.lora.{str(error).replace('the model', name, 1)}") from None
         g["trainable_params"] = counted[key]
     rows = [_row(spec, g, **context) for g in groups]
+    refs = reference_step(spec, shape, length)
     concurrency = min(spec.max_concurrent_trials, _capacity(spec, node, max(r["workers"] for r in rows)))
     known = forget_tokens is not None
     busy_hours = sum(r["trials"] * r["trial_hours"] for r in rows) if known else None
@@ -524,8 +528,21 @@ def plan(spec: SweepSpec, node: Node, *, results: Path = Path("perf/results"), e
         "sweep_hours": busy_hours / concurrency if known else None,
         "gpu_hours": sum(r["trials"] * r["trial_hours"] * r["workers"] * scaling.gpus_per_worker for r in rows)
         if known and scaling.use_gpu else None,
-        "rows": rows,
+        "rows": rows, "references_gib": refs / GIB,
+        "references_fit": None if scaling.use_gpu and node.gpu_mem is None else
+        refs <= (node.gpu_mem if scaling.use_gpu else node.cpu_mem or math.inf),
     }
+
+
+def reference_step(spec: SweepSpec, shape: Shape, length: int) -> int:
+    """Bytes of the references' step (module doc): its models in the trial's dtype on its device,
+    one evaluation and the reserve."""
+    scaling = spec.scaling
+    base = spec.model.base
+    models = 1 + bool(base or spec.model.oracle) + bool(base and base != "tiny")
+    full = ((2 if scaling.bf16 else 4) if scaling.use_gpu else 4) * shape.params
+    working = evaluation(shape, spec.eval.batch_size, length, spec.eval.max_new_tokens, scaling.bf16)
+    return models * full + working + (GPU_RESERVE if scaling.use_gpu else 0)
 
 
 def _row(spec: SweepSpec, g: dict, *, shape: Shape, node: Node, length: int, tokens_s: float, eval_share: float,
@@ -655,6 +672,9 @@ def table(p: dict) -> str:
     else:
         lines.append(f"sweep: {p['trials']:g} trials, {p['concurrency']} at once; time unknown: the forget set is not "
                      "local (give --forget-tokens N)")
+    where = "one GPU" if p["device"] == "gpu" else "one worker's CPUs"
+    lines.append(f"references: {p['references_gib']:.1f} GiB on {where} ({FITS[p['references_fit']]}), "
+                 "in a Ray task placed like a trial worker, not on the driver's node")
     fits = [r for r in p["rows"] if r["fits"]]
     for r in p["rows"]:
         if r["lora"] is not None:

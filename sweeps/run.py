@@ -1,5 +1,7 @@
 """The sweep driver: validate, prepare, compute the references once, then one Ray Tune run per
-method, each trial a Ray Train + DeepSpeed worker group.
+method, each trial a Ray Train + DeepSpeed worker group. The driver loads no model: preparation and
+references run in a Ray task placed like a trial worker (``on_worker``), which writes to the cache
+and the sweep directory and returns paths.
 
 Storage layout (``<storage>/<name>/``, named in ``reports.record``): ``spec.yaml`` (resolved),
 ``environment.json``, ``references.pt`` (per grid point of the benchmark's parameters and
@@ -77,9 +79,37 @@ class Cell:
     base: Path | None = None  # the pretrained model the target was prepared from (its own reference row)
 
 
-def cells_for(spec: SweepSpec, progress) -> list[Cell]:
-    """Every grid point's benchmark, target, oracle and data, preparing the base model when the
-    spec asks (once per distinct training corpus: the preparation cache is keyed by it)."""
+def cells_for(spec: SweepSpec, place: dict, progress) -> list[Cell]:
+    """Every grid point's benchmark, target, oracle and data. The driver materialises the data (small
+    files); when the spec gives ``model.base``, the target and the oracle are prepared by a Ray task
+    placed like a trial worker (``place``, ``on_worker``), never in the driver."""
+    from benchmarks.common import default_cache
+
+    if not spec.model.base:
+        for role in ("target", "oracle"):
+            name = getattr(spec.model, role)
+            if name and not Path(name).expanduser().is_dir() and not _hub_id(name):
+                raise SpecError(f"model.{role} {name!r} is neither a model directory nor a hub id (owner/name)")
+    cells = []
+    for label, params in spec.benchmark.variants():
+        benchmark = spec.benchmark.build(label)
+        data = benchmark.materialize(default_cache() / "benchmarks")
+        if spec.model.base:
+            cells.append(Cell(label, params, benchmark, "", None, data))
+        else:
+            if label:
+                progress(f"benchmark {', '.join(f'{k}={v}' for k, v in label.items())}")
+            oracle = spec.model.oracle and _model_path(spec.model.oracle)
+            cells.append(Cell(label, params, benchmark, _model_path(spec.model.target), oracle, data))
+    if spec.model.base:
+        prepared = on_worker(prepare_models, place, progress, spec)
+        cells = [dataclasses.replace(c, target=t, oracle=o, base=b) for c, (t, o, b) in zip(cells, prepared)]
+    return cells
+
+
+def prepare_models(spec: SweepSpec, progress) -> list[tuple]:
+    """(target, oracle, base model directory or ``None``) per grid point, prepared from ``model.base``
+    (once per distinct training corpus: the preparation cache is keyed by it). Runs in a Ray task."""
     from benchmarks.common import default_cache
     from benchmarks.prepare import Recipe, prepare
 
@@ -88,25 +118,62 @@ def cells_for(spec: SweepSpec, progress) -> list[Cell]:
         from unlearn import pretrained
 
         base = str(pretrained.smollm2(default_cache(), progress=progress)[0])
-    if not base:
-        for role in ("target", "oracle"):
-            name = getattr(spec.model, role)
-            if name and not Path(name).expanduser().is_dir() and not _hub_id(name):
-                raise SpecError(f"model.{role} {name!r} is neither a model directory nor a hub id (owner/name)")
-    cells = []
-    for label, params in spec.benchmark.variants():
-        benchmark = spec.benchmark.build(label)
+    out = []
+    for label, _ in spec.benchmark.variants():
         if label:
             progress(f"benchmark {', '.join(f'{k}={v}' for k, v in label.items())}")
-        if base:
-            prepared = prepare(base, benchmark, Recipe(**spec.model.prepare), progress=progress)
-            cells.append(Cell(label, params, benchmark, prepared.target, prepared.oracle, prepared.data,
-                              Path(base) if Path(base).is_dir() else None))
-        else:
-            oracle = spec.model.oracle and _model_path(spec.model.oracle)
-            cells.append(Cell(label, params, benchmark, _model_path(spec.model.target), oracle,
-                              benchmark.materialize(default_cache() / "benchmarks")))
-    return cells
+        prepared = prepare(base, spec.benchmark.build(label), Recipe(**spec.model.prepare), progress=progress)
+        out.append((prepared.target, prepared.oracle, Path(base) if Path(base).is_dir() else None))
+    return out
+
+
+def on_worker(function, place: dict, progress, *args):
+    """``function(*args, progress=...)`` in a Ray task with the resources ``place``
+    (``cluster.task_resources``): its progress lines reach ``progress`` as they come and its
+    (small) result is returned; an error raised inside is raised here as itself (a ``SpecError``
+    stays one line). The task's process ends with it, so nothing it loaded keeps memory."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    task = ray.remote(max_calls=1, num_returns="streaming")(_streamed).options(**place)
+    result = None
+    try:
+        for ref in task.remote(function, max(1, round(place["num_cpus"])), *args):
+            kind, value = ray.get(ref)
+            if kind == "say":
+                progress(value)
+            else:
+                result = value
+    except RayTaskError as error:
+        raise (error.cause if isinstance(error.cause, BaseException) else error) from None
+    return result
+
+
+def _streamed(function, threads: int, *args):
+    """The body of ``on_worker``'s task: ``function`` in a thread of ``threads`` CPU threads, its
+    progress lines yielded as they come, then ``("result", its result)``."""
+    import queue
+    import threading
+
+    lines, outcome = queue.Queue(), {}
+
+    def work():
+        import torch
+
+        torch.set_num_threads(threads)
+        try:
+            outcome["result"] = function(*args, progress=lines.put)
+        except BaseException as error:  # raised again in the task, then in the driver
+            outcome["error"] = error
+        finally:
+            lines.put(None)
+
+    threading.Thread(target=work, daemon=True).start()
+    while (line := lines.get()) is not None:
+        yield "say", line
+    if "error" in outcome:
+        raise outcome["error"]
+    yield "result", outcome["result"]
 
 
 def _hub_id(name: str) -> bool:
@@ -144,8 +211,41 @@ def reference_nlls(spec: SweepSpec, model, examples: list[dict], collate) -> dic
         if method.needs_ref_nll:
             for view, items in method.forget_views(method.select_forget(examples)).items():
                 views.setdefault(view, {}).update({e["index"]: e for e in items})
+    device = next(model.parameters()).device
     return {view: step.reference_sequence_nll(model, list(items.values()), collate,
-                                              batch_size=spec.training.micro_batch) for view, items in views.items()}
+                                              batch_size=spec.training.micro_batch, device=device)
+            for view, items in views.items()}
+
+
+def references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, place: dict, progress) -> Path:
+    """``compute_references`` in a Ray task placed like a trial worker (``on_worker``), unless the
+    sweep's references are there already. The task rebuilds each grid point's benchmark and reads
+    its data from the data's directory."""
+    path = sweep_dir / REFERENCES
+    if path.is_file() and (sweep_dir / REFERENCE_ROWS).is_file():
+        return path
+    portable = [dataclasses.replace(c, benchmark=None, data=str(c.data.root)) for c in cells]
+    return on_worker(_references, place, progress, sweep_dir, portable, spec)
+
+
+def _references(sweep_dir: Path, portable: list[Cell], spec: SweepSpec, progress) -> Path:
+    cells = []
+    for cell in portable:
+        benchmark = spec.benchmark.build(cell.label)
+        cells.append(dataclasses.replace(cell, benchmark=benchmark, data=benchmark.read(cell.data)))
+    return compute_references(sweep_dir, cells, spec, progress)
+
+
+def load_like_a_trial(name, spec: SweepSpec):
+    """(model, tokenizer) on the trials' device: on GPU with ``scaling.use_gpu``, in bf16 there when
+    ``scaling.bf16``; fp32 on CPU."""
+    import torch
+
+    from unlearn import models
+
+    gpu = spec.scaling.use_gpu
+    model, tokenizer = models.load_model(str(name), dtype=torch.bfloat16 if gpu and spec.scaling.bf16 else "float32")
+    return model.to("cuda" if gpu else "cpu"), tokenizer
 
 
 def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, progress) -> Path:
@@ -153,12 +253,12 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
     soft-label KLs, …), NPO's reference NLLs when a method needs them, and the reference rows;
     once per sweep (reused when present). ``references.pt`` maps ``variant_key(label)`` to
     ``{"refs", "ref_nll"}``; ``reference_rows.json`` holds the rows, the metric directions and the
-    benchmark's declarations."""
+    benchmark's declarations. Runs where it is called: a sweep calls it through ``references``."""
     import torch
 
     from benchmarks.spec import declaration
     from unlearn import data as collation
-    from unlearn import loop, models
+    from unlearn import loop
 
     path = sweep_dir / REFERENCES
     if path.is_file() and (sweep_dir / REFERENCE_ROWS).is_file():
@@ -170,12 +270,12 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
     def load(name):  # a model shared by several grid points is loaded once
         if name not in loaded:
             loaded.clear()
-            loaded[name] = models.load_model(str(name))
+            loaded[name] = load_like_a_trial(name, spec)
         return loaded[name]
 
     for cell in cells:
         target_model, tokenizer = load(cell.target)
-        oracle_model = models.load_model(str(cell.oracle))[0].eval() if cell.oracle else None
+        oracle_model = load_like_a_trial(cell.oracle, spec)[0].eval() if cell.oracle else None
         collate = collation.Collator(tokenizer, max_length=spec.training.max_length, chat_template=cell.data.chat)
         for subject in subjects_of(cell.data) or [None]:
             part = cell.data if subject is None else cell.data.for_target(subject)
@@ -188,7 +288,7 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
                 oracle_row = cell.benchmark.evaluate(oracle_model, tokenizer, collate, part, refs, config, config.parts)
                 rows.append({"role": "oracle", **label, **oracle_row})
             if cell.base is not None:  # what preparation cost the model: its likelihoods and utility before
-                base_model = models.load_model(str(cell.base))[0].eval()
+                base_model = load_like_a_trial(cell.base, spec)[0].eval()
                 parts = tuple(p for p in ("likelihood", "utility") if p in config.parts)
                 base_row = cell.benchmark.evaluate(base_model, tokenizer, collate, part, refs, config, parts)
                 rows.append({"role": "base", **label, **base_row})
@@ -250,13 +350,15 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     plan.check_lora(spec)  # LoRA's target modules against the target's layers, on the meta device
     resources = cluster.connect(address)
     cluster.check_storage(str(sweep_dir), cluster.alive_nodes())
-    scaling = cluster.bundles(spec, resources, cluster.largest_node("CPU"), cluster.largest_node("GPU"))
-    cells = cells_for(spec, progress)
+    node_cpus = cluster.largest_node("CPU")
+    scaling = cluster.bundles(spec, resources, node_cpus, cluster.largest_node("GPU"))
+    place = cluster.task_resources(spec, scaling, node_cpus)  # preparation and references: never in the driver
+    cells = cells_for(spec, place, progress)
     subjects = subjects_of(cells[0].data)
     trials = sum(space.grid_size(spec, m) for m in spec.methods) * max(1, len(subjects))
     _check_disk(sweep_dir, cells[0].target, trials, spec.max_concurrent_trials)
     _write_records(spec, sweep_dir, cells, scaling)
-    refs = compute_references(sweep_dir, cells, spec, progress)
+    refs = references(sweep_dir, cells, spec, place, progress)
     sweep = sweep_context(spec, sweep_dir, cells, refs, scaling)
     progress(f"{trials} trials over {', '.join(spec.methods)}; results in {sweep_dir}")
     began = time.time()

@@ -109,6 +109,10 @@ def test_cli_plans_gpu_8b_on_four_80_gb_gpus(tmp_path, capsys):
     ga = next(r for r in result["rows"] if r["method"] == "ga")
     assert ga["fits"] and ga["rank0_gib"] < 80
     assert any(line.startswith("ga ") and line.split()[-2] == "yes" for line in text.splitlines())
+    # the references: target and oracle in bf16 (2 · 2Ψ), one evaluation, the reserve, on one GPU of a worker node
+    two_models = 2 * 2 * 8.03e9 / 2**30 + 3  # target and oracle in bf16 and the reserve, then one evaluation
+    assert result["references_fit"] and two_models < result["references_gib"] < two_models + 8
+    assert "references: 40.2 GiB on one GPU (yes), in a Ray task placed like a trial worker" in text
     # the same sweep on 40 GB cards does not fit
     capsys.readouterr()
     main(["plan", str(GPU_8B), "--cluster", str(ROOT / "cluster.yaml"), "--results", str(tmp_path),
