@@ -169,7 +169,7 @@ def _train(model, tokenizer, benchmark, data, recipe: Recipe, *, with_forget: bo
     check = [check[i] for i in range(0, len(check), max(1, len(check) // recipe.check_probes))][:recipe.check_probes]
     config = loop.LoopConfig(epochs=1, micro_batch=recipe.micro_batch, seed=recipe.seed, group_by_length=True)
     total = loop.total_steps(len(examples), config, recipe.micro_batch) * recipe.max_epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, fused=device == "cpu" or None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, fused=True)
     plain = engine.PlainEngine(model, optimizer, scheduler=schedule.scheduler(
         optimizer, "constant", total, min(recipe.warmup_steps, total)), max_grad_norm=1.0)
     eval_config = EvalConfig(autocast=recipe.autocast)

@@ -174,10 +174,11 @@ def update(engine, method: MethodConfig, forget: list[dict], retain: list[dict] 
     preferred_mbs = views.get("preferred", [None] * len(forget_mbs))
     retain_mbs = ([_collate(collate, m, retain[0], device) for m in shard(retain, engine)]
                   if retain else [None] * len(forget_mbs))
-    counts = torch.stack([
-        sum(steps.count_tokens(b) for b in forget_mbs),
+    forget_tokens = sum(steps.count_tokens(b) for b in forget_mbs)
+    counts = torch.stack([  # on the batches' device (a GPU's when training there)
+        forget_tokens,
         sum(steps.count_sequences(b) for b in forget_mbs),
-        sum(steps.count_tokens(b) for b in retain_mbs) if retain else torch.tensor(0),
+        sum(steps.count_tokens(b) for b in retain_mbs) if retain else torch.zeros_like(forget_tokens),
     ]).double().to(device)
     counts = engine.all_reduce_sum(counts)
     per = [steps.divisor(c.clamp(min=1), engine.accumulation_steps, engine.world_size) for c in counts]
