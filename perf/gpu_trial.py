@@ -65,7 +65,8 @@ class TrainContext:
 
 
 def stand_in_ray_train(storage: Path, reports: list) -> None:
-    """``ray.train`` as one rank without a cluster: the reports go to ``reports``."""
+    """``ray.train`` as one rank without a cluster (and the node it runs on): the reports go to
+    ``reports``."""
     train = types.ModuleType("ray.train")
     context = TrainContext(storage)
     train.get_context = lambda: context
@@ -87,6 +88,8 @@ def stand_in_ray_train(storage: Path, reports: list) -> None:
     train.Checkpoint, train.report = Checkpoint, report
     ray = types.ModuleType("ray")
     ray.train = train
+    ray.get_runtime_context = lambda: types.SimpleNamespace(get_node_id=lambda: "this-machine")
+    ray.util = types.SimpleNamespace(get_node_ip_address=lambda: "127.0.0.1")
     sys.modules["ray"], sys.modules["ray.train"] = ray, train
 
 

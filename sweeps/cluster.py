@@ -17,6 +17,8 @@ TRAIN_DEFAULTS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
 # A local cluster is one machine that nothing drains: no preemption watcher (one actor, and one
 # more process start, per trial).
 LOCAL_DEFAULTS = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+# Ray gives the head node one unit of this resource: a trial asking for a sliver of it runs there.
+HEAD, HEAD_SHARE = "node:__internal_head__", 0.001
 FORWARDED = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "HF_TOKEN", "DS_ACCELERATOR",
              "RAY_USAGE_STATS_ENABLED", "UNLEARN_CACHE", "UNLEARN_SHARED_DIR", "PYTHONPATH", "UNLEARN_FAIL_AT")
 
@@ -36,6 +38,33 @@ def alive_nodes() -> int:
     import ray
 
     return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
+def this_node() -> dict:
+    """The Ray node this process runs on: its ``node_id`` and ``node_ip``."""
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+
+
+def head_node(kind: str) -> float:
+    """How much of a resource (``"CPU"``) the head node has; 0 without a live head."""
+    import ray
+
+    heads = [n for n in ray.nodes() if n.get("Alive") and HEAD in n.get("Resources", {})]
+    return heads[0]["Resources"].get(kind, 0.0) if heads else 0.0
+
+
+def trial_resources(scaling: Scaling, concurrent: int, head_cpus: float) -> dict:
+    """The Ray resources of a trial's own actor (Tune's function trial; Ray Train's controller runs
+    beside it): ``trial_cpus``, on the head node when the head has CPUs for ``concurrent`` of them.
+    A worker node lost then costs a trial only its worker group, which Ray Train starts again on the
+    nodes left, from the trial's last checkpoint (``failure.max_retries``); a trial actor on the
+    lost node would end its trial. On a head without those CPUs the trials go where they fit."""
+    resources = {"CPU": scaling.trial_cpus}
+    if head_cpus + 1e-9 >= scaling.trial_cpus * concurrent:
+        resources[HEAD] = HEAD_SHARE
+    return resources
 
 
 def loopback_environment() -> None:

@@ -1,4 +1,4 @@
-"""A test hook that kills a worker for real, at a point chosen in advance.
+"""A test hook that kills a worker, or the node it runs on, for real, at a point chosen in advance.
 
 ``UNLEARN_FAIL_AT="rank=R,epoch=E"`` makes rank R's worker process of every trial die (SIGKILL) when
 epoch E ends, before that epoch's checkpoint, evaluation and report, and once Ray Train has
@@ -8,6 +8,13 @@ trial's directory records that it fired, so the new worker group runs on. With `
 epoch before the last) nothing of epoch E is recorded before the kill, so the trial's record
 holds every epoch once. Unset, it does nothing. The driver refuses a malformed value before
 anything runs and forwards the variable to every worker (``sweeps.cluster.FORWARDED``).
+
+``UNLEARN_FAIL_AT="rank=R,epoch=E,kill=node"`` stops at the same point but leaves the killing to
+whoever watches for it: the worker writes the marker, naming its Ray node, beside the sweep's
+trials (``<sweep>/``, :data:`NODE_MARKER`) and waits there to die with that node. It fires once per
+sweep, in the first trial to get there (the other trials on that node die with it).
+A test that removes the named node from a cluster of several nodes then sees what a lost machine
+does (``tests/test_multinode.py``). Left alone for :data:`NODE_WAIT_S`, the worker dies by itself.
 """
 
 from __future__ import annotations
@@ -24,36 +31,56 @@ from unlearn.validate import check, check_int
 
 ENV = "UNLEARN_FAIL_AT"
 MARKER = "fault_injected.json"  # in the trial's directory once the hook has fired
+NODE_MARKER = "node_fault.json"  # with kill=node: in the sweep's directory, naming the trial and the node
+KILLS = ("worker", "node")
+NODE_WAIT_S = 600.0  # with kill=node: how long the worker waits for its node to be killed
 
 
 @dataclass(frozen=True)
 class FailAt:
     rank: int
     epoch: int
+    kill: str = "worker"  # "node": wait to die with this worker's node (killed by whoever watches)
 
     def __post_init__(self):
         check_int(f"{ENV} rank", self.rank, 0)
         check_int(f"{ENV} epoch", self.epoch, 1)
+        check(self.kill in KILLS, f"{ENV} kill", " or ".join(KILLS), self.kill)
 
     def fire(self, rank: int, epoch: int, trial_dir: str | Path | None,
-             before: Callable[[], None] | None = None) -> None:
+             before: Callable[[], None] | None = None, node: Callable[[], dict] | None = None) -> None:
         """Kill this process (after calling ``before``) when it is the chosen rank at the end of
-        the chosen epoch, unless this trial's marker says the hook already fired."""
+        the chosen epoch, unless this trial's marker says the hook already fired. With
+        ``kill="node"`` write the sweep's marker instead, with ``node()`` (this worker's Ray
+        node), and wait to die with that node, unless the marker is there already."""
         if (rank, epoch) != (self.rank, self.epoch) or trial_dir is None:
             return
-        if (Path(trial_dir) / MARKER).exists():
+        marker = Path(trial_dir) / MARKER if self.kill == "worker" else Path(trial_dir).parents[1] / NODE_MARKER
+        if marker.exists():
             return
         if before is not None:
             before()
-        Path(trial_dir).mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(Path(trial_dir) / MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        record = {"rank": rank, "epoch": epoch, "pid": os.getpid(), "time": time.time(), "kill": self.kill}
+        if self.kill == "node":
+            record.update(trial=str(Path(trial_dir).relative_to(marker.parent)), **(node() if node else {}))
+        if not _create(marker, record):
             return
-        os.write(fd, json.dumps({"rank": rank, "epoch": epoch, "pid": os.getpid(), "time": time.time()}).encode())
-        os.fsync(fd)
-        os.close(fd)
+        if self.kill == "node":
+            time.sleep(NODE_WAIT_S)  # the node goes down with this process; alone, it dies below
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _create(path: Path, record: dict) -> bool:
+    """Write ``record`` to a new file at ``path``, durably; ``False`` when it exists already."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, json.dumps(record).encode())
+    os.fsync(fd)
+    os.close(fd)
+    return True
 
 
 def from_env(environ=os.environ) -> FailAt | None:
@@ -61,12 +88,15 @@ def from_env(environ=os.environ) -> FailAt | None:
     text = environ.get(ENV, "").strip()
     if not text:
         return None
+    form = "rank=R,epoch=E (integers), optionally kill=worker or kill=node"
     pairs = [part.split("=", 1) for part in text.split(",")]
-    check(all(len(pair) == 2 for pair in pairs) and sorted(key.strip() for key, _ in pairs) == ["epoch", "rank"],
-          ENV, "rank=R,epoch=E (integers)", text)
+    keys = sorted(pair[0].strip() for pair in pairs)
+    check(all(len(pair) == 2 for pair in pairs) and keys in (["epoch", "rank"], ["epoch", "kill", "rank"]),
+          ENV, form, text)
     values = {key.strip(): value.strip() for key, value in pairs}
-    check(all(value.isdigit() for value in values.values()), ENV, "rank=R,epoch=E (integers)", text)
-    return FailAt(rank=int(values["rank"]), epoch=int(values["epoch"]))
+    check(all(values[key].isdigit() for key in ("rank", "epoch")) and values.get("kill", "worker") in KILLS,
+          ENV, form, text)
+    return FailAt(rank=int(values["rank"]), epoch=int(values["epoch"]), kill=values.get("kill", "worker"))
 
 
 def wait_until_registered(timeout: float = 120.0) -> None:

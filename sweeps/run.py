@@ -446,12 +446,12 @@ def _tune_method(spec: SweepSpec, method: str, sweep: Sweep, progress, resume: b
     """Run one method's trials; (finished, [(method, trial id, first error line)])."""
     from ray import tune
 
-    from sweeps import space
+    from sweeps import cluster, space
     from sweeps.trial import run_trial
     from sweeps.tune_logger import FlatParams
 
-    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, method=method),
-                                    {"CPU": sweep.scaling.trial_cpus})
+    resources = cluster.trial_resources(sweep.scaling, spec.max_concurrent_trials, cluster.head_node("CPU"))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, method=method), resources)
     objective = spec.search.objective
     tune_config = tune.TuneConfig(num_samples=spec.search.samples, max_concurrent_trials=spec.max_concurrent_trials,
                                   search_alg=_search(spec), scheduler=_scheduler(spec),

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.common import without_probes
 from reports.record import ADAPTER, DIVERGED, FINAL_REPORT, MODEL, OK, append_row
 from sweeps import faults
+from sweeps.cluster import this_node
 
 if TYPE_CHECKING:
     from sweeps.spec import Objective
@@ -203,7 +204,8 @@ class Worker:
         run = plan.run
         topology = {"world_size": place.world, "zero_stage": run.zero_stage, "micro_batch": run.micro_batch,
                     "grad_accum": run.grad_accum, "effective_batch": effective, "device": str(place.device),
-                    "bf16": plan.scaling.bf16, "start_epoch": start_epoch, "trainable_params": trainable}
+                    "bf16": plan.scaling.bf16, "start_epoch": start_epoch, "trainable_params": trainable,
+                    **placement()}
         return cls(place, ds_engine, DeepSpeedEngine(ds_engine), evaluator, ref_model, tokenizer, data,
                    dataclasses.replace(loop_config, start_epoch=start_epoch, method_state=method_state), effective,
                    topology)
@@ -218,6 +220,19 @@ class Worker:
         gc.collect()
         if dist.is_initialized():
             dist.barrier()
+
+
+def placement() -> dict:
+    """Where each rank of the worker group runs, in rank order: ``node_ids`` (Ray node IDs) and
+    ``node_ips``. One small all-gather over the group's process group (every rank calls it)."""
+    import torch.distributed as dist
+
+    mine = this_node()
+    everyone = [mine]
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, mine)
+    return {"node_ids": [n["node_id"] for n in everyone], "node_ips": [n["node_ip"] for n in everyone]}
 
 
 def _copies(plan: TrialPlan, place: Place, model) -> tuple[Any, Any]:
@@ -337,7 +352,8 @@ class EpochEnd:
         self.watch.lap("train")
         rank, last = self.worker.place.rank, epoch == self.plan.run.epochs
         if self.fail_at is not None:
-            self.fail_at.fire(rank, epoch, self.plan.paths.trial_dir, before=faults.wait_until_registered)
+            self.fail_at.fire(rank, epoch, self.plan.paths.trial_dir, before=faults.wait_until_registered,
+                              node=this_node)
         with tempfile.TemporaryDirectory(dir=self.staging) as tmp:
             kept = self.checkpoint(tmp, epoch, last, state.method_state)
             self.watch.lap("checkpoint")

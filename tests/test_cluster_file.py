@@ -49,3 +49,18 @@ def test_local_storage_is_refused_on_several_nodes(monkeypatch):
     cluster.check_storage("/mnt/shared/unlearn/runs", 3)
     with pytest.raises(SpecError, match="not a URI"):
         cluster.check_storage("s3://bucket/runs", 1)
+
+
+def test_trials_run_on_the_head_when_it_has_cpus_for_them():
+    """A trial's own actor (and Ray Train's controller beside it) asks for a sliver of the head's
+    own resource when the head has CPUs for the concurrent trials: a lost worker node then costs a
+    trial its worker group only. A head without them (``ray start --head --num-cpus=0``) pins
+    nothing, so the trials still fit somewhere."""
+    from sweeps.spec import Scaling
+
+    scaling = Scaling(trial_cpus=0.1)
+    assert cluster.trial_resources(scaling, 2, head_cpus=8) == {"CPU": 0.1, cluster.HEAD: cluster.HEAD_SHARE}
+    assert cluster.trial_resources(scaling, 10, head_cpus=1) == {"CPU": 0.1, cluster.HEAD: cluster.HEAD_SHARE}
+    assert cluster.trial_resources(scaling, 11, head_cpus=1) == {"CPU": 0.1}
+    assert cluster.trial_resources(scaling, 1, head_cpus=0) == {"CPU": 0.1}
+    assert cluster.HEAD == "node:__internal_head__"  # the resource Ray gives the head node

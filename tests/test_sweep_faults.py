@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 @pytest.mark.parametrize("text, expected", [
     ("", None), ("rank=1,epoch=2", faults.FailAt(1, 2)), (" epoch=3 , rank=0 ", faults.FailAt(0, 3)),
+    ("rank=0,epoch=2,kill=node", faults.FailAt(0, 2, "node")), ("kill=worker,rank=1,epoch=1", faults.FailAt(1, 1)),
 ])
 def test_the_fault_hook_reads_its_rank_and_epoch(text, expected):
     assert faults.from_env({faults.ENV: text}) == expected
@@ -28,7 +29,7 @@ def test_the_fault_hook_reads_its_rank_and_epoch(text, expected):
 
 
 @pytest.mark.parametrize("text", ["rank=1", "rank=1,epoch=x", "rank=1;epoch=2", "rank=-1,epoch=2", "rank=0,epoch=0",
-                                  "rank=0,epoch=1,method=ga"])
+                                  "rank=0,epoch=1,method=ga", "rank=0,epoch=1,kill=rack", "rank=0,epoch=1,kill="])
 def test_a_malformed_fault_hook_is_one_line_naming_the_variable(text):
     with pytest.raises(SpecError) as error:
         faults.from_env({faults.ENV: text})
@@ -49,6 +50,29 @@ def test_the_fault_hook_fires_once_per_trial_and_only_where_asked(tmp_path, monk
     assert json.loads((tmp_path / faults.MARKER).read_text())["epoch"] == 2
     hook.fire(1, 2, tmp_path, before=lambda: waited.append(len(killed)))  # the retried worker group runs on
     assert len(killed) == 1 and waited == [0]
+
+
+def test_the_node_hook_names_its_node_once_per_sweep_and_waits_to_die_with_it(tmp_path, monkeypatch):
+    """With ``kill=node`` the chosen rank writes the sweep's marker (its trial and its node) and
+    waits to be killed with that node; alone, it dies by itself after the wait. Only the first
+    trial to get there fires; a later one, and the trial's restarted worker group, run on."""
+    killed, slept = [], []
+    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: killed.append((pid, sig)))
+    monkeypatch.setattr(faults.time, "sleep", slept.append)
+    hook = faults.FailAt(rank=0, epoch=2, kill="node")
+    first, second = tmp_path / "ga" / "run_trial_a", tmp_path / "ga" / "run_trial_b"
+    node = lambda: {"node_id": "abc", "node_ip": "127.0.0.1"}  # noqa: E731
+    hook.fire(1, 2, first, node=node)
+    hook.fire(0, 1, first, node=node)
+    assert killed == [] and not (tmp_path / faults.NODE_MARKER).exists()
+    hook.fire(0, 2, first, node=node)
+    marker = json.loads((tmp_path / faults.NODE_MARKER).read_text())
+    assert (marker["trial"], marker["node_id"], marker["node_ip"], marker["epoch"]) == ("ga/run_trial_a", "abc",
+                                                                                       "127.0.0.1", 2)
+    assert slept == [faults.NODE_WAIT_S] and killed == [(os.getpid(), signal.SIGKILL)]
+    for trial in (second, first):  # another trial of the sweep, then the restarted group: no more
+        hook.fire(0, 2, trial, node=node)
+    assert len(killed) == 1 and not (first / faults.MARKER).exists()
 
 
 def test_killed_worker_and_killed_driver(fault_scenario):

@@ -58,6 +58,8 @@ def test_every_trial_reports_every_epoch(sweep):
         for rows in trials.values():
             assert [r["epoch"] for r in rows] == [1, 2]
             assert all(r["status"] == "ok" and r["method"] == method for r in rows)
+            # where each rank ran: one node here, so every rank's is the same
+            assert all(len(r["node_ids"]) == r["world_size"] == 2 and len(set(r["node_ids"])) == 1 for r in rows)
             assert all(math.isfinite(r["forget_qa_rouge_l_recall"]) and math.isfinite(r["kl_oracle_model_forget"])
                        for r in rows)
             assert "privleak" in rows[-1] and "privleak" not in rows[0]  # MIA only at the end, as the spec says
