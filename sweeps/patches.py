@@ -119,6 +119,39 @@ def setup_process_group(backend: str, world_rank: int, world_size: int, init_met
     dist.init_process_group(backend=backend, store=store, rank=world_rank, world_size=world_size, timeout=timeout)
 
 
+def hand_over_last_result(timeout_s: float = 600, version: str | None = None) -> bool:
+    """Called by a trial function once its worker group has finished, before it returns: wait until
+    Tune has taken the group's last result. On the Ray versions in ``DATASETS_CHECKED``, Train's
+    ``TuneReportCallback`` passes each result through a one-item queue that the trial's actor reads
+    only when the driver asks for the next result, and a trial function that returns puts its own
+    end marker in the one-item result queue first: the actor then blocks forever putting the last
+    result behind it. A driver slower than the group's teardown (callbacks that log to a tracker,
+    a loaded machine) meets it, and the sweep never ends: on 2 CPU cores, a sweep reporting to MLflow
+    and W&B did every time. Drop it when the
+    trial's actor drains the callback's queue before the end marker. Returns whether it waited."""
+    import time
+
+    import ray
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    queue = getattr(session, "_inter_actor_queue", None)
+    if not _in_range(version or ray.__version__, *DATASETS_CHECKED) or queue is None:
+        return False
+    deadline = time.monotonic() + timeout_s
+    stopping = getattr(session, "stop_event", None)
+
+    def waiting(until) -> bool:
+        return not until() and time.monotonic() < deadline and not (stopping and stopping.is_set())
+
+    while waiting(queue.empty):  # the driver has not asked for the last result yet
+        time.sleep(0.2)
+    time.sleep(0.5)  # the actor took it: it hands it on to the result queue within microseconds
+    while waiting(session.result_queue.empty):
+        time.sleep(0.2)
+    return True
+
+
 def _in_range(version: str, low: tuple, high: tuple) -> bool:
     match = re.match(r"(\d+)\.(\d+)", version)
     return bool(match) and low <= tuple(int(part) for part in match.groups()) < high

@@ -342,12 +342,13 @@ def check_storage_path(storage: str) -> Path:
 def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | None = None, resume: bool = False,
               progress: Callable[[str], None] = _say) -> Outcome:
     """Run (or with ``resume``, continue) a sweep; finished trials are never run again."""
-    from sweeps import cluster, faults, plan, space
+    from sweeps import cluster, faults, plan, space, tracking
 
     faults.from_env()  # a malformed test hook stops the sweep before anything runs
     sweep_dir = check_storage_path(storage or spec.storage) / spec.name
     _check_resume(spec, sweep_dir, resume)
     plan.check_lora(spec)  # LoRA's target modules against the target's layers, on the meta device
+    tracking.preflight(spec.tracking, spec.name)  # an MLflow store it cannot open stops it here
     resources = cluster.connect(address)
     cluster.check_storage(str(sweep_dir), cluster.alive_nodes())
     node_cpus = cluster.largest_node("CPU")
@@ -446,7 +447,7 @@ def _tune_method(spec: SweepSpec, method: str, sweep: Sweep, progress, resume: b
     """Run one method's trials; (finished, [(method, trial id, first error line)])."""
     from ray import tune
 
-    from sweeps import cluster, space
+    from sweeps import cluster, space, tracking
     from sweeps.trial import run_trial
     from sweeps.tune_logger import FlatParams
 
@@ -466,7 +467,8 @@ def _tune_method(spec: SweepSpec, method: str, sweep: Sweep, progress, resume: b
     else:
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                            run_config=tune.RunConfig(name=method, storage_path=sweep.sweep_dir, verbose=1,
-                                                     callbacks=[FlatParams()]))
+                                                     callbacks=[FlatParams(), *tracking.callbacks(
+                                                         spec.tracking, spec.name, method, sweep.sweep_dir)]))
     results = tuner.fit()
     failed = [r for r in results if r.error]
     for result in failed:  # Tune keeps errors outside the storage; the report needs them beside the trial

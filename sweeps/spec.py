@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import PARTS
+from sweeps.tracking import Tracking
 from unlearn.schedule import SCHEDULES
 from unlearn.validate import ValidationError, check_int, check_number, fail, is_number
 
@@ -271,6 +272,7 @@ class SweepSpec:
     failure: Failure = Failure()
     max_concurrent_trials: int = 1
     storage: str = "runs"
+    tracking: Tracking = Tracking()  # MLflow / W&B besides the sweep's own files (sweeps.tracking)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
@@ -473,7 +475,7 @@ def _check_method_value(method: str, key: str, value) -> None:
 # ------------------------------------------------------------------------------------ YAML edge
 
 SECTIONS = {"model": ModelSpec, "benchmark": BenchmarkSpec, "training": Training, "eval": EvalSpec,
-            "scaling": Scaling, "search": Search, "failure": Failure}
+            "scaling": Scaling, "search": Search, "failure": Failure, "tracking": Tracking}
 
 
 def _build(cls, raw, where: str):

@@ -186,6 +186,8 @@ def run_trial(config: dict, sweep: Sweep, method: str) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from sweeps import patches
+
     trial = tune.get_context()
     trial_dir = Path(sweep.sweep_dir) / method / Path(trial.get_trial_dir()).name
     if finished(trial_dir):
@@ -193,6 +195,7 @@ def run_trial(config: dict, sweep: Sweep, method: str) -> None:
     started = time.time()
     plan = sweep.trial_plan(method, config, trial_id=trial.get_trial_id(), trial_dir=str(trial_dir), started=started)
     build_trainer(plan, train_name(trial.get_trial_id()), [TuneReportCallback()]).fit()
+    patches.hand_over_last_result()  # Tune has every result before the trial function returns
     # The trial's own start and end, for its fixed cost (perf/sweep.py): worker-group start,
     # loading and teardown are what is left of this span after training, evaluation and checkpoints.
     (trial_dir / TIMING).write_text(json.dumps({"started": started, "ended": time.time()}))
