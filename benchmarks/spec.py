@@ -72,6 +72,10 @@ class Declaration:
     protocol: str = ""  # the named evaluation protocol the numbers follow (RWKU's ``paper`` / ``clean``)
     forget_qa: bool = False  # the forget set holds question-answer examples (what the IdK methods need)
     cannot_train: str = ""  # why a sweep cannot train on it as configured (one line; WMDP without a corpus)
+    # What groups the forget set (a person): its data then has ``forget_groups()`` and
+    # ``with_forget_groups(groups)`` (see ``Data``), and relearning can hold back the probes of the
+    # groups it does not train on. Empty: relearning takes the whole forget set.
+    forget_groups: str = ""
 
 
 def check_declaration(name: str, metrics: tuple, declared: Declaration) -> None:
@@ -148,6 +152,11 @@ class Data(Protocol):
 
     def retain_examples(self) -> list[dict]:
         """What the retain term trains on."""
+
+    # A benchmark that declares ``forget_groups`` also gives its data
+    # ``forget_groups() -> list[str]``: each forget example's group, in ``forget_examples()``'s order;
+    # and ``with_forget_groups(groups) -> Data``: the same data whose forget probes are those of
+    # ``groups`` only (what a relearning attack that trained on the other groups is scored on).
 
 
 class Preparable(Protocol):

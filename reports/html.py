@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports import claims, figures, summary, svg, uncertainty
+from reports import claims, figures, relearn, summary, svg, uncertainty
 from reports.record import ENVIRONMENT, OK, SPEC
 from reports.results import declaration, directions, facet_groups, facet_label, load, metrics
 
@@ -120,7 +120,7 @@ def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
              f"<p>{_e(record.get('path', ''))} — {len(trials)} trial(s): "
              + (_e(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))) or "none") + "</p>",
              f"<p class=note>{_e(about)}</p>" if about else "",
-             "<h3>Summary</h3>", _summary(df, declared), _claims(df), "<h3>Reference models</h3>",
+             "<h3>Summary</h3>", _summary(df, declared), _claims(df), _relearning(df), "<h3>Reference models</h3>",
              _references(df, labels),
              "<h3>Figures</h3>", _figures(df, declared), "<h3>All trials</h3>",
              "<p class=note>One row per trial: its last evaluated epoch (the final one for finished trials). "
@@ -207,6 +207,38 @@ def _claims(df: pd.DataFrame) -> str:
             "holds or fails here only where the "
             "95 % interval of the difference excludes zero.</p>"
             + _grid(["claim", "comparison", "difference [95 % interval]", "verdict"], rows, sortable=False))
+
+
+def _relearning(df: pd.DataFrame) -> str:
+    """The forget metrics before and after relearning (``reports.relearn``), when the sweep relearned."""
+    table = relearn.table(df)
+    if table.empty:
+        return ""
+    sweep = df["sweep"].iloc[0]
+    names = relearn.relearned_metrics(df, sweep)
+    done = {k: _e(_fmt(v)) for k, v in relearn.settings(df, sweep).items()}
+    held = done.get("relearn_heldout_groups", "0")
+    scored = (f"on the forget probes of the {held} group(s) none of those examples is about" if held != "0"
+              else "on every forget probe (the whole forget set was relearned)")
+    parts = ["<h3>Robustness to relearning</h3>",
+             f"<p class=note>After its final epoch, each trial's model was fine-tuned (NLL) on "
+             f"{done.get('relearn_examples', '?')} forget example(s) for {done.get('relearn_steps', '?')} step(s) at "
+             f"learning rate {done.get('relearn_lr', '?')}, and the target the same way (the baseline: what "
+             f"relearning brings back by itself). Values before and after relearning, {scored}; the target's "
+             "“before” is the target before unlearning. A method robust to relearning stays near its value "
+             "before. Hover a value for its standard error.</p>"]
+    header = ["", "configuration", *[f"{m}: {when}" for m in names for when in ("before", "after relearning")]]
+    for values, _ in facet_groups(df):
+        label = facet_label(values)
+        if label:
+            parts.append(f"<h4>{_e(label)}</h4>")
+        cells = [[row["who"], row["configuration"],
+                  *[cell for m in names for cell in (row.get(m, math.nan),
+                                                     (row.get(m + relearn.RELEARNED, math.nan),
+                                                      row.get(m + relearn.RELEARNED + "_stderr")))]]
+                 for _, row in table[table["facet"] == label].iterrows()]
+        parts.append(_grid(header, cells, sortable=False))
+    return "".join(parts)
 
 
 _RESAMPLES = 1000  # uncertainty's default

@@ -84,6 +84,7 @@ def cells_for(spec: SweepSpec, place: dict, progress) -> list[Cell]:
     files); when the spec gives ``model.base``, the target and the oracle are prepared by a Ray task
     placed like a trial worker (``place``, ``on_worker``), never in the driver."""
     from benchmarks.common import default_cache
+    from sweeps import relearn
 
     if not spec.model.base:
         for role in ("target", "oracle"):
@@ -94,6 +95,7 @@ def cells_for(spec: SweepSpec, place: dict, progress) -> list[Cell]:
     for label, params in spec.benchmark.variants():
         benchmark = spec.benchmark.build(label)
         data = benchmark.materialize(default_cache() / "benchmarks")
+        relearn.check_data(spec, [data])  # eval.relearn against the forget set, before any model is touched
         if spec.model.base:
             cells.append(Cell(label, params, benchmark, "", None, data))
         else:
@@ -193,7 +195,8 @@ def eval_config(spec: SweepSpec):
     ``eval.autocast`` or ``scaling.bf16``."""
     from benchmarks.common import EvalConfig
 
-    values = {k: v for k, v in dataclasses.asdict(spec.eval).items() if k not in ("every_epoch", "final", "autocast")}
+    values = {k: v for k, v in dataclasses.asdict(spec.eval).items()
+              if k not in ("every_epoch", "final", "autocast", "relearn")}
     autocast = not spec.scaling.use_gpu and (spec.eval.autocast or spec.scaling.bf16)
     return EvalConfig(**values, autocast=autocast, softlabel_gammas=softlabel_gammas(spec))
 
@@ -254,9 +257,7 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
     once per sweep (reused when present). ``references.pt`` maps ``variant_key(label)`` to
     ``{"refs", "ref_nll"}``; ``reference_rows.json`` holds the rows, the metric directions and the
     benchmark's declarations. Runs where it is called: a sweep calls it through ``references``."""
-    import torch
-
-    from benchmarks.spec import declaration
+    from sweeps import relearn
     from unlearn import data as collation
     from unlearn import loop
 
@@ -284,6 +285,8 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
             ref_nll = reference_nlls(spec, target_model, loop.with_index(part.forget_examples()), collate)
             entries[variant_key(label)] = {"refs": refs, "ref_nll": ref_nll}
             rows.append({"role": "target", **label, **refs.baseline})
+            if spec.eval.relearn is not None:  # the target relearned as the trials' models are: the baseline
+                rows[-1].update(relearn.for_target(spec, cell.benchmark, cell.target, part, refs, config, collate))
             if oracle_model is not None:
                 oracle_row = cell.benchmark.evaluate(oracle_model, tokenizer, collate, part, refs, config, config.parts)
                 rows.append({"role": "oracle", **label, **oracle_row})
@@ -294,17 +297,30 @@ def compute_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, prog
                 rows.append({"role": "base", **label, **base_row})
                 del base_model
         del oracle_model
+    _save_references(sweep_dir, cells, spec, config, entries, rows)
+    progress(f"references computed once in {time.time() - began:.0f}s (target and oracle evaluated)")
+    return path
+
+
+def _save_references(sweep_dir: Path, cells: list[Cell], spec: SweepSpec, config, entries: dict, rows: list) -> None:
+    """``reference_rows.json`` (rows, directions, the declarations), then ``references.pt`` whole."""
+    import torch
+
+    from benchmarks.spec import declaration
+    from sweeps import relearn
+
     metrics = tuple({m.name: m for c in cells for m in c.benchmark.metrics(config)}.values())  # every grid point's
     protocols = dict.fromkeys(c.benchmark.declared.protocol for c in cells)
     record = dict(declaration(cells[0].benchmark, metrics), facets=list(spec.benchmark.grid()),
                   protocol=", ".join(p for p in protocols if p))
+    path = sweep_dir / REFERENCES
     tmp = path.with_suffix(".tmp")
     torch.save(entries, tmp)
     (sweep_dir / REFERENCE_ROWS).write_text(json.dumps(
-        {"rows": rows, "directions": {m.name: m.direction for m in metrics}, "benchmark": record}, indent=2))
+        {"rows": rows, "directions": {**{m.name: m.direction for m in metrics},
+                                      **relearn.directions(metrics, spec.eval.relearn)},
+         "benchmark": record}, indent=2))
     tmp.replace(path)
-    progress(f"references computed once in {time.time() - began:.0f}s (target and oracle evaluated)")
-    return path
 
 
 def subjects_of(data) -> list:

@@ -155,8 +155,13 @@ class EvalSpec:
     verbatim_tokens: int = 48
     kl_max_tokens: int = 2048
     autocast: bool = False  # bf16 autocast of the evaluation's forward passes on CPU
+    relearn: dict | None = None  # {examples, steps, lr}: a relearning attack after the final epoch (sweeps.relearn)
 
     def __post_init__(self):
+        if self.relearn is not None:
+            from unlearn.relearn import RelearnConfig
+
+            object.__setattr__(self, "relearn", RelearnConfig.of(self.relearn))
         if not isinstance(self.autocast, bool):
             fail("eval.autocast", "true or false", self.autocast)
         for name in ("every_epoch", "final"):
@@ -290,6 +295,9 @@ class SweepSpec:
                  "retrained model)", self.model.oracle)
         if declared.cannot_train:
             raise SpecError(f"benchmark.params: {declared.cannot_train}")
+        from sweeps import relearn
+
+        relearn.check_spec(self, declared)
         if self.model.base and not declared.can_prepare:
             fail("model.base", f"left out: the {self.benchmark.name} benchmark comes with its own models and cannot "
                  "prepare them from a base model; give model.target (and model.oracle)", self.model.base)

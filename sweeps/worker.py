@@ -8,7 +8,9 @@ Evaluation is correct under every ZeRO stage: below stage 3 rank 0 evaluates the
 plain copy on rank 0. Rank 0 evaluates while the other ranks wait at the report barrier; every
 worker calls ``ray.train.report`` once per epoch and rank 0's metrics reach Tune.
 The last epoch's checkpoint is the unlearned model as a Hugging Face directory, without optimizer
-state; earlier ones are DeepSpeed checkpoints (Ray keeps only the latest).
+state; earlier ones are DeepSpeed checkpoints (Ray keeps only the latest). With ``eval.relearn`` the
+model is then attacked by relearning (``sweeps.relearn``), in the same worker group, and the final
+row gains its ``<metric>_relearned`` scores; the checkpoint stays the unlearned model.
 
 A LoRA trial (``plan.lora``, ``unlearn.lora``) trains the adapters of a peft model: the optimizer
 holds them only, the frozen reference is the same module with its adapters disabled, rank 0
@@ -338,10 +340,12 @@ def _resume(ds_engine, checkpoint, adapters_only: bool = False) -> tuple[int, di
 # ------------------------------------------------------------------------------------ epoch end
 
 class EpochEnd:
-    """After every epoch, on every rank: checkpoint, evaluate (rank 0; the others wait), record
-    (rank 0) and report. The last epoch's checkpoint is the model (a LoRA trial's: its adapters),
-    written by rank 0; earlier ones are DeepSpeed checkpoints (a LoRA trial's: the adapters and their
-    optimizer state, with the adapters' config), kept only with ``failure.checkpoint_every_epoch``."""
+    """After every epoch, on every rank: checkpoint, evaluate (rank 0; the others wait), after the
+    last one relearn when the spec asks (``sweeps.relearn``: every rank), record (rank 0) and
+    report. The last epoch's checkpoint is the model (a LoRA trial's: its adapters), written by
+    rank 0 before any relearning; earlier ones are DeepSpeed checkpoints (a LoRA trial's: the
+    adapters and their optimizer state, with the adapters' config), kept only with
+    ``failure.checkpoint_every_epoch``."""
 
     def __init__(self, plan: TrialPlan, worker: Worker, watch: Stopwatch):
         self.plan, self.worker, self.watch = plan, worker, watch
@@ -358,6 +362,14 @@ class EpochEnd:
             kept = self.checkpoint(tmp, epoch, last, state.method_state)
             self.watch.lap("checkpoint")
             metrics = self.evaluate(epoch, last, state) if rank == 0 else {"epoch": epoch}
+            if last and self.plan.eval.relearn is not None:  # the model and its scores are saved: now attack it
+                from sweeps import relearn
+
+                metrics.update(relearn.in_worker(self.plan, self.worker))
+                self.watch.lap("relearn")
+            if rank == 0:
+                _record(self.plan, metrics)  # the per-probe scores go to the trial's record only, not to Tune
+                metrics = without_probes(metrics)
             self.report(metrics, tmp if kept else None, last)
         if last and self.staging:
             try:
@@ -386,7 +398,8 @@ class EpochEnd:
         return (last and worker.place.rank == 0) or (not last and keep)
 
     def evaluate(self, epoch: int, last: bool, state) -> dict:
-        """Rank 0: the epoch's metrics (evaluation, training, topology, timings), recorded."""
+        """Rank 0: the epoch's metrics (evaluation, training, topology, timings), per-probe scores
+        included (recorded, then left out of the report)."""
         import torch
 
         from unlearn import lora
@@ -405,8 +418,7 @@ class EpochEnd:
         objective = objective_value(metrics, plan.objective)
         if objective is not None:
             metrics["objective"] = objective
-        _record(plan, metrics)  # the per-probe scores go to the trial's record only, not to Tune
-        return without_probes(metrics)
+        return metrics
 
     def report(self, metrics: dict, folder: str | None, last: bool) -> None:
         """Report the epoch (every rank); persisting the checkpoint counts as ``checkpoint``. The last

@@ -145,7 +145,8 @@ def test_a_lora_zero3_trial_exports_the_merged_model_it_evaluated(fault_scenario
     assert not lora.is_lora(model) and not any("lora" in name for name in model.state_dict())
     spec = specs.load(seen["spec"])
     dataset = read(environment["data"], chat=False)
-    config = EvalConfig(**{k: v for k, v in dataclasses.asdict(spec.eval).items() if k not in ("every_epoch", "final")})
+    config = EvalConfig(**{k: v for k, v in dataclasses.asdict(spec.eval).items()
+                           if k not in ("every_epoch", "final", "relearn")})
     refs = torch.load(seen["sweep_dir"] / "references.pt", weights_only=False)["{}"]["refs"]
     scores = ev.evaluate(model, tokenizer, data.Collator(tokenizer, max_length=spec.training.max_length), dataset, refs,
                          config, parts=tuple(spec.eval.final))

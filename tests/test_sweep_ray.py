@@ -184,7 +184,8 @@ def test_export_of_a_zero3_trial_reproduces_its_forget_score(sweep, tmp_path):
     environment = json.loads((sweep["dir"] / "environment.json").read_text())
     spec = specs.load(TINY)
     dataset = read(environment["data"], chat=False)
-    config = EvalConfig(**{k: v for k, v in dataclasses.asdict(spec.eval).items() if k not in ("every_epoch", "final")})
+    config = EvalConfig(**{k: v for k, v in dataclasses.asdict(spec.eval).items()
+                           if k not in ("every_epoch", "final", "relearn")})
     refs = torch.load(sweep["dir"] / "references.pt", weights_only=False)["{}"]["refs"]
     scores = ev.evaluate(model, tokenizer, data.Collator(tokenizer, max_length=spec.training.max_length), dataset, refs,
                          config, parts=("generation", "kl"))

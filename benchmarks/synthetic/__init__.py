@@ -70,7 +70,7 @@ DECLARED = Declaration(
     selection=Selection("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall", oracle_tolerance=0.05,
                         floors={"retain_qa_rouge_l_recall": 0.5, "utility_qa_rouge_l_recall": 0.5,
                                 "utility_mc_accuracy": 0.8}),
-    forget_qa=True)
+    forget_qa=True, forget_groups="person")
 check_declaration("synthetic", _metrics(()), DECLARED)
 
 

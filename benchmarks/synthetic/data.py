@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +61,39 @@ class SyntheticData:
     def forget_probes(self) -> list[Probe]:
         return self.probes["forget_qa"]
 
+    def forget_people(self) -> list[str]:
+        """The forget people, in the benchmark's order."""
+        return list(dict.fromkeys(p.subject for p in self.probes["forget_qa"]))
+
+    def forget_groups(self) -> list[str]:
+        """The person each forget example is about, in ``forget_examples()``'s order (a bio or a QA
+        pair names its person in full; a forget bio names no other forget person)."""
+        people = self.forget_people()
+        return [_person_in(e.get("text") or e["question"], people) for e in self.forget_examples()]
+
+    def with_forget_groups(self, people) -> SyntheticData:
+        """The same data whose forget probes (FB, QA, AA, paraphrased QA, verbatim bios) are those of
+        ``people`` only: what a relearning attack that trained on the other forget people is scored on."""
+        everyone, kept = self.forget_people(), set(people)
+        probes = {g: [p for p in group if _person_in(p.subject or p.question, everyone) in kept]
+                  if g.startswith("forget_") else group for g, group in self.probes.items()}
+        verbatim = [r for r in self.verbatim if _person_in(r["prompt"] + r["gt"], everyone) in kept]
+        return dataclasses.replace(self, probes=probes, verbatim=verbatim)
+
     def corpus_texts(self) -> list[str]:
         """Everything a from-scratch tokenizer is trained on (so every probe is in-vocabulary)."""
         texts = [t for split in self.texts.values() for t in split]
         texts += [f"{r['question']} {r['answer']}" for rows in self.qa.values() for r in rows]
         texts += [f"{p.question} {p.answer}" for group in self.probes.values() for p in group]
         return texts
+
+
+def _person_in(text: str, people: list[str]) -> str:
+    """The person of ``people`` that ``text`` names in full (the longest name when several match)."""
+    named = [p for p in people if re.search(rf"(?<!\w){re.escape(p)}(?!\w)", text)]
+    if not named:
+        raise ValueError(f"no forget person is named in {text[:60]!r}")
+    return max(named, key=len)
 
 
 def _probes(rows: list[dict], question: str = "query", answer: str = "answer") -> list[Probe]:
