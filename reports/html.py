@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from reports import claims, figures, relearn, summary, svg, uncertainty
-from reports.record import ENVIRONMENT, OK, SPEC
+from reports.record import ENVIRONMENT, OK, PROPOSED_BY, SPEC
 from reports.results import declaration, directions, facet_groups, facet_label, load, metrics
 
 _STYLE = """
@@ -119,7 +119,7 @@ def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
     parts = [f"<section id='sweep-{index}'><h2>Sweep {_e(name)}</h2>",
              f"<p>{_e(record.get('path', ''))} — {len(trials)} trial(s): "
              + (_e(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))) or "none") + "</p>",
-             f"<p class=note>{_e(about)}</p>" if about else "",
+             f"<p class=note>{_e(about)}</p>" if about else "", _proposers(trials),
              "<h3>Summary</h3>", _summary(df, declared), _claims(df), _relearning(df), "<h3>Reference models</h3>",
              _references(df, labels),
              "<h3>Figures</h3>", _figures(df, declared), "<h3>All trials</h3>",
@@ -133,6 +133,15 @@ def _sweep_section(index: int, df: pd.DataFrame, record: dict) -> str:
                       else f"(no {ENVIRONMENT} recorded)"),
              "</section>"]
     return "".join(parts)
+
+
+def _proposers(trials: pd.DataFrame) -> str:
+    """Who proposed the trials (the ``proposed_by`` column of the trials table), counted."""
+    if PROPOSED_BY not in trials or not trials[PROPOSED_BY].notna().any():
+        return ""
+    counts = trials[PROPOSED_BY].dropna().astype(str).value_counts().sort_index()
+    return (f"<p class=proposers>Configurations proposed by: {_e(', '.join(f'{k} {n}' for k, n in counts.items()))}"
+            " (the proposed_by column; “(startup)”: the searcher's random first trials).</p>")
 
 
 def _summary_metrics(df: pd.DataFrame, declared: dict) -> list[str]:
@@ -358,7 +367,7 @@ def _failed(trials: pd.DataFrame) -> str:
 def _trial_columns(df: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
     hps = _hyperparameters(trials)
     topology = [c for c in ("world_size", "zero_stage", "effective_batch", "wall_s") if c in trials and c not in hps]
-    return ["method", "trial", "status", *hps, "epoch", *topology, *metrics(df), "error"]
+    return ["method", "trial", "status", PROPOSED_BY, *hps, "epoch", *topology, *metrics(df), "error"]
 
 
 def _hyperparameters(trials: pd.DataFrame) -> list[str]:

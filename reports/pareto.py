@@ -80,6 +80,26 @@ def hypervolume(points, objectives: Mapping[str, Direction], reference=None) -> 
     return float(_hso(s, ref)) if len(s) else 0.0
 
 
+def hypervolume_curve(points, objectives: Mapping[str, Direction], reference) -> list[float]:
+    """The hypervolume of the first n points (in the order given: the order trials finished), for
+    n = 1 … len(points): how much of the front a search had found after each trial. One pass: a
+    point dominated by the front so far adds nothing; otherwise the front is updated and measured."""
+    values = np.atleast_2d(np.asarray(points, dtype=float))
+    if values.size == 0:
+        return []
+    ref = scores(np.asarray(reference, dtype=float)[None, :], objectives)[0]
+    s = scores(values, objectives)
+    front = np.empty((0, s.shape[1]))
+    out, volume = [], 0.0
+    for row in s:
+        inside = not np.isnan(row).any() and (row < ref).all()
+        if inside and not (front <= row).all(axis=1).any():
+            front = np.vstack([front[~(row <= front).all(axis=1)], row])
+            volume = float(_hso(front, ref))
+        out.append(volume)
+    return out
+
+
 def _hso(s: np.ndarray, ref: np.ndarray) -> float:
     """Hypervolume of minimisation scores ``s`` (all strictly below ``ref``) by slicing."""
     if s.shape[1] == 1:

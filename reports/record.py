@@ -11,8 +11,9 @@ the trial's latest checkpoint, whose ``model/`` is the unlearned model once the 
 A trial's state (``Trial.state``, the reports' ``status`` column) is one of :data:`STATES`:
 
 - ``ok``: its final epoch is recorded, and its last checkpoint is the unlearned model;
-- ``running``: some epochs recorded, no final one (still running, or stopped early by the
-  scheduler or an interrupted driver);
+- ``running``: some epochs recorded, no final one (still running, or stopped by an interrupted
+  driver);
+- ``stopped``: stopped early by the scheduler (ASHA: ``stopped.json``), its last epoch recorded;
 - ``pending``: no epoch recorded yet;
 - ``diverged``: its loss turned non-finite;
 - ``error``: it failed (``error.txt``).
@@ -35,18 +36,20 @@ TIMING = "timing.json"  # the sweep's trial phase; in a trial's directory, when 
 SWEEP_FILES = (REFERENCE_ROWS, SPEC, ENVIRONMENT)
 
 PARAMS = "params.json"  # Tune's, flat (sweeps/tune_logger.py)
+PROPOSED_BY = "proposed_by"  # in params.json: grid, random or the searcher that proposed the trial (sweeps.search)
 METRICS = "metrics.jsonl"
 RESULT = "result.json"  # Tune's
 ERROR_TEXT = "error.txt"
 PROBES = "_probes"  # in a row, ``<metric>_probes``: the metric's per-probe scores (benchmarks.common.put)
 FINAL_REPORT = "final_report.json"  # how long the last report took to persist the model
+STOPPED_EARLY = "stopped.json"  # the scheduler stopped the trial before its last epoch (sweeps.search.mark_stopped)
 
 TRAIN = "train"  # Ray Train's storage: train-<trial id>/checkpoint_*/
 MODEL = "model"  # in a final checkpoint: the unlearned model
 ADAPTER = "adapter"  # in a LoRA trial's final checkpoint: its adapters (peft), which `unlearn export` merges
 TRIAL_PREFIX = "run_trial_"  # Tune's trial directories of the function trial sweeps.trial.run_trial
 
-OK, RUNNING, PENDING, DIVERGED, ERROR = STATES = ("ok", "running", "pending", "diverged", "error")
+OK, RUNNING, PENDING, DIVERGED, ERROR, STOPPED = STATES = ("ok", "running", "pending", "diverged", "error", "stopped")
 
 _TRIAL_DIR = re.compile(rf"^{TRIAL_PREFIX}([0-9a-f]+_\d+)_")
 _DIVERGED = re.compile(r"\bDiverged\b|non-finite loss", re.IGNORECASE)  # unlearn.loop.Diverged
@@ -156,6 +159,8 @@ class Trial:
             return DIVERGED if _DIVERGED.search(self.error_text) else ERROR
         if self.last.get("final"):
             return OK
+        if self.rows and (self.path / STOPPED_EARLY).is_file():
+            return STOPPED
         return RUNNING if self.rows else PENDING
 
     @property

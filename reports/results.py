@@ -12,7 +12,9 @@ state, ``reports.record.STATES``: ``ok``, ``running``, ``pending``, ``diverged``
 ``error`` (first line of ``error.txt``, or a diverged trial's message), ``path`` and ``model_dir``
 (the unlearned model of a finished trial), ``protocol`` (when the benchmark names the evaluation
 protocol its numbers follow), ``probes`` (``{metric: [score per probe]}``, the same probes in the same
-order in every row of a sweep; None where the row has none). The scheduler's learning rate logged each epoch is
+order in every row of a sweep; None where the row has none), ``proposed_by`` (who proposed the
+trial's configuration: ``grid``, ``random``, ``optuna-tpe`` …, ``(startup)`` for a searcher's
+random first trials; not a hyper-parameter). The scheduler's learning rate logged each epoch is
 ``lr_current``, so that ``lr`` is always the sampled one. A trial without any row still has one
 (``epoch`` NaN). ``df.attrs`` holds ``directions`` (metric → ``"max"``, ``"min"`` or a target
 number), ``hyperparameters`` and ``sweeps`` (name → spec text, environment).
@@ -26,7 +28,18 @@ from typing import Iterable
 
 import pandas as pd
 
-from reports.record import ENVIRONMENT, PROBES, REFERENCE_ROWS, SPEC, SWEEP_FILES, Trial, is_sweep, read_json, trials
+from reports.record import (
+    ENVIRONMENT,
+    PROBES,
+    PROPOSED_BY,
+    REFERENCE_ROWS,
+    SPEC,
+    SWEEP_FILES,
+    Trial,
+    is_sweep,
+    read_json,
+    trials,
+)
 
 _DROPPED = ("config",)  # Tune's copy of params.json
 
@@ -52,7 +65,7 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         sweep_rows = [dict(row, sweep=sweep.name) for row in refs.get("rows", [])]
         for trial in trials(sweep):
             params, trial_rows = _trial(trial, sweep.name)
-            hyperparameters += [key for key in params if key not in hyperparameters]
+            hyperparameters += [key for key in params if key not in hyperparameters and key != PROPOSED_BY]
             sweep_rows += trial_rows
         protocol = (benchmark or {}).get("protocol")
         rows += [_probes(row if not protocol else {"protocol": protocol, **row}) for row in sweep_rows]

@@ -96,6 +96,51 @@ def front_svg(points: pd.DataFrame, x: str, y: str, *, directions: Mapping, refe
     return _svg(width, height, title, parts)
 
 
+def curves_svg(curves: Mapping[str, list], *, x_label: str, y_label: str, title: str,
+               hlines: Mapping[str, float] | None = None, width: int = 640, height: int = 400) -> str:
+    """Line chart of ``curves`` ({label: [run, ...]}, a run being the values at x = 1, 2, …): each
+    run a thin line, each label's mean over its runs (where every run has a value) a thick one;
+    ``hlines`` ({label: y}) dashed horizontal lines. Every text is escaped; the same input gives
+    the same bytes."""
+    hlines = dict(hlines or {})
+    runs = {label: [[_number(v) for v in run] for run in group] for label, group in curves.items()}
+    values = [v for group in runs.values() for run in group for v in run if math.isfinite(v)] + list(hlines.values())
+    length = max((len(run) for group in runs.values() for run in group), default=0)
+    if not values or not length:
+        return _svg(320, 60, title, [f'<text x="160" y="35" text-anchor="middle" font-size="13">'
+                                     f'{_e(title)}: nothing to plot</text>'])
+    left, right, top, bottom = _MARGIN
+    box = (left, width - right, height - bottom, top)
+    sx, xticks = _scale(1, max(length, 2), left, width - right)
+    sy, yticks = _scale(min(0.0, min(values)), max(values), height - bottom, top)
+    parts = [f'<text x="{width / 2:.0f}" y="18" text-anchor="middle" font-size="13">{_e(title)}</text>',
+             *_axes(sx, sy, xticks, yticks, box), *_axis_labels(x_label, y_label, box)]
+    for label, y in hlines.items():
+        parts.append(f'<line class="hline" x1="{left}" y1="{sy(y):.2f}" x2="{width - right}" y2="{sy(y):.2f}" '
+                     f'stroke="#555" stroke-dasharray="5 4"/><text x="{left + 4}" y="{sy(y) - 4:.2f}" '
+                     f'text-anchor="start">{_e(label)}</text>')
+    legend = []
+    for k, (label, group) in enumerate(runs.items()):
+        color = PALETTE[k % len(PALETTE)]
+        for run in group:
+            parts.append(_polyline(run, sx, sy, color, 1.0, 0.45))
+        common = min((len(run) for run in group), default=0)
+        mean = [float(np.mean([run[i] for run in group])) for i in range(common)]
+        parts.append(_polyline(mean, sx, sy, color, 2.5, 1.0))
+        y = top + 14 + 18 * k
+        legend.append(f'<line x1="{width - right + 12}" y1="{y - 4}" x2="{width - right + 32}" y2="{y - 4}" '
+                      f'stroke="{color}" stroke-width="2.5"/><text x="{width - right + 38}" y="{y}">{_e(label)}</text>')
+    note = top + 14 + 18 * len(runs)
+    legend.append(f'<text x="{width - right + 12}" y="{note}" fill="#555">thin: each run; thick: mean</text>')
+    return _svg(width, height, title, parts + legend)
+
+
+def _polyline(values: list[float], sx, sy, color: str, stroke: float, opacity: float) -> str:
+    points = " ".join(f"{sx(i + 1):.2f},{sy(v):.2f}" for i, v in enumerate(values) if math.isfinite(v))
+    return (f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="{stroke}" '
+            f'stroke-opacity="{opacity}"/>')
+
+
 def embed(svg: str, caption: str = "") -> str:
     """The SVG inline in an HTML ``<figure>`` (not a data URI), with an escaped caption."""
     caption = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""

@@ -52,15 +52,55 @@ def torch_trainer(version: str | None = None):
     if not _in_range(version or ray.__version__, *DATASETS_CHECKED):
         return TorchTrainer
     from ray.train.v2._internal.callbacks import DatasetsCallback
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
     class Trainer(TorchTrainer):
         def _create_default_callbacks(self):
-            callbacks = super()._create_default_callbacks()
+            callbacks = [_gcs_cleaner_callback() if type(c) is PlacementGroupCleanerCallback else c
+                         for c in super()._create_default_callbacks()]
             if self.datasets:
                 return callbacks
             return [callback for callback in callbacks if not isinstance(callback, DatasetsCallback)]
 
     return Trainer
+
+
+def _gcs_cleaner_callback():
+    """Ray Train's placement-group cleaner callback whose cleaner asks the GCS whether the trial's
+    controller is alive. Ray's own asks the State API, which needs the dashboard: on a local cluster
+    started without one (``sweeps.cluster.connect``) it never learns that the controller died, so
+    a trial that Tune stops (ASHA's early stop, which ends the trial's process and its controller
+    with it) kept its worker group's CPUs reserved and the next trial's worker group never
+    started. Checked on the versions in ``DATASETS_CHECKED``; drop it when Ray's cleaner works
+    without the dashboard."""
+    from ray.train.v2._internal.callbacks import placement_group_callback as module
+
+    class Callback(module.PlacementGroupCleanerCallback):
+        def after_controller_start(self, train_run_context):  # runs in the trial's controller process
+            module.PlacementGroupCleaner = _gcs_checked_cleaner()
+            super().after_controller_start(train_run_context)
+
+    return Callback()
+
+
+@functools.cache
+def _gcs_checked_cleaner():
+    from ray.train.v2._internal.execution.controller import placement_group_cleaner as module
+
+    class Cleaner(module.PlacementGroupCleaner):
+        def __init__(self, *args, **kwargs):  # runs in the cleaner's own process
+            module.is_actor_alive = actor_alive
+            super().__init__(*args, **kwargs)
+
+    return Cleaner
+
+
+def actor_alive(actor_id: str, timeout=None) -> bool:
+    """Whether the actor is not dead, from the GCS's actor table (no dashboard needed)."""
+    from ray._private import state
+
+    info = state.actors(actor_id=actor_id)
+    return bool(info) and info.get("State") not in ("DEAD", 4)
 
 
 def torch_config(backend: str, version: str | None = None):

@@ -1,7 +1,7 @@
 """A sweep's trials, their states and their models, as ``reports.record`` reads them.
 
 ``unlearn status RUN`` prints each trial's state (``reports.record.STATES``: ok, running, pending,
-diverged, error) and last epoch; ``unlearn export RUN TRIAL --out DIR`` writes the model of a trial
+diverged, error, stopped) and last epoch; ``unlearn export RUN TRIAL --out DIR`` writes the model of a trial
 as a standard Hugging Face directory (the last checkpoint of a finished trial already is one,
 gathered from every ZeRO-3 shard; an unfinished trial's DeepSpeed checkpoint is consolidated). A
 LoRA trial's checkpoints hold its adapters only: export merges them into the base model they were

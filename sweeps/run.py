@@ -372,6 +372,9 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     place = cluster.task_resources(spec, scaling, node_cpus)  # preparation and references: never in the driver
     cells = cells_for(spec, place, progress)
     subjects = subjects_of(cells[0].data)
+    if subjects and spec.search.algorithm == "optuna":  # each configuration would run once per target: a grid
+        raise SpecError(f"search.algorithm must be grid or random for the {spec.benchmark.name} benchmark's "
+                        f"{len(subjects)} unlearning targets (Optuna runs no grid); got 'optuna'")
     trials = sum(space.grid_size(spec, m) for m in spec.methods) * max(1, len(subjects))
     _check_disk(sweep_dir, cells[0].target, trials, spec.max_concurrent_trials)
     _write_records(spec, sweep_dir, cells, scaling)
@@ -464,15 +467,15 @@ def _tune_method(spec: SweepSpec, method: str, sweep: Sweep, progress, resume: b
     from ray import tune
 
     from sweeps import cluster, space, tracking
+    from sweeps import search as searching
     from sweeps.trial import run_trial
     from sweeps.tune_logger import FlatParams
 
     resources = cluster.trial_resources(sweep.scaling, spec.max_concurrent_trials, cluster.head_node("CPU"))
     trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, method=method), resources)
-    objective = spec.search.objective
+    metric, mode = searching.tune_goal(spec.search)  # none with several objectives: the searcher holds them
     tune_config = tune.TuneConfig(num_samples=spec.search.samples, max_concurrent_trials=spec.max_concurrent_trials,
-                                  search_alg=_search(spec), scheduler=_scheduler(spec),
-                                  metric="objective" if objective else None, mode=objective.mode if objective else None)
+                                  search_alg=_search(spec), scheduler=_scheduler(spec), metric=metric, mode=mode)
     began = time.time()
     progress(f"{method}: {space.grid_size(spec, method) * max(1, len(sweep.subjects))} trial(s)")
     param_space = space.param_space(spec, method, sweep.subjects)
@@ -486,6 +489,7 @@ def _tune_method(spec: SweepSpec, method: str, sweep: Sweep, progress, resume: b
                                                      callbacks=[FlatParams(), *tracking.callbacks(
                                                          spec.tracking, spec.name, method, sweep.sweep_dir)]))
     results = tuner.fit()
+    searching.mark_stopped(results)  # ASHA's early stops read as stopped, not as still running
     failed = [r for r in results if r.error]
     for result in failed:  # Tune keeps errors outside the storage; the report needs them beside the trial
         if result.path and Path(result.path).is_dir():
@@ -507,13 +511,9 @@ def _error_text(error: BaseException) -> str:
 
 
 def _search(spec: SweepSpec):
-    if spec.search.algorithm != "optuna":
-        return None
-    try:
-        from ray.tune.search.optuna import OptunaSearch
-    except ImportError:
-        raise SpecError("search.algorithm 'optuna' needs the optuna package (pip install optuna)") from None
-    return OptunaSearch()
+    from sweeps import search
+
+    return search.searcher(spec.search)  # Optuna's, seeded; None for grid and random search
 
 
 def _scheduler(spec: SweepSpec):

@@ -9,6 +9,8 @@ LoRA fields as ``lora_r``, ``lora_alpha`` …), which the spec keeps distinct.
 
 from __future__ import annotations
 
+from reports.record import PROPOSED_BY
+from sweeps.search import proposer
 from sweeps.spec import LORA, SweepSpec, method_fields
 
 
@@ -42,6 +44,7 @@ def param_space(spec: SweepSpec, method: str, subjects=()) -> dict:
         run[key] = tune.grid_search(values)
     if subjects:
         run["subject"] = tune.grid_search(list(subjects))
+    run[PROPOSED_BY] = proposer(spec.search)  # an Optuna searcher marks its own (sweeps.search)
     tuned = {"method": {key: value for key, value in space.items() if key in own}, "run": run}
     lora = lora_section(spec, method)
     if lora is not None:

@@ -230,16 +230,26 @@ class Objective:
 
 @dataclass(frozen=True)
 class Search:
+    """How the space is explored. ``objectives`` (Optuna only): several metrics searched at once for
+    their Pareto front; with Optuna and neither ``objective`` nor ``objectives`` they are the
+    benchmark's first declared front pair (``sweeps.search.resolve``)."""
+
     algorithm: str = "grid"
     samples: int = 1
     asha: dict | None = None  # {grace_period: 1, reduction_factor: 2}
     objective: Objective | None = None
+    objectives: tuple = ()  # (Objective, ...)
+    sampler: str = "tpe"  # Optuna's sampler: tpe (multivariate TPE) or nsga2
+    seed: int = 0  # the sampler's seed
 
     def __post_init__(self):
+        from sweeps.search import check_search
+
         if self.algorithm not in ALGORITHMS:
             fail("search.algorithm", f"one of {', '.join(ALGORITHMS)}", self.algorithm)
         check_int("search.samples", self.samples, 1)
-        if (self.algorithm != "grid" or self.asha) and self.objective is None:
+        check_search(self)
+        if (self.algorithm not in ("grid", "optuna") or self.asha) and self.objective is None and not self.objectives:
             fail("search.objective", "given when the search is not a plain grid (say which scalar is optimised)",
                  None)
         if self.asha is not None:
@@ -296,8 +306,10 @@ class SweepSpec:
         if declared.cannot_train:
             raise SpecError(f"benchmark.params: {declared.cannot_train}")
         from sweeps import relearn
+        from sweeps.search import resolve
 
         relearn.check_spec(self, declared)
+        object.__setattr__(self, "search", resolve(self))  # Optuna's objectives: by default the declared front
         if self.model.base and not declared.can_prepare:
             fail("model.base", f"left out: the {self.benchmark.name} benchmark comes with its own models and cannot "
                  "prepare them from a base model; give model.target (and model.oracle)", self.model.base)
@@ -498,6 +510,10 @@ def _build(cls, raw, where: str):
     raw = dict(raw)
     if cls is Search and isinstance(raw.get("objective"), dict):
         raw["objective"] = _build(Objective, raw["objective"], "search.objective")
+    if cls is Search and isinstance(raw.get("objectives"), (list, tuple)):
+        from sweeps.search import build_objectives
+
+        raw["objectives"] = build_objectives(raw["objectives"], lambda item, at: _build(Objective, item, at))
     try:
         return cls(**raw)
     except TypeError as error:

@@ -90,6 +90,7 @@ class TrialPlan:
     trial_id: str | None = None
     started: float | None = None  # when the trial function started
     lora: Any = None  # unlearn.lora.LoraConfig: train LoRA adapters only; None: every weight
+    objectives: tuple = ()  # (Objective, ...): several searched at once, each reported every epoch
 
     def __post_init__(self):
         from benchmarks.common import EvalConfig
@@ -137,7 +138,8 @@ class Sweep:
             training=self.spec.training, scaling=scaling, failure=self.spec.failure,
             objective=self.spec.search.objective,
             paths=TrialPaths(refs=self.refs, train_storage=str(Path(self.sweep_dir) / TRAIN), trial_dir=trial_dir),
-            trial_id=trial_id, started=started, lora=lora.make(config.get("lora")))
+            trial_id=trial_id, started=started, lora=lora.make(config.get("lora")),
+            objectives=self.spec.search.objectives)
 
     def point(self, sampled: dict) -> GridPoint:
         """The grid point a trial's sampled values pick, with its unlearning target."""

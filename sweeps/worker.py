@@ -415,9 +415,7 @@ class EpochEnd:
         metrics = {"epoch": epoch, **scores, **{k: v for k, v in state.metrics.items() if k != "epoch"},
                    **worker.topology, **self.watch.record(), "status": OK, "final": last,
                    "method": plan.method.name}
-        objective = objective_value(metrics, plan.objective)
-        if objective is not None:
-            metrics["objective"] = objective
+        metrics.update(objective_values(metrics, plan))
         return metrics
 
     def report(self, metrics: dict, folder: str | None, last: bool) -> None:
@@ -442,6 +440,7 @@ class EpochEnd:
         metrics = {"status": DIVERGED, "error": str(error), "method": self.plan.method.name, "final": True,
                    "epoch": max(1, math.ceil(steps / per_epoch)), "step": steps,
                    "wall_s": round(self.watch.since("imports"), 3), **worker.topology}
+        metrics.update(objective_values(metrics, self.plan))  # the worst values: the searcher learns from it
         if worker.place.rank == 0:
             _record(self.plan, metrics)
         ray.train.report(metrics)
@@ -460,6 +459,15 @@ def objective_value(metrics: dict, objective: Objective | None) -> float | None:
     if feasible and not math.isnan(value):
         return float(value)
     return -1e6 if objective.mode == "max" else 1e6
+
+
+def objective_values(metrics: dict, plan: TrialPlan) -> dict:
+    """What a trial reports for the search every epoch, under stable keys (``sweeps.search``):
+    ``objective`` for one, ``objective_<metric>`` for each of several."""
+    from sweeps.search import objective_key
+
+    out = {} if plan.objective is None else {"objective": objective_value(metrics, plan.objective)}
+    return dict(out, **{objective_key(o.metric): objective_value(metrics, o) for o in plan.objectives})
 
 
 def _record(plan: TrialPlan, metrics: dict) -> None:

@@ -68,6 +68,10 @@ def sweep(tmp_path) -> Path:
     append_row(diverged, {"epoch": 1, "status": record.OK, "final": False, "method": "undial"})
     append_row(diverged, {"epoch": 2, "status": record.DIVERGED, "final": True, "method": "undial",
                           "error": "non-finite loss after step 6"})
+    stopped = sweep / "undial" / "run_trial_337b1_00006_6_lr=0.0100,seed=0_2026-11-28"  # ASHA stopped it
+    write_lines(stopped / record.PARAMS, json.dumps({"lr": 0.01, "seed": 0, "gamma": 10}))
+    append_row(stopped, {"epoch": 1, "status": record.OK, "final": False, "method": "undial"})
+    write_lines(stopped / record.STOPPED_EARLY, json.dumps({"epoch": 1}))
     return sweep
 
 
@@ -80,7 +84,7 @@ def test_status_and_the_report_show_one_state_per_trial(sweep):
     assert trials.loc[trials["trial"] == "337b1_00005", "error"].item() == "non-finite loss after step 6"
     lines = results.status_lines(sweep)
     assert lines[0] == f"sweep tiny: {len(states)} trials"
-    assert "  undial    2 ok, 1 pending, 2 diverged, 1 error" in lines
+    assert "  undial    2 ok, 1 pending, 2 diverged, 1 error, 1 stopped" in lines
     assert "  unilogit  4 ok, 1 running, 1 error" in lines
     shown = {line.split()[0]: line.split()[1] for line in lines[1:] if line.startswith("    ")}
     assert shown == states

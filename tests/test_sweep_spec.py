@@ -301,7 +301,7 @@ def test_a_trial_plan_is_typed_from_the_nested_param_space():
     spec = specs.load(TINY)
     tuned = space.param_space(spec, "undial")
     assert set(tuned) == {"method", "run"}
-    assert tuned["method"] == {"gamma": 10, "retain": "nll"} and set(tuned["run"]) == {"lr", "seed"}
+    assert tuned["method"] == {"gamma": 10, "retain": "nll"} and set(tuned["run"]) == {"lr", "seed", "proposed_by"}
     sampled = {"method": {"gamma": 10, "retain": "nll"}, "run": {"lr": 3e-3, "seed": 0}}
     plan = sweep_of(spec).trial_plan("undial", sampled, trial_id="t1", trial_dir="/sweep/undial/run_trial_t1")
     assert plan.method == UnDIAL(gamma=10, retain="nll") and plan.method.name == "undial"

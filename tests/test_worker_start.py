@@ -113,10 +113,15 @@ def test_a_trainer_without_datasets_leaves_out_ray_trains_dataset_callback():
         trainer = trainer_class(lambda: None, scaling_config=ScalingConfig(num_workers=1), datasets=datasets or None)
         return [type(callback) for callback in trainer._create_default_callbacks()]
 
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback as Cleaner
+
     trainer = patches.torch_trainer()
     assert issubclass(trainer, TorchTrainer) and ray.__version__.startswith("2.60")
     assert DatasetsCallback not in callbacks(trainer)
-    assert callbacks(trainer) == [c for c in callbacks(TorchTrainer) if c is not DatasetsCallback]
+    ours = callbacks(trainer)  # the placement-group cleaner: ours, which asks the GCS (no dashboard needed)
+    assert Cleaner not in ours and sum(issubclass(c, Cleaner) for c in ours) == 1
+    assert [Cleaner if issubclass(c, Cleaner) else c for c in ours] == [
+        c for c in callbacks(TorchTrainer) if c is not DatasetsCallback]
     assert DatasetsCallback in callbacks(trainer, train=[1, 2])  # with datasets, Ray Train's own
     assert patches.torch_trainer("2.61.0") is TorchTrainer  # outside the checked versions: left alone
 
