@@ -22,8 +22,9 @@ term) and R reference passes, for a Llama block with SDPA attention (the RMSNorm
   logits and soft labels (UnDIAL's loss works chunk by chunk too and keeps less: the reference
   logits and an fp32 gradient buffer, one buffer in fp32; counted as the KL term's, an upper
   bound). Checked on CPU against the bytes autograd saves (tests/test_plan.py). On an H200 (bf16,
-  h 2048, I 7168, V 128256, B·T = 2048), with the losses of the time, which also kept an fp32 copy
-  per pass: GA 4.30 GiB (that formula 4.28), GA + NLL 6.59 (6.60), UnDIAL + NLL 8.55 (9.53).
+  h 2048, I 7168, V 128256, B·T = 2048; ``perf/activations.py``): GA 2.81 GiB (the formula 3.30),
+  GA + NLL and Unilogit + NLL 4.21 (4.64), UnDIAL + NLL 4.64 (8.55: its reference term is the upper
+  bound above); with gradient checkpointing 2.02 (2.71), 3.42 (3.47) and 3.06 (7.38).
   With gradient checkpointing (``scaling.gradient_checkpointing``) a pass keeps each layer's input
   (the hidden state at every layer boundary) and, while backward recomputes it, one layer's full
   activations; its layer term becomes B·T·(L·e·h + 8h + e·(8h + 4I) + 4h + 2e·h) + B·T²·e (the
@@ -229,6 +230,22 @@ def check_lora(spec: SweepSpec) -> None:
                 raise SpecError(f"methods.{method}.lora.{str(error).replace('the model', name, 1)}") from None
             except Exception:  # a model the meta device cannot build here: the trial says what is wrong
                 return
+
+
+def check_fits(spec: SweepSpec, node: Node) -> None:
+    """Refuse in one line, before anything runs, a sweep one of whose trials needs more memory than
+    ``node`` (the cluster's largest) has by this plan's estimate: CPU memory per node always, GPU
+    memory when the node says how much. Skipped when the target's config is not at hand (a hub id
+    out of the cache): the trial says so then."""
+    try:
+        model_config(spec)
+    except SpecError:
+        return
+    for row in plan(spec, node)["rows"]:
+        memory = [why for why in row["why"] if "GiB" in why]  # the cluster's CPUs and GPUs: sweeps.cluster
+        if memory:
+            raise SpecError(f"methods.{row['method']}: a trial does not fit the cluster's largest node: "
+                            f"{'; '.join(memory)} (unlearn plan shows the estimate)")
 
 
 # ------------------------------------------------------------------------------------ memory

@@ -369,6 +369,8 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, address: str | Non
     cluster.check_storage(str(sweep_dir), cluster.alive_nodes())
     node_cpus = cluster.largest_node("CPU")
     scaling = cluster.bundles(spec, resources, node_cpus, cluster.largest_node("GPU"))
+    plan.check_fits(spec, plan.Node("the largest node", int(cluster.largest_node("GPU")), None, node_cpus,
+                                    cluster.largest_node("memory") or None, cluster.alive_nodes()))
     place = cluster.task_resources(spec, scaling, node_cpus)  # preparation and references: never in the driver
     cells = cells_for(spec, place, progress)
     subjects = subjects_of(cells[0].data)

@@ -259,3 +259,19 @@ def test_gradient_checkpointing_keeps_one_layer_and_the_layer_inputs(tmp_path):
         ref_passes = a["ref_forget"]  # a forward each, a third of a step
         ratio = (4 / 3 * passes + ref_passes / 3) / (passes + ref_passes / 3)
         assert b["trial_seconds"]["train_s"] / a["trial_seconds"]["train_s"] == pytest.approx(ratio, rel=1e-12)
+
+
+def test_a_sweep_whose_trial_needs_more_memory_than_the_largest_node_is_refused_in_one_line():
+    """``run_sweep`` asks ``check_fits`` with the largest Ray node's CPUs and ``memory`` resource."""
+    from sweeps import spec as specs
+    from sweeps.spec import SpecError
+
+    spec = specs.load(ROOT / "sweeps" / "specs" / "tiny.yaml")
+    needed = max(row["cpu_per_node_gib"] for row in plan.plan(spec, plan.this_machine())["rows"])
+    small = plan.Node("the largest node", 0, None, 2, needed * plan.GIB / 2, 1)
+    with pytest.raises(SpecError) as error:
+        plan.check_fits(spec, small)
+    message = str(error.value)
+    assert message.startswith("methods.") and "GiB of CPU memory per node" in message and "\n" not in message
+    plan.check_fits(spec, plan.Node("the largest node", 0, None, 2, needed * plan.GIB * 1.01, 1))  # fits
+    plan.check_fits(spec, plan.Node("the largest node", 0, None, 2, None, 1))  # memory unknown: not refused
