@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from helpers.sweep_specs import own_benchmark
 from reports.record import REFERENCE_ROWS, REFERENCES
 from sweeps import spec as specs
 
@@ -13,17 +14,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 # A benchmark of its own (a cache key of its own: the target and oracle are prepared, not reused),
 # one epoch of preparation, one NPO trial of one epoch on one worker (NPO: reference NLLs too).
-SPEC = {
-    "name": "no-model-in-the-driver",
-    "model": {"base": "tiny", "prepare": {"lr": 3.0e-3, "max_epochs": 1, "micro_batch": 8, "stop_recall": 0.01}},
-    "benchmark": {"name": "synthetic", "params": {"seed": 7, "people": 6, "forget_fraction": 0.34, "facts": 3,
-                                                  "bios": 1}},
-    "methods": {"npo": {"lr": 1.0e-3}},
-    "training": {"epochs": 1, "micro_batch": 4, "seeds": [0], "max_length": 128},
-    "eval": {"every_epoch": [], "final": ["kl"]},
-    "scaling": {"workers": 1, "zero_stage": 0},
-    "failure": {"max_retries": 0, "checkpoint_every_epoch": False},
-}
+SPEC = own_benchmark("no-model-in-the-driver", 7, {"npo": {"lr": 1.0e-3}}, epochs=1,
+                     eval={"every_epoch": [], "final": ["kl"]})
 
 
 def test_a_sweep_prepares_and_computes_its_references_without_loading_a_model_in_the_driver(

@@ -9,6 +9,7 @@ import math
 import pytest
 import yaml
 
+from helpers.sweep_specs import own_benchmark
 from reports.record import ENVIRONMENT, SPEC, read_rows, trial_id
 from sweeps import spec as specs
 from sweeps.trackers import metrics_of
@@ -17,18 +18,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 # Its own benchmark (prepared in one epoch), one method at two learning rates, two epochs each, on
 # one worker, the two trials at once on the 2-CPU cluster.
-SWEEP = {
-    "name": "tracked",
-    "model": {"base": "tiny", "prepare": {"lr": 3.0e-3, "max_epochs": 1, "micro_batch": 8, "stop_recall": 0.01}},
-    "benchmark": {"name": "synthetic", "params": {"seed": 11, "people": 6, "forget_fraction": 0.34, "facts": 3,
-                                                  "bios": 1}},
-    "methods": {"ga": {"lr": {"grid": [1.0e-3, 3.0e-3]}}},
-    "training": {"epochs": 2, "micro_batch": 4, "seeds": [0], "max_length": 128},
-    "eval": {"every_epoch": ["kl"], "final": ["kl"]},
-    "scaling": {"workers": 1, "zero_stage": 0, "cpus_per_worker": 0.9},
-    "failure": {"max_retries": 0, "checkpoint_every_epoch": False},
-    "max_concurrent_trials": 2,
-}
+SWEEP = own_benchmark("tracked", 11, {"ga": {"lr": {"grid": [1.0e-3, 3.0e-3]}}}, epochs=2,
+                      scaling={"workers": 1, "zero_stage": 0, "cpus_per_worker": 0.9}, max_concurrent_trials=2)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from unlearn.validate import ValidationError, check, check_int, check_number, fail, is_number
+from unlearn.validate import ValidationError, check, check_int, check_keys, check_number, fail, is_number
 
 ALL_LINEAR = "all-linear"  # peft's: every linear layer but the output layer
 ADAPTER_CONFIG = "adapter_config.json"  # peft's name; beside a checkpoint's shards it marks a LoRA trial
@@ -59,9 +59,7 @@ def make(params: dict | None) -> LoraConfig | None:
         return None
     if not isinstance(params, dict):
         fail("lora", f"a mapping with keys among {', '.join(FIELDS)}", params)
-    for key in params:
-        if key not in FIELDS:
-            fail(f"lora.{key}", f"one of {', '.join(FIELDS)} (unknown key)", key)
+    check_keys("lora", params, FIELDS)
     return LoraConfig(**params)
 
 

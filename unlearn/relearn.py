@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 
 from unlearn import finetune, loop
-from unlearn.validate import check, fail, is_int, is_number
+from unlearn.validate import check, check_keys, fail, is_int, is_number
 
 ALL = "all"
 FIELDS = ("examples", "steps", "lr")
@@ -44,9 +44,7 @@ class RelearnConfig:
             return raw
         if not isinstance(raw, dict):
             fail("eval.relearn", f"a mapping with keys {', '.join(FIELDS)}", raw)
-        for key in raw:
-            if key not in FIELDS:
-                fail(f"eval.relearn.{key}", f"one of {', '.join(FIELDS)} (unknown key)", key)
+        check_keys("eval.relearn", raw, FIELDS)
         for key in FIELDS:
             if key not in raw:
                 fail(f"eval.relearn.{key}", "given", None)

@@ -22,6 +22,13 @@ def check(condition: bool, field: str, allowed: str, value) -> None:
         fail(field, allowed, value)
 
 
+def check_keys(field: str, mapping: dict, allowed) -> None:
+    """Every key of ``mapping`` among ``allowed``: one line naming ``<field>.<key>`` otherwise."""
+    for key in mapping:
+        if key not in allowed:
+            fail(f"{field}.{key}", f"one of {', '.join(allowed)} (unknown key)", key)
+
+
 def is_int(value) -> bool:
     """An int, not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)

@@ -20,6 +20,7 @@ import psutil
 import yaml
 
 from helpers.ray_job import free_port
+from helpers.sweep_specs import own_benchmark
 from sweeps import faults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,17 +105,8 @@ class LocalCluster:
 # A small benchmark of its own, prepared in one epoch by the sweep (a cache key no other test uses);
 # two GA trials (two learning rates) at once, 2 epochs of one worker each, KL evaluated every epoch,
 # one retry.
-SPEC = {
-    "model": {"base": "tiny", "prepare": {"lr": 3.0e-3, "max_epochs": 1, "micro_batch": 8, "stop_recall": 0.01}},
-    "benchmark": {"name": "synthetic", "params": {"seed": 9, "people": 6, "forget_fraction": 0.34, "facts": 3,
-                                                  "bios": 1}},
-    "methods": {"ga": {"lr": {"grid": [1.0e-3, 2.0e-3]}}},
-    "training": {"epochs": 2, "micro_batch": 4, "seeds": [0], "max_length": 128},
-    "eval": {"every_epoch": ["kl"], "final": ["kl"]},
-    "scaling": {"workers": 1, "zero_stage": 2},
-    "failure": {"max_retries": 1},
-    "max_concurrent_trials": 2,
-}
+SPEC = own_benchmark("multinode", 9, {"ga": {"lr": {"grid": [1.0e-3, 2.0e-3]}}}, epochs=2,
+                     scaling={"workers": 1, "zero_stage": 2}, failure={"max_retries": 1}, max_concurrent_trials=2)
 
 
 def _alive(process: psutil.Process) -> bool:

@@ -21,6 +21,24 @@ def apply(data: dict, change: dict) -> dict:
     return data
 
 
+def own_benchmark(name: str, seed: int, methods: dict, *, epochs: int, **sections) -> dict:
+    """A tiny sweep on a small synthetic benchmark of its own (``seed``: a cache key no other test
+    uses, so its target and oracle are prepared, in one epoch), one worker per trial, ZeRO-0 unless
+    ``sections`` say otherwise; ``sections`` replace whole top-level sections."""
+    return {
+        "name": name,
+        "model": {"base": "tiny", "prepare": {"lr": 3.0e-3, "max_epochs": 1, "micro_batch": 8, "stop_recall": 0.01}},
+        "benchmark": {"name": "synthetic", "params": {"seed": seed, "people": 6, "forget_fraction": 0.34, "facts": 3,
+                                                      "bios": 1}},
+        "methods": methods,
+        "training": {"epochs": epochs, "micro_batch": 4, "seeds": [0], "max_length": 128},
+        "eval": {"every_epoch": ["kl"], "final": ["kl"]},
+        "scaling": {"workers": 1, "zero_stage": 0},
+        "failure": {"max_retries": 0, "checkpoint_every_epoch": False},
+        **sections,
+    }
+
+
 # (change to the tiny spec, what the one-line error must say)
 BAD = [
     ({"nme": "x"}, "nme must be one of name, model, methods"),
