@@ -66,8 +66,11 @@ def _needs(item) -> tuple:
 
 def pytest_collection_modifyitems(items):
     """The tests of the work started in the background run last, in the order it is done, so that it
-    runs while the others do."""
-    items.sort(key=lambda item: [name in _needs(item) for name in reversed(BACKGROUND)])
+    runs while the others do; after them the tests that start Ray clusters of their own in this
+    process (``own_cluster``: an in-process driver of the session's cluster that ran after them lost
+    its GCS)."""
+    items.sort(key=lambda item: [item.get_closest_marker("own_cluster") is not None]
+               + [name in _needs(item) for name in reversed(BACKGROUND)])
 
 
 @pytest.fixture(scope="session")

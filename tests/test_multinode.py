@@ -17,7 +17,7 @@ from helpers import multinode
 from reports.record import Trial, read_rows
 from sweeps import faults
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.own_cluster]
 
 NAME = "multinode"
 FAIL_AT = "rank=0,epoch=2,kill=node"
