@@ -67,8 +67,8 @@ def _needs(item) -> tuple:
 def pytest_collection_modifyitems(items):
     """The tests of the work started in the background run last, in the order it is done, so that it
     runs while the others do; after them the tests that start Ray clusters of their own in this
-    process (``own_cluster``: an in-process driver of the session's cluster that ran after them lost
-    its GCS)."""
+    process (``own_cluster``): starting a node re-points process-wide Ray state at it, which
+    ``helpers.multinode`` puts back, and nothing of the session's cluster runs after them anyway."""
     items.sort(key=lambda item: [item.get_closest_marker("own_cluster") is not None]
                + [name in _needs(item) for name in reversed(BACKGROUND)])
 

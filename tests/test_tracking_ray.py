@@ -56,7 +56,7 @@ def test_every_trial_is_one_mlflow_run_with_its_epochs_params_and_records(tracke
     assert sorted(run.data.params["lr"] for run in runs.values()) == ["0.001", "0.003"]
     for tid, run in runs.items():
         assert run.info.status == "FINISHED"
-        assert run.data.params == {"method": "ga", "lr": run.data.params["lr"], "seed": "0"}
+        assert run.data.params == {"method": "ga", "lr": run.data.params["lr"], "seed": "0", "proposed_by": "grid"}
         assert {run.data.tags[k] for k in ("sweep", "method", "status")} == {"tracked", "ga", "ok"}
         rows = read_rows(tracked["trials"][tid])
         assert [row["epoch"] for row in rows] == [1, 2]

@@ -36,6 +36,7 @@ class LocalCluster:
         from unittest import mock
 
         import ray._private.utils
+        import ray.experimental.internal_kv as internal_kv
         from ray.cluster_utils import Cluster
 
         self.temp_dir = tempfile.mkdtemp(prefix="raynodes", dir="/tmp")
@@ -43,8 +44,12 @@ class LocalCluster:
         node = {"node_ip_address": "127.0.0.1"}
         # The nodes' processes, and the trials' workers they start, inherit this environment: no
         # preemption watcher (nothing drains these nodes; a lost node is killed, not drained).
+        # Starting a node in this process also points the process's internal key-value client (what
+        # Tune and Train of an in-process driver use) at the new GCS: kept as it was.
         with mock.patch.dict(os.environ, {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}), \
-                mock.patch.object(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None):
+                mock.patch.object(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None), \
+                mock.patch.object(internal_kv, "global_gcs_client", internal_kv.global_gcs_client), \
+                mock.patch.object(internal_kv, "_initialized", internal_kv._initialized):
             self._cluster = Cluster(initialize_head=True, connect=False, shutdown_at_exit=True, head_node_args=dict(
                 node, num_cpus=head_cpus, include_dashboard=False, temp_dir=self.temp_dir,
                 dashboard_agent_listen_port=free_port()))
