@@ -66,9 +66,14 @@ class FailAt:
             record.update(trial=str(Path(trial_dir).relative_to(marker.parent)), **(node() if node else {}))
         if not _create(marker, record):
             return
-        if self.kill == "node":
-            time.sleep(NODE_WAIT_S)  # the node goes down with this process; alone, it dies below
-        os.kill(os.getpid(), signal.SIGKILL)
+        _die(NODE_WAIT_S if self.kill == "node" else 0)  # with kill=node the node goes down with it first
+
+
+def _die(wait_s: float) -> None:
+    """Wait ``wait_s`` seconds (none when 0), then end this process at once (SIGKILL)."""
+    if wait_s:
+        time.sleep(wait_s)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _create(path: Path, record: dict) -> bool:

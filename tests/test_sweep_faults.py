@@ -7,7 +7,6 @@ train LoRA adapters at ZeRO-3: its killed trial resumes from adapters-only check
 export is the merged model."""
 
 import json
-import os
 import signal
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def test_a_malformed_fault_hook_is_one_line_naming_the_variable(text):
 
 def test_the_fault_hook_fires_once_per_trial_and_only_where_asked(tmp_path, monkeypatch):
     killed = []
-    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: killed.append((pid, sig)))
+    monkeypatch.setattr(faults, "_die", killed.append)  # this module's, not the process-wide os.kill
     hook = faults.FailAt(rank=1, epoch=2)
     for rank, epoch in ((0, 2), (1, 1), (1, 3)):
         hook.fire(rank, epoch, tmp_path)
@@ -46,7 +45,7 @@ def test_the_fault_hook_fires_once_per_trial_and_only_where_asked(tmp_path, monk
     assert killed == [] and not (tmp_path / faults.MARKER).exists()
     waited = []
     hook.fire(1, 2, tmp_path, before=lambda: waited.append(len(killed)))
-    assert waited == [0] and killed == [(os.getpid(), signal.SIGKILL)]  # it waits, then kills
+    assert waited == [0] and killed == [0]  # it waits for the checkpoint, then dies at once
     assert json.loads((tmp_path / faults.MARKER).read_text())["epoch"] == 2
     hook.fire(1, 2, tmp_path, before=lambda: waited.append(len(killed)))  # the retried worker group runs on
     assert len(killed) == 1 and waited == [0]
@@ -56,9 +55,8 @@ def test_the_node_hook_names_its_node_once_per_sweep_and_waits_to_die_with_it(tm
     """With ``kill=node`` the chosen rank writes the sweep's marker (its trial and its node) and
     waits to be killed with that node; alone, it dies by itself after the wait. Only the first
     trial to get there fires; a later one, and the trial's restarted worker group, run on."""
-    killed, slept = [], []
-    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: killed.append((pid, sig)))
-    monkeypatch.setattr(faults.time, "sleep", slept.append)
+    killed = []
+    monkeypatch.setattr(faults, "_die", killed.append)  # not the process-wide sleep and kill: other threads
     hook = faults.FailAt(rank=0, epoch=2, kill="node")
     first, second = tmp_path / "ga" / "run_trial_a", tmp_path / "ga" / "run_trial_b"
     node = lambda: {"node_id": "abc", "node_ip": "127.0.0.1"}  # noqa: E731
@@ -69,7 +67,7 @@ def test_the_node_hook_names_its_node_once_per_sweep_and_waits_to_die_with_it(tm
     marker = json.loads((tmp_path / faults.NODE_MARKER).read_text())
     assert (marker["trial"], marker["node_id"], marker["node_ip"], marker["epoch"]) == ("ga/run_trial_a", "abc",
                                                                                        "127.0.0.1", 2)
-    assert slept == [faults.NODE_WAIT_S] and killed == [(os.getpid(), signal.SIGKILL)]
+    assert killed == [faults.NODE_WAIT_S]  # it waits to go down with its node, then dies by itself
     for trial in (second, first):  # another trial of the sweep, then the restarted group: no more
         hook.fire(0, 2, trial, node=node)
     assert len(killed) == 1 and not (first / faults.MARKER).exists()
@@ -153,3 +151,15 @@ def test_a_lora_zero3_trial_exports_the_merged_model_it_evaluated(fault_scenario
     assert scores["forget_qa_rouge_l_recall"] == final["forget_qa_rouge_l_recall"]
     for key in ("kl_oracle_model_forget", "kl_oracle_model_retain"):
         assert math.isclose(scores[key], final[key], rel_tol=1e-4), key
+
+
+def test_the_hook_dies_by_sigkill_after_its_wait(monkeypatch):
+    """``_die`` replaces this module's ``time`` and ``os`` only (not the process-wide functions)."""
+    from types import SimpleNamespace
+
+    calls = []
+    monkeypatch.setattr(faults, "time", SimpleNamespace(sleep=lambda s: calls.append(("sleep", s))))
+    monkeypatch.setattr(faults, "os", SimpleNamespace(getpid=lambda: 7, kill=lambda pid, sig: calls.append((pid, sig))))
+    faults._die(0)
+    faults._die(3)
+    assert calls == [(7, signal.SIGKILL), ("sleep", 3), (7, signal.SIGKILL)]
