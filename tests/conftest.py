@@ -11,6 +11,13 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 # Tiny models gain nothing from intra-op threads, and with the session's sweeps running beside the
 # tests (see ``_background``) threads that wait for a busy core cost a lot. Ray workers set their own.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The session runs several Ray clusters on two cores at once (its own, and the background sweeps'
+# below), so a Ray process can wait seconds for a core. Ray's own timeouts for an unresponsive
+# raylet (one health check) and an unreachable GCS are lengthened for every cluster the session
+# starts (the variables are inherited); a killed node is still found at once (its checks are
+# refused, not slow).
+os.environ.setdefault("RAY_health_check_timeout_ms", "30000")
+os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "300")
 
 
 from pathlib import Path
@@ -18,6 +25,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+_REAPER = []
+
+
+def pytest_configure(config):
+    """Before anything starts: every process the session starts ends with it (``helpers/reaper.py``)."""
+    from helpers import reaper
+
+    _REAPER.append(reaper.start())
 
 
 @pytest.fixture(scope="session")

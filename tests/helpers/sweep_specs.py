@@ -24,7 +24,8 @@ def apply(data: dict, change: dict) -> dict:
 def own_benchmark(name: str, seed: int, methods: dict, *, epochs: int, **sections) -> dict:
     """A tiny sweep on a small synthetic benchmark of its own (``seed``: a cache key no other test
     uses, so its target and oracle are prepared, in one epoch), one worker per trial, ZeRO-0 unless
-    ``sections`` say otherwise; ``sections`` replace whole top-level sections."""
+    ``sections`` say otherwise; ``sections`` replace whole top-level sections. A worker group lost
+    to the loaded test machine is started again once (from scratch: no checkpoints between epochs)."""
     return {
         "name": name,
         "model": {"base": "tiny", "prepare": {"lr": 3.0e-3, "max_epochs": 1, "micro_batch": 8, "stop_recall": 0.01}},
@@ -34,7 +35,7 @@ def own_benchmark(name: str, seed: int, methods: dict, *, epochs: int, **section
         "training": {"epochs": epochs, "micro_batch": 4, "seeds": [0], "max_length": 128},
         "eval": {"every_epoch": ["kl"], "final": ["kl"]},
         "scaling": {"workers": 1, "zero_stage": 0},
-        "failure": {"max_retries": 0, "checkpoint_every_epoch": False},
+        "failure": {"max_retries": 1, "checkpoint_every_epoch": False},
         **sections,
     }
 
