@@ -89,6 +89,14 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
+def tracked_sweep(ray_cluster, tmp_path_factory):
+    """The sweep that reports to MLflow and W&B while the driver loads no model (``helpers/tracked.py``)."""
+    from helpers import tracked
+
+    return tracked.run(tmp_path_factory.mktemp("tracked"))
+
+
+@pytest.fixture(scope="session")
 def tiny_prepared(unlearn_cache):
     """The tiny spec's target and oracle, prepared once for the session into its cache (on every
     core: nothing else runs yet)."""

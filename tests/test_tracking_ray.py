@@ -1,64 +1,36 @@
-"""A tiny sweep that reports to MLflow (a local file store) and to W&B (offline) besides its own
-files, read back with MLflow's client: one run per trial, every epoch's metrics with their standard
-errors as the trial recorded them, its hyper-parameters, the sweep's records as artifacts; and each
-trial's offline W&B run on disk. W&B's server is pointed at a closed loopback port: an offline run
-that reached for the network could not."""
+"""A tiny sweep (``helpers/tracked.py``) that reports to MLflow (a local file store) and to W&B
+(offline) besides its own files, read back with MLflow's client: one run per trial, every epoch's
+metrics with their standard errors as the trial recorded them, its hyper-parameters, the sweep's
+records as artifacts; and each trial's offline W&B run on disk. W&B's server is pointed at a
+closed loopback port: an offline run that reached for the network could not."""
 
 import math
 
 import pytest
 import yaml
 
-from helpers.sweep_specs import own_benchmark
-from reports.record import ENVIRONMENT, SPEC, read_rows, trial_id
-from sweeps import spec as specs
+from helpers.tracked import METHOD
+from reports.record import ENVIRONMENT, SPEC, read_rows
 from sweeps.trackers import metrics_of
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-# Its own benchmark (prepared in one epoch), one method at two learning rates, two epochs each, on
-# one worker, the two trials at once on the 2-CPU cluster.
-SWEEP = own_benchmark("tracked", 11, {"ga": {"lr": {"grid": [1.0e-3, 3.0e-3]}}}, epochs=2,
-                      scaling={"workers": 1, "zero_stage": 0, "cpus_per_worker": 0.9}, max_concurrent_trials=2)
 
-
-@pytest.fixture(scope="module")
-def tracked(tmp_path_factory, ray_cluster):
-    from sweeps.run import run_sweep
-
-    root = tmp_path_factory.mktemp("tracked")
-    uri = (root / "mlruns").as_uri()
-    spec = dict(SWEEP, tracking={"mlflow": {"uri": uri, "experiment": "lab"},
-                                "wandb": {"project": "lab", "mode": "offline"}})
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-        env.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
-        env.setenv("WANDB_SILENT", "true")
-        for name in ("CACHE", "CONFIG", "DATA"):
-            env.setenv(f"WANDB_{name}_DIR", str(root / f"wandb-{name.lower()}"))
-        env.delenv("WANDB_API_KEY", raising=False)
-        env.delenv("WANDB_DIR", raising=False)
-        outcome = run_sweep(specs.from_dict(spec), storage=str(root / "runs"), progress=lambda _: None)
-    assert outcome.finished == 2 and not outcome.failed, outcome
-    trials = sorted(p for p in (outcome.sweep_dir / "ga").iterdir() if p.is_dir())
-    return {"dir": outcome.sweep_dir, "uri": uri, "trials": {trial_id(p.name): p for p in trials}}
-
-
-def test_every_trial_is_one_mlflow_run_with_its_epochs_params_and_records(tracked, tmp_path, monkeypatch):
+def test_every_trial_is_one_mlflow_run_with_its_epochs_params_and_records(tracked_sweep, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
 
-    client = MlflowClient(tracking_uri=tracked["uri"])
+    client = MlflowClient(tracking_uri=tracked_sweep["uri"])
     experiment = client.get_experiment_by_name("lab")
     runs = {run.data.tags["trial_id"]: run for run in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == set(tracked["trials"]) and len(runs) == 2
+    assert set(runs) == set(tracked_sweep["trials"]) and len(runs) == 2
     assert sorted(run.data.params["lr"] for run in runs.values()) == ["0.001", "0.003"]
     for tid, run in runs.items():
         assert run.info.status == "FINISHED"
-        assert run.data.params == {"method": "ga", "lr": run.data.params["lr"], "seed": "0", "proposed_by": "grid"}
-        assert {run.data.tags[k] for k in ("sweep", "method", "status")} == {"tracked", "ga", "ok"}
-        rows = read_rows(tracked["trials"][tid])
+        assert run.data.params == {"method": METHOD, "lr": run.data.params["lr"], "seed": "0", "proposed_by": "grid"}
+        assert {run.data.tags[k] for k in ("sweep", "method", "status")} == {"tracked", METHOD, "ok"}
+        rows = read_rows(tracked_sweep["trials"][tid])
         assert [row["epoch"] for row in rows] == [1, 2]
         expected = metrics_of(rows[-1])
         assert {"kl_oracle_model_forget", "kl_oracle_model_forget_stderr", "loss"} <= set(expected)
@@ -71,17 +43,17 @@ def test_every_trial_is_one_mlflow_run_with_its_epochs_params_and_records(tracke
         artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id))
         assert artifacts == [ENVIRONMENT, SPEC], artifacts
         saved = client.download_artifacts(run.info.run_id, SPEC, str(tmp_path / tid))
-        assert yaml.safe_load(open(saved)) == yaml.safe_load((tracked["dir"] / SPEC).read_text())
+        assert yaml.safe_load(open(saved)) == yaml.safe_load((tracked_sweep["dir"] / SPEC).read_text())
 
 
-def test_every_trial_writes_an_offline_wandb_run_without_the_network(tracked):
-    for tid, trial_dir in tracked["trials"].items():
+def test_every_trial_writes_an_offline_wandb_run_without_the_network(tracked_sweep):
+    for tid, trial_dir in tracked_sweep["trials"].items():
         [run_dir] = (trial_dir / "wandb").glob(f"offline-run-*-{tid}")
         [record] = run_dir.glob(f"run-{tid}.wandb")  # what `wandb sync` uploads later
         data = record.read_bytes()
         # the run's project, its flat config, every epoch's metrics with their standard errors, and
         # the sweep's records as an artifact (W&B's offline record is a log of protobuf messages)
-        for text in ("lab", tid, "lr", '"ga"', "kl_oracle_model_forget", "kl_oracle_model_forget_stderr",
+        for text in ("lab", tid, "lr", f'"{METHOD}"', "kl_oracle_model_forget", "kl_oracle_model_forget_stderr",
                      "tracked-records", "sweep-records", SPEC, ENVIRONMENT):
             assert text.encode() in data, text
         assert b"run/lr" not in data  # no nested config
