@@ -17,12 +17,14 @@ LR, WEIGHT = (1e-3, 1e-2), (0.5, 2.0)
 EPOCHS = 16  # the ASHA sweep's
 
 
-def tiny(name: str, methods: dict, search: dict, epochs: int) -> specs.SweepSpec:
-    """The tiny preset, one worker per trial, answers evaluated every epoch (nothing else)."""
+def tiny(name: str, methods: dict, search: dict, epochs: int, at_once: int = 1) -> specs.SweepSpec:
+    """The tiny preset, one worker per trial, ``at_once`` trials at a time on the 2-CPU cluster,
+    answers evaluated every epoch (nothing else)."""
     raw = sweep_specs.raw()
+    scaling = dict(raw["scaling"], workers=1, **({"cpus_per_worker": 0.9} if at_once > 1 else {}))
     raw.update(name=name, methods=methods, search=search, training=dict(raw["training"], epochs=epochs),
                eval=dict(raw["eval"], every_epoch=["generation"], final=["generation"]),
-               scaling=dict(raw["scaling"], workers=1))
+               scaling=scaling, max_concurrent_trials=at_once)
     return specs.from_dict(raw)
 
 
@@ -33,7 +35,7 @@ def test_multi_objective_optuna_search_stays_inside_the_space_and_is_marked(ray_
 
     spec = tiny("mo", {"gd": {"lr": {"loguniform": list(LR)}, "retain_weight": {"uniform": list(WEIGHT)},
                               "retain": "nll"}},
-                {"algorithm": "optuna", "samples": 3, "seed": 1}, epochs=1)
+                {"algorithm": "optuna", "samples": 3, "seed": 1}, epochs=1, at_once=2)
     assert [(o.metric, o.mode) for o in spec.search.objectives] == [(FORGET, "min"), (RETAIN, "max")]
     outcome = run_sweep(spec, storage=str(tmp_path), progress=lambda line: None)
     assert outcome.finished == 3 and not outcome.failed
