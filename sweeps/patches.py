@@ -66,21 +66,55 @@ def torch_trainer(version: str | None = None):
 
 
 def _gcs_cleaner_callback():
-    """Ray Train's placement-group cleaner callback whose cleaner asks the GCS whether the trial's
-    controller is alive. Ray's own asks the State API, which needs the dashboard: on a local cluster
-    started without one (``sweeps.cluster.connect``) it never learns that the controller died, so
-    a trial that Tune stops (ASHA's early stop, which ends the trial's process and its controller
-    with it) kept its worker group's CPUs reserved and the next trial's worker group never
-    started. Checked on the versions in ``DATASETS_CHECKED``; drop it when Ray's cleaner works
-    without the dashboard."""
+    """Ray Train's placement-group cleaner callback, with two fixes.
+
+    Its cleaner asks the GCS whether the trial's controller is alive. Ray's own asks the State API,
+    which needs the dashboard: on a local cluster started without one (``sweeps.cluster.connect``)
+    it never learns that the controller died, so a trial that Tune stops (ASHA's early stop, which
+    ends the trial's process and its controller with it) kept its worker group's CPUs reserved and
+    the next trial's worker group never started.
+
+    And a worker group's placement group is handed to the cleaner as soon as it is created, not
+    once the group has started. When Tune stops a trial (ASHA, or the last epoch reaching ASHA's
+    ``max_t``), its controller outlives its workers by a moment, sees them gone and starts a new
+    group; killed before that group had started, it left the new placement group to no one, and
+    the group's CPUs stayed reserved until the sweep's driver exited: every later trial, and the
+    next sweep of the same driver, waited for them forever. Checked on the versions in
+    ``DATASETS_CHECKED``; drop it when Ray's cleaner works without the dashboard and Ray Train
+    registers a placement group when it creates it."""
     from ray.train.v2._internal.callbacks import placement_group_callback as module
 
     class Callback(module.PlacementGroupCleanerCallback):
         def after_controller_start(self, train_run_context):  # runs in the trial's controller process
             module.PlacementGroupCleaner = _gcs_checked_cleaner()
             super().after_controller_start(train_run_context)
+            register_on_creation(self.register)
+
+        def register(self, placement_group) -> None:
+            """Hand ``placement_group`` to the cleaner (when there is one): removed if the controller dies."""
+            if self._cleaner is not None:
+                import ray
+
+                ray.get(self._cleaner.register_placement_group.remote(placement_group))
 
     return Callback()
+
+
+def register_on_creation(register) -> None:
+    """In this process (a trial's controller), have every worker group call ``register`` with its
+    placement group as soon as it creates it, before it waits for it."""
+    from ray.train.v2._internal.execution.worker_group import worker_group as module
+
+    create = module.WorkerGroup._create_placement_group
+    create = getattr(create, "unregistered", create)  # patched once, whatever the number of calls
+
+    def create_and_register(self, *args, **kwargs):
+        handle = create(self, *args, **kwargs)
+        register(handle.placement_group)
+        return handle
+
+    create_and_register.unregistered = create
+    module.WorkerGroup._create_placement_group = create_and_register
 
 
 @functools.cache

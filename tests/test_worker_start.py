@@ -126,6 +126,29 @@ def test_a_trainer_without_datasets_leaves_out_ray_trains_dataset_callback():
     assert patches.torch_trainer("2.61.0") is TorchTrainer  # outside the checked versions: left alone
 
 
+def test_a_worker_group_hands_its_placement_group_to_the_cleaner_as_it_creates_it(monkeypatch):
+    """A controller killed between creating a worker group's placement group and starting the group
+    (Tune stopping its trial as the controller restarts its workers) leaves the placement group to
+    the cleaner, which removes it: the group registers it as soon as it exists. Patched once,
+    however often the controller's callback runs."""
+    from types import SimpleNamespace
+
+    from ray.train.v2._internal.execution.worker_group import worker_group as module
+
+    created = []
+
+    def create(self, scaling_config, context):
+        created.append(context)
+        return SimpleNamespace(placement_group=f"pg-{context}")
+
+    monkeypatch.setattr(module.WorkerGroup, "_create_placement_group", create)
+    registered = []
+    patches.register_on_creation(registered.append)
+    patches.register_on_creation(registered.append)
+    handle = module.WorkerGroup._create_placement_group(None, None, 1)
+    assert handle.placement_group == "pg-1" and created == [1] and registered == ["pg-1"]
+
+
 # Two ranks join through ``patches.setup_process_group``; rank 0 lists its listening sockets while
 # the group is up (between two barriers), so the check never races the group's end.
 GROUP = textwrap.dedent("""
