@@ -29,7 +29,7 @@ lint: install
 test: install lint
 	$(PY) -m pytest -q --durations=10
 
-# Everything but the Ray sweeps and the browser checks (about a minute).
+# Everything but the Ray sweeps, the browser checks and the slow tests (about two minutes).
 test-fast: install
 	$(PY) -m pytest -q -m "not ray and not browser and not slow"
 
