@@ -137,10 +137,15 @@ def on_worker(function, place: dict, progress, *args):
     import ray
     from ray.exceptions import RayTaskError
 
+    from sweeps import orphans
+
     task = ray.remote(max_calls=1, num_returns="streaming")(_streamed).options(**place)
     result = None
     try:
-        for ref in task.remote(function, max(1, round(place["num_cpus"])), *args):
+        orphans.release(progress)
+        stream = task.remote(function, max(1, round(place["num_cpus"])), *args)
+        _wait_for_start(stream, place, progress)
+        for ref in stream:
             kind, value = ray.get(ref)
             if kind == "say":
                 progress(value)
@@ -149,6 +154,23 @@ def on_worker(function, place: dict, progress, *args):
     except RayTaskError as error:
         raise (error.cause if isinstance(error.cause, BaseException) else error) from None
     return result
+
+
+def _wait_for_start(stream, place: dict, progress, every: float = 5.0, tell: float = 60.0) -> None:
+    """Until ``stream``'s task yields its first line: release what dead trials left reserved
+    (``sweeps.orphans``) every ``every`` seconds, and say every ``tell`` seconds what it waits for
+    and what holds the cluster's resources. A busy cluster is waited for, not refused."""
+    import ray
+
+    from sweeps import orphans
+
+    began = told = time.monotonic()
+    while not ray.wait([stream], timeout=every)[0]:
+        orphans.release(progress)
+        if time.monotonic() - told >= tell:
+            told = time.monotonic()
+            held = orphans.held().replace("\n", "; ")
+            progress(f"waiting {told - began:.0f}s for {place} (free now: {ray.available_resources()}; held: {held})")
 
 
 def _streamed(function, threads: int, *args):
@@ -468,7 +490,7 @@ def _tune_method(spec: SweepSpec, method: str, sweep: Sweep, progress, resume: b
     """Run one method's trials; (finished, [(method, trial id, first error line)])."""
     from ray import tune
 
-    from sweeps import cluster, space, tracking
+    from sweeps import cluster, orphans, space, tracking
     from sweeps import search as searching
     from sweeps.trial import run_trial
     from sweeps.tune_logger import FlatParams
@@ -488,8 +510,9 @@ def _tune_method(spec: SweepSpec, method: str, sweep: Sweep, progress, resume: b
     else:
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                            run_config=tune.RunConfig(name=method, storage_path=sweep.sweep_dir, verbose=1,
-                                                     callbacks=[FlatParams(), *tracking.callbacks(
-                                                         spec.tracking, spec.name, method, sweep.sweep_dir)]))
+                                                     callbacks=[FlatParams(), orphans.Releaser(progress),
+                                                                *tracking.callbacks(spec.tracking, spec.name, method,
+                                                                                    sweep.sweep_dir)]))
     results = tuner.fit()
     searching.mark_stopped(results)  # ASHA's early stops read as stopped, not as still running
     failed = [r for r in results if r.error]
