@@ -102,6 +102,13 @@ class _RecordsActor(_WandbLoggingActor):
         super().__init__(*args, **kwargs)
         self._records, self._sweep = tuple(records), sweep
 
+    def run(self):
+        super().run()
+        # ``wandb.finish`` returns before W&B's service has written the run's file out, and Tune kills
+        # this process as soon as ``run`` returns: a trial's offline record then lacked its last
+        # results. ``teardown`` waits for the service to finish every run and close its files.
+        self._wandb.teardown()
+
     def _handle_result(self, result: dict):
         if self._records:
             artifact = self._wandb.Artifact(name=f"{self._sweep}-records", type="sweep-records")

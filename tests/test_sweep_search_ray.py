@@ -80,19 +80,23 @@ def test_asha_stops_a_trial_that_is_behind_on_its_objective(ray_cluster, tiny_pr
     assert after.rows and after.state in ("ok", STOPPED)
     # Tune stops every trial here (ASHA stops one early, and each at its last epoch), which kills its
     # controller as it may be restarting its workers: nothing may keep CPUs reserved afterwards
-    # (the worker group's placement group reaches the cleaner as it is created: sweeps.patches).
+    # (the worker group's placement group reaches the cleaner as it is created: sweeps.patches; one
+    # made in the controller's last moment is released by the driver before its next work: sweeps.orphans).
     assert placement_groups_left() == []
 
 
 def placement_groups_left(wait_s: float = 60.0) -> list:
     """The cluster's placement groups not yet removed, once none is left or after ``wait_s``: a
-    dead controller's group is removed by its cleaner, which looks once a second."""
+    dead controller's group is removed by its cleaner, which looks once a second, or by the driver."""
     import time
 
     import ray
 
+    from sweeps import orphans
+
     deadline = time.monotonic() + wait_s
     while True:
+        orphans.release()
         left = [pg for pg, info in ray.util.placement_group_table().items() if info["state"] != "REMOVED"]
         if not left or time.monotonic() > deadline:
             return left

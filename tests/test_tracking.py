@@ -184,3 +184,34 @@ def test_a_trial_function_returns_only_once_tune_has_its_last_result(monkeypatch
     assert not patches.hand_over_last_result(version="2.61.0")  # where it was not checked
     monkeypatch.setattr(train_session, "get_session", lambda: type("NoQueue", (), {})())
     assert not patches.hand_over_last_result(version="2.60.0")  # no TuneReportCallback
+
+
+def test_a_wandb_logging_process_ends_only_once_its_offline_record_holds_every_result(tmp_path, monkeypatch):
+    """Tune kills a trial's W&B logging process as soon as its ``run`` returns; ``wandb.finish``
+    returns before W&B's service has written the run out (a loaded machine lost a trial's last
+    results that way), so ``run`` returns only once the service has ended."""
+    import queue
+
+    import psutil
+    from ray.air.integrations.wandb import _QueueItem
+
+    from sweeps.trackers import _RecordsActor
+
+    for name in ("CACHE", "CONFIG", "DATA"):
+        monkeypatch.setenv(f"WANDB_{name}_DIR", str(tmp_path / name.lower()))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    results = queue.Queue()
+    for epoch in (1, 2):
+        results.put((_QueueItem.RESULT, {"training_iteration": epoch, f"forget_score_epoch_{epoch}": 0.5 / epoch}))
+    results.put((_QueueItem.END, None))
+    actor = _RecordsActor(str(tmp_path), results, [], [], id="trial_1", project="lab", mode="offline",
+                          dir=str(tmp_path), config={"lr": 0.1})
+    actor.run()
+    assert not [child for child in psutil.Process().children()  # W&B's service (started by this process) has ended
+                if child.status() != psutil.STATUS_ZOMBIE and "wandb" in " ".join(child.cmdline())]
+    [record] = tmp_path.glob("wandb/offline-run-*-trial_1/run-trial_1.wandb")
+    data = record.read_bytes()
+    assert b"forget_score_epoch_1" in data and b"forget_score_epoch_2" in data
