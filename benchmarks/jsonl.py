@@ -266,6 +266,7 @@ def _metrics() -> tuple[Metric, ...]:
 # The seed paper's e-commerce figure: forget completion against neighbour completion, utility as marker size.
 DECLARED = Declaration(
     needs_oracle=False, can_prepare=True,
+    oracle_params=("path",),
     fronts=(Front("forget_completion_rouge_l_recall", "neighbor_completion_rouge_l_recall", size="utility_mc_accuracy"),
             Front("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall")),
     trajectories=("forget_completion_rouge_l_recall", "neighbor_completion_rouge_l_recall", "utility_mc_accuracy"),

@@ -76,6 +76,10 @@ class Declaration:
     # ``with_forget_groups(groups)`` (see ``Data``), and relearning can hold back the probes of the
     # groups it does not train on. Empty: relearning takes the whole forget set.
     forget_groups: str = ""
+    # The parameters that change which examples are forgotten (and so what a retrained oracle was
+    # trained without): a sweep that grids one of them with a given ``model.oracle`` names one oracle
+    # per grid point.
+    oracle_params: tuple = ()
 
 
 def check_declaration(name: str, metrics: tuple, declared: Declaration) -> None:

@@ -97,6 +97,7 @@ UTILITY = ("retain_qa_prob", "retain_qa_rouge_l_recall", "retain_truth_ratio",
 # forget metric: forget ROUGE within 0.05 of the retain model's.
 DECLARED = Declaration(
     needs_oracle=True, can_prepare=True, forget_qa=True,
+    oracle_params=("split", "source"),
     fronts=(Front("forget_quality", "model_utility"),),
     trajectories=("forget_quality", "model_utility", "forget_truth_ratio", "forget_qa_prob",
                   "forget_qa_rouge_l_recall"),

@@ -43,6 +43,7 @@ from sweeps.spec import (
     softlabel_gammas,
     to_dict,
     variant_key,
+    variant_name,
 )
 
 if TYPE_CHECKING:
@@ -87,10 +88,12 @@ def cells_for(spec: SweepSpec, place: dict, progress) -> list[Cell]:
     from sweeps import relearn
 
     if not spec.model.base:
-        for role in ("target", "oracle"):
-            name = getattr(spec.model, role)
+        oracles = spec.model.oracle if isinstance(spec.model.oracle, dict) else {"": spec.model.oracle}
+        named = [("model.target", spec.model.target)] + [
+            (f"model.oracle{'.' + point if point else ''}", name) for point, name in oracles.items()]
+        for field_name, name in named:
             if name and not Path(name).expanduser().is_dir() and not _hub_id(name):
-                raise SpecError(f"model.{role} {name!r} is neither a model directory nor a hub id (owner/name)")
+                raise SpecError(f"{field_name} {name!r} is neither a model directory nor a hub id (owner/name)")
     cells = []
     for label, params in spec.benchmark.variants():
         benchmark = spec.benchmark.build(label)
@@ -100,8 +103,8 @@ def cells_for(spec: SweepSpec, place: dict, progress) -> list[Cell]:
             cells.append(Cell(label, params, benchmark, "", None, data))
         else:
             if label:
-                progress(f"benchmark {', '.join(f'{k}={v}' for k, v in label.items())}")
-            oracle = spec.model.oracle and _model_path(spec.model.oracle)
+                progress(f"benchmark {variant_name(label)}")
+            oracle = spec.oracle_for(label) and _model_path(spec.oracle_for(label))
             cells.append(Cell(label, params, benchmark, _model_path(spec.model.target), oracle, data))
     if spec.model.base:
         prepared = on_worker(prepare_models, place, progress, spec)

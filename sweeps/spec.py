@@ -34,16 +34,22 @@ SpecError = ValidationError  # a malformed spec; the CLI prints its one-line mes
 @dataclass(frozen=True)
 class ModelSpec:
     """Either ``base`` (prepared into a target and an oracle with ``prepare``) or ``target`` (a
-    model directory or hub id) with, where the benchmark has one, its retrained ``oracle``."""
+    model directory or hub id) with, where the benchmark has one, its retrained ``oracle``: one
+    model, or one per grid point of the benchmark (``{"split=forget01": ..., ...}``, named as
+    :func:`variant_name` names them) when the grid changes what is forgotten."""
 
     base: str | None = None
     prepare: dict = field(default_factory=dict)
     target: str | None = None
-    oracle: str | None = None
+    oracle: str | dict | None = None
 
     def __post_init__(self):
         if bool(self.base) == bool(self.target):
             fail("model", "either {base: ...} or {target: ..., oracle: ...}", dataclasses.asdict(self))
+        if self.oracle is not None and not (isinstance(self.oracle, str) and self.oracle) and not (
+                isinstance(self.oracle, dict) and self.oracle
+                and all(isinstance(v, str) and v for v in self.oracle.values())):
+            fail("model.oracle", "a model directory or hub id, or a mapping of grid point to one", self.oracle)
         if self.prepare and not self.base:
             fail("model.prepare", "given only with model.base", self.prepare)
         from benchmarks.prepare import Recipe
@@ -106,6 +112,11 @@ class BenchmarkSpec:
         if params is None:
             raise SpecError(f"benchmark: no grid point {label!r}")
         return benchmarks.get(self.name, **params)
+
+
+def variant_name(label: dict) -> str:
+    """How a grid point is named to a user: ``split=forget01`` (``, ``-joined with several)."""
+    return ", ".join(f"{k}={v}" for k, v in label.items())
 
 
 def variant_key(label: dict) -> str:
@@ -303,6 +314,7 @@ class SweepSpec:
         if self.model.target and not self.model.oracle and declared.needs_oracle:
             fail("model.oracle", f"a model directory (the {self.benchmark.name} benchmark compares with the "
                  "retrained model)", self.model.oracle)
+        self._check_oracles(declared)
         if declared.cannot_train:
             raise SpecError(f"benchmark.params: {declared.cannot_train}")
         from sweeps import relearn
@@ -325,6 +337,30 @@ class SweepSpec:
                 if key in own or key in RESERVED:
                     fail(f"benchmark.params.{key}", f"a name that is not a hyper-parameter of {method} (it would "
                          "collide with one)", key)
+
+    def _check_oracles(self, declared) -> None:
+        """A given oracle fits every grid point: one model when the grid leaves the forgotten
+        examples alone, one per grid point (exactly those) when it changes them."""
+        oracle, names = self.model.oracle, [variant_name(label) for label, _ in self.benchmark.variants()]
+        changing = [k for k in self.benchmark.grid() if k in declared.oracle_params]
+        if isinstance(oracle, str) and changing:
+            example = ", ".join(f"{name}: ..." for name in names[:2])
+            fail("model.oracle", f"one retrained model per grid point, as benchmark.params.{changing[0]} changes "
+                 f"what is forgotten: {{{example}{', ...' if len(names) > 2 else ''}}}", oracle)
+        if isinstance(oracle, dict) and not self.benchmark.grid():
+            fail("model.oracle", "one model directory or hub id (the benchmark has no grid)", oracle)
+        if isinstance(oracle, dict):
+            for key in oracle:
+                if key not in names:
+                    fail(f"model.oracle.{key}", f"a grid point of the benchmark: {', '.join(names) or 'none'}", key)
+            missing = [name for name in names if name not in oracle]
+            if missing:
+                fail("model.oracle", f"a model for every grid point (missing: {', '.join(missing)})", oracle)
+
+    def oracle_for(self, label: dict) -> str | None:
+        """The given oracle of a grid point (``label``); None without one."""
+        oracle = self.model.oracle
+        return oracle.get(variant_name(label)) if isinstance(oracle, dict) else oracle
 
     def space(self, method: str) -> dict:
         return dict(self.methods[method] or {})

@@ -182,6 +182,49 @@ def test_the_oracle_is_required_only_where_the_benchmark_needs_one(tmp_path):
     assert jsonl.model.base == "tiny" and jsonl.benchmark.build().declared.can_prepare
 
 
+TOFU_FIXTURE = str(Path(__file__).parent / "fixtures" / "tofu")
+SPLITS = {"split": {"grid": ["forget01", "forget05"]}, "source": TOFU_FIXTURE}
+ORACLES = {"split=forget01": "retain/99", "split=forget05": "retain/95"}
+GD = {"gd": {"lr": 1e-5}}
+
+
+@pytest.mark.parametrize("params, oracle, message", [
+    (SPLITS, "retain/90", r"^model.oracle must be one retrained model per grid point, as benchmark.params.split "
+                          r"changes what is forgotten: \{split=forget01: \.\.\., split=forget05: \.\.\.\}; "
+                          r"got 'retain/90'$"),
+    (SPLITS, {"split=forget01": "retain/99"}, r"^model.oracle must be a model for every grid point \(missing: "
+                                              r"split=forget05\); got "),
+    (SPLITS, {**ORACLES, "split=forget10": "retain/90"}, r"^model.oracle.split=forget10 must be a grid point of the "
+                                                        r"benchmark: split=forget01, split=forget05; got "),
+    ({"source": TOFU_FIXTURE}, {"": "retain/90"}, r"^model.oracle must be one model directory or hub id \(the "
+                                                  r"benchmark has no grid\); got \{'': 'retain/90'\}$"),
+    (SPLITS, {"split=forget01": "retain/99", "split=forget05": ""}, r"^model.oracle must be a model directory or "
+                                                                   r"hub id, or a mapping of grid point to one; got"),
+])
+def test_a_grid_that_changes_what_is_forgotten_needs_an_oracle_per_grid_point(params, oracle, message):
+    with pytest.raises(specs.SpecError, match=message):
+        specs.from_dict(with_benchmark("tofu", params, model={"target": "tofu/full", "oracle": oracle},
+                                       methods=GD))
+
+
+def test_each_grid_point_gets_its_own_oracle_and_a_grid_that_keeps_the_forget_set_shares_one(tmp_path, monkeypatch):
+    from sweeps.run import cells_for
+
+    monkeypatch.setenv("UNLEARN_CACHE", str(tmp_path))
+    spec = specs.from_dict(with_benchmark("tofu", SPLITS, model={"target": "tofu/full", "oracle": ORACLES},
+                                          methods=GD))
+    cells = cells_for(spec, {}, lambda line: None)
+    assert [(c.label, c.target, c.oracle) for c in cells] == [
+        ({"split": "forget01"}, "tofu/full", "retain/99"), ({"split": "forget05"}, "tofu/full", "retain/95")]
+    assert [c.data.split for c in cells] == ["forget01", "forget05"]  # each oracle beside its own forget set
+    # the generation length changes no example: one oracle serves every grid point
+    shared = specs.from_dict(with_benchmark("tofu", {"split": "forget01", "source": TOFU_FIXTURE,
+                                                     "max_new_tokens": {"grid": [8, 16]}},
+                                            model={"target": "tofu/full", "oracle": "retain/99"}, methods=GD))
+    assert [c.oracle for c in cells_for(shared, {}, lambda line: None)] == ["retain/99", "retain/99"]
+    assert specs.from_dict(specs.to_dict(spec)).model.oracle == ORACLES  # as the saved spec.yaml holds it
+
+
 def test_a_grid_over_benchmark_parameters_expands_to_every_combination():
     params = {"seed": 1, "people": {"grid": [20, 24]}, "forget_fraction": 0.2, "facts": 4, "bios": {"grid": [2, 3]}}
     spec = specs.from_dict(with_benchmark("synthetic", params))

@@ -61,6 +61,7 @@ def _metrics(gammas) -> tuple[Metric, ...]:
 
 DECLARED = Declaration(
     needs_oracle=True, can_prepare=True,
+    oracle_params=("seed", "people", "forget_fraction", "holdout_fraction", "facts", "bios"),
     fronts=(Front("forget_qa_rouge_l_recall", "retain_qa_rouge_l_recall"),
             Front("forget_verbmem_rouge_l_f1", "utility_qa_rouge_l_recall"),
             Front("forget_all_rouge_l_recall", "neighbor_qa_rouge_l_recall"),
