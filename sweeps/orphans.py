@@ -5,10 +5,9 @@ Ray removes an actor's placement group only when the actor *and* its job have en
 behind by a controller that Tune killed (an early stop, or a stop during a restart of its workers)
 keeps its CPUs reserved until the sweep's driver exits, and every later trial or task that needs
 them waits forever. Ray Train's own cleaner misses the ones created in the last moment of a
-controller's life. The driver therefore removes every placement group of its own job whose
-creating actor is dead: between Tune's steps (:class:`Releaser`) and while its own tasks wait
-(``sweeps.run.on_worker``). A placement group made by a driver (Tune's trials), by a live actor or
-in another job is never touched."""
+controller's life. The driver therefore removes every placement group whose creating actor is
+dead: between Tune's steps (:class:`Releaser`) and while its own tasks wait (``sweeps.run.on_worker``).
+A placement group made by a driver (Tune's trials) or by a live actor is never touched."""
 
 from __future__ import annotations
 
@@ -29,14 +28,12 @@ def _table() -> list:
 
 
 def orphaned() -> list:
-    """The placement groups of this driver's job still held whose creating actor is dead (never a
-    driver's, never detached, never another job's: on a shared cluster that job may still use it)."""
-    import ray
+    """The placement groups still held whose creating actor is dead (never a driver's, never detached)."""
     from ray.core.generated import gcs_pb2
 
-    removed, job = gcs_pb2.PlacementGroupTableData.REMOVED, ray.get_runtime_context().get_job_id()
+    removed = gcs_pb2.PlacementGroupTableData.REMOVED
     return [pg for pg in _table() if pg.state != removed and not pg.is_detached
-            and pg.creator_job_id.hex() == job and _maker(pg) == "a dead actor"]
+            and _maker(pg) == "a dead actor"]
 
 
 def release(progress=None) -> list[str]:

@@ -50,55 +50,6 @@ def test_a_dead_actors_placement_group_no_longer_blocks_the_drivers_next_task(ra
         for group in (own, PlacementGroup(ray.PlacementGroupID.from_hex(kept))):
             remove_placement_group(group)
 
-OTHER_JOB = """
-import sys
-import ray
-from ray.util.placement_group import placement_group
-from sweeps import cluster
-
-cluster.connect(address=sys.argv[1])
-
-@ray.remote(num_cpus=0)
-class Maker:
-    def make(self):
-        group = placement_group([{"CPU": 0.25}])
-        ray.get(group.ready())
-        return group.id.hex()
-
-maker = Maker.remote()
-print(ray.get(maker.make.remote()), flush=True)
-ray.kill(maker)
-sys.stdin.read()  # this job lives (and may still use the group) until the test closes its stdin
-"""
-
-
-def test_another_jobs_placement_group_is_left_to_that_job(ray_cluster):
-    """On a shared cluster another job may still use a group its dead actor made: never released here."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    import ray
-
-    from sweeps import orphans
-
-    env = dict(os.environ, RAY_AUTH_MODE="token")
-    job = subprocess.Popen([sys.executable, "-c", OTHER_JOB, ray.get_runtime_context().gcs_address],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        theirs = job.stdout.readline().strip()
-        assert theirs, "the other job made no placement group"
-        while not [pg for pg in orphans._table()  # until the GCS has seen its maker die
-                   if pg.placement_group_id.hex() == theirs and pg.creator_actor_dead]:
-            time.sleep(0.2)
-        assert theirs not in [pg.placement_group_id.hex() for pg in orphans.orphaned()]
-        assert theirs not in orphans.release() and _state(theirs) == "CREATED"
-    finally:
-        job.stdin.close()
-        job.wait()
-
-
 def test_the_releaser_is_saved_with_tunes_run_without_its_progress_function():
     import pickle
 
